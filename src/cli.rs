@@ -1,0 +1,147 @@
+//! The command line, as clap derive types only: no logic here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Shows, packet by packet, how a TCP connection is opened and closed.
+#[derive(Debug, Parser)]
+#[command(name = "synack", version, about, long_about = None)]
+pub struct Cli {
+    /// More detail (-v: each segment's reason and timers; -vv: debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only the summary (and errors).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// When to colour the output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The self-contained lab: a private network namespace, a kernel TCP
+    /// server (std::net::TcpListener) and synack's hand-built client, with
+    /// the whole exchange narrated and written to a pcap.
+    Lab(LabArgs),
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Where to write the capture of every frame the client sent and received.
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE",
+        default_value = "synack-lab.pcap"
+    )]
+    pub write: PathBuf,
+
+    /// Application data the client sends after the handshake.
+    #[arg(long, value_name = "TEXT", default_value = "hello")]
+    pub data: String,
+
+    /// The server's reply (an empty string: no reply).
+    #[arg(long, value_name = "TEXT", default_value = "hello, client")]
+    pub reply: String,
+
+    /// The server's port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// How long the client stays in TIME-WAIT (Linux: 60s). Accepts 2s,
+    /// 500ms, 0.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub time_wait: Duration,
+
+    /// Give up after this long without finishing (SYN retransmissions back
+    /// off 1s, 2s, 4s … within it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Let the server's ACK of our FIN ride on its own FIN (Linux's delayed
+    /// ACK): the close becomes FIN / FIN+ACK / ACK.
+    #[arg(long)]
+    pub delayed_ack: bool,
+
+    /// The client's initial sequence number (default: random).
+    #[arg(long, value_name = "N")]
+    pub isn: Option<u32>,
+
+    /// Print each event as a JSON line instead of the narration.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run N full cycles and print latency figures against the kernel's own
+    /// client, measured in the same run (a benchmark).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: Option<u32>,
+}
+
+/// Parses `3`, `3s`, `500ms`, `250us`, `1.5s`, `2m` into a duration
+/// (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 3, 3s, 500ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (use s, ms, us, m)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("'{text}' is out of range (0 to 24h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_like_a_user_writes_them() {
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! synack shows, packet by packet, how a TCP connection is opened and closed.
+//!
+//! The layers, from pure to privileged:
+//! - [`wire`]: segment and frame representations; emit with pnet, parse
+//!   with etherparse.
+//! - [`tcp`]: the RFC 9293 connection state machine; segments and time in,
+//!   segments to send out.
+//! - [`capture`]: pcap writing over any `io::Write`.
+//! - [`report`]: the narration, one line per segment, and JSON.
+//! - [`net`]: the only privileged code: the lab's namespace and veth pair,
+//!   the `TcpListener` server, the AF_PACKET link.
+//! - [`lab`]: the client loop that ties them together.
+
+pub mod tcp;
+pub mod wire;
+
+/// The run did what it could and the connection (or the analysis) failed:
+/// the server refused or stayed silent, a capture was cut. Exit status 1;
+/// every other error is a usage or environment error (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);

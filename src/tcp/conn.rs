@@ -1,0 +1,857 @@
+//! One TCP connection as RFC 9293 describes it: the send and receive
+//! sequence variables, the state, and the rules that move them.
+//!
+//! Pure (smoltcp's socket idea): segments and the current time go in, events
+//! come out ([`Event::Send`] is a segment for the caller to put on the wire).
+//! Timers are deadlines; [`Connection::poll_at`] says when to call
+//! [`Connection::poll`] again. Nothing here sleeps, reads a clock or touches
+//! a socket.
+//!
+//! Heads up: read RFC 9293 §3.10 ("Event Processing") before changing the
+//! segment rules; every arm of the big match names the rule it follows.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::wire::{Flags, SegmentRepr, SeqNumber, TcpFlags, TcpOptions};
+
+use super::State;
+
+/// RFC 6298 §2.1: the initial retransmission timeout.
+pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// RFC 6298 §2.5: an upper bound on the RTO (60 s or more).
+pub const MAX_RTO: Duration = Duration::from_secs(60);
+/// The receive window Linux advertises on its first segments.
+pub const DEFAULT_WINDOW: u32 = 64240;
+/// The MSS on a 1500-byte Ethernet MTU (1500 − 20 − 20).
+pub const DEFAULT_MSS: u16 = 1460;
+/// The window scale Linux offers.
+pub const DEFAULT_WSCALE: u8 = 7;
+/// RFC 9293 §3.4.2: 2·MSL. Linux hard-codes TIME-WAIT at 60 s.
+pub const LINUX_TIME_WAIT: Duration = Duration::from_secs(60);
+
+/// How a connection is set up: addresses, what to offer in the SYN, timers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The initial send sequence number (RFC 9293 §3.4.1).
+    pub iss: SeqNumber,
+    /// Our receive window in bytes (before scaling).
+    pub window: u32,
+    /// The MSS to announce in the SYN.
+    pub mss: u16,
+    /// The window scale to offer (RFC 7323 §2); `None` offers none.
+    pub wscale: Option<u8>,
+    /// Offer SACK (RFC 2018). synack never sends SACK blocks itself.
+    pub sack_permitted: bool,
+    /// Offer timestamps (RFC 7323 §3); kept on every segment when agreed.
+    pub timestamps: bool,
+    /// The lower bound of the RTO once an RTT was measured (RFC 6298 §2.4).
+    pub min_rto: Duration,
+    /// Give up after this many retransmissions of one segment.
+    pub max_retries: u32,
+    /// How long TIME-WAIT lasts (RFC 9293's 2·MSL; Linux: 60 s).
+    pub time_wait: Duration,
+}
+
+impl Config {
+    /// The options Linux 6.x puts on its SYN: MSS 1460, SACK, timestamps,
+    /// window scale 7; RTO bounds from RFC 6298.
+    pub fn new(local_port: u16, remote_port: u16, iss: SeqNumber) -> Config {
+        Config {
+            local_port,
+            remote_port,
+            iss,
+            window: DEFAULT_WINDOW,
+            mss: DEFAULT_MSS,
+            wscale: Some(DEFAULT_WSCALE),
+            sack_permitted: true,
+            timestamps: true,
+            min_rto: INITIAL_RTO,
+            max_retries: 6,
+            time_wait: LINUX_TIME_WAIT,
+        }
+    }
+}
+
+/// Why a segment is sent: the narration says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendReason {
+    /// Active open (RFC 9293 §3.10.1).
+    Syn,
+    /// SYN-ACK in a simultaneous open (§3.10.7.3).
+    SynAck,
+    /// Completes the three-way handshake (§3.10.7.3).
+    HandshakeAck,
+    /// Application data (§3.10.2).
+    Data,
+    /// Acknowledges received data or FIN (§3.10.7.4, seventh and eighth).
+    Ack,
+    /// Answers an unacceptable segment (§3.10.7.4, first check).
+    DuplicateAck,
+    /// RFC 5961 challenge ACK for a RST or SYN inside the window.
+    ChallengeAck,
+    /// Our FIN (§3.10.4).
+    Fin,
+    /// Abort (§3.10.5).
+    Abort,
+    /// A reset answering a segment that acknowledges something we never sent
+    /// (§3.10.7.3, SYN-SENT, first check).
+    ResetUnacceptableAck,
+    /// A retransmission after the RTO expired; `attempt` counts from 1.
+    Retransmission { attempt: u32 },
+}
+
+/// What the connection asks of its caller, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Put this segment on the wire.
+    Send {
+        segment: SegmentRepr,
+        reason: SendReason,
+    },
+    /// The state changed (every change goes through one place).
+    StateChanged { from: State, to: State },
+    /// In-order payload for the application.
+    Received(Vec<u8>),
+    /// The peer's FIN arrived: no more data will come.
+    PeerClosed,
+    /// The peer reset the connection (RFC 9293 §3.10.7.3/§3.10.7.4).
+    Reset { state: State },
+    /// A segment was dropped without effect; `why` says which rule.
+    Ignored { why: &'static str },
+    /// A segment was retransmitted `max_retries` times without an ACK.
+    GaveUp { state: State },
+}
+
+/// An operation that the current state does not allow (RFC 9293 §3.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {op} in state {state}")]
+pub struct InvalidState {
+    pub op: &'static str,
+    pub state: State,
+}
+
+/// One TCP connection (the client end, active open).
+#[derive(Debug)]
+pub struct Connection {
+    cfg: Config,
+    state: State,
+    /// The clock origin for timestamps.
+    epoch: Instant,
+    /// Initial receive sequence number: the peer's ISN.
+    irs: Option<SeqNumber>,
+    /// Oldest unacknowledged sequence number.
+    snd_una: SeqNumber,
+    /// Next sequence number to be sent.
+    snd_nxt: SeqNumber,
+    /// The peer's receive window, scaled, in bytes.
+    snd_wnd: u32,
+    /// Next sequence number expected from the peer.
+    rcv_nxt: SeqNumber,
+    /// The peer's MSS (536 when it announced none, RFC 9293 §3.7.1).
+    peer_mss: u16,
+    /// Shift applied to the peer's window field (RFC 7323 §2.3).
+    snd_wscale: u8,
+    /// Shift applied to our own window field.
+    rcv_wscale: u8,
+    /// Timestamps were agreed; the latest TSval to echo.
+    ts_recent: Option<u32>,
+    /// Sent segments that take sequence space and are not yet acknowledged.
+    unacked: VecDeque<SegmentRepr>,
+    /// When the oldest of them was (first) sent, for an RTT sample.
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+    retries: u32,
+    retransmit_at: Option<Instant>,
+    time_wait_until: Option<Instant>,
+    fin_sent: bool,
+}
+
+impl Connection {
+    /// A connection in CLOSED, not yet opened.
+    pub fn new(cfg: Config, now: Instant) -> Connection {
+        let iss = cfg.iss;
+        Connection {
+            cfg,
+            state: State::Closed,
+            epoch: now,
+            irs: None,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_wnd: 0,
+            rcv_nxt: SeqNumber(0),
+            peer_mss: 536,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            ts_recent: None,
+            unacked: VecDeque::new(),
+            rtt_probe: None,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: INITIAL_RTO,
+            retries: 0,
+            retransmit_at: None,
+            time_wait_until: None,
+            fin_sent: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// Our initial sequence number.
+    pub fn iss(&self) -> SeqNumber {
+        self.cfg.iss
+    }
+    /// The peer's initial sequence number, once its SYN arrived.
+    pub fn irs(&self) -> Option<SeqNumber> {
+        self.irs
+    }
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd_una
+    }
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd_nxt
+    }
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.rcv_nxt
+    }
+    /// The smoothed RTT (RFC 6298), once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// When [`Connection::poll`] has work to do next, if ever.
+    pub fn poll_at(&self) -> Option<Instant> {
+        match (self.retransmit_at, self.time_wait_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// RFC 9293 §3.10.1, active OPEN: send a SYN and enter SYN-SENT.
+    ///
+    /// # Errors
+    /// When the connection is not CLOSED.
+    pub fn connect(&mut self, now: Instant) -> Result<Vec<Event>, InvalidState> {
+        self.require(&[State::Closed], "connect")?;
+        let mut events = Vec::new();
+        let options = TcpOptions {
+            mss: Some(self.cfg.mss),
+            wscale: self.cfg.wscale,
+            sack_permitted: self.cfg.sack_permitted,
+            timestamps: self.cfg.timestamps.then(|| (self.ts_now(now), 0)),
+            ..TcpOptions::default()
+        };
+        let syn = SegmentRepr {
+            seq: self.cfg.iss,
+            flags: Flags::SYN,
+            // RFC 7323 §2.2: the window of a SYN is never scaled.
+            window: self.cfg.window.min(u32::from(u16::MAX)) as u16,
+            options,
+            ..self.segment_base()
+        };
+        self.snd_una = self.cfg.iss;
+        self.snd_nxt = self.cfg.iss + 1;
+        self.set_state(State::SynSent, &mut events);
+        self.transmit(now, syn, SendReason::Syn, &mut events);
+        Ok(events)
+    }
+
+    /// RFC 9293 §3.10.2, SEND: queue `data` as segments of at most the
+    /// peer's MSS.
+    ///
+    /// # Errors
+    /// Outside ESTABLISHED and CLOSE-WAIT.
+    pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<Vec<Event>, InvalidState> {
+        self.require(&[State::Established, State::CloseWait], "send data")?;
+        let mut events = Vec::new();
+        let mss = usize::from(self.peer_mss.min(self.cfg.mss)).max(1);
+        for chunk in data.chunks(mss) {
+            let seg = SegmentRepr {
+                seq: self.snd_nxt,
+                flags: Flags::PSH_ACK,
+                payload: chunk.to_vec(),
+                ..self.segment_base()
+            };
+            self.snd_nxt = self.snd_nxt + chunk.len();
+            self.transmit(now, seg, SendReason::Data, &mut events);
+        }
+        Ok(events)
+    }
+
+    /// RFC 9293 §3.10.4, CLOSE: send FIN (ESTABLISHED → FIN-WAIT-1,
+    /// CLOSE-WAIT → LAST-ACK); in SYN-SENT just forget the connection.
+    ///
+    /// # Errors
+    /// In states where the FIN was already sent, or nothing is open.
+    pub fn close(&mut self, now: Instant) -> Result<Vec<Event>, InvalidState> {
+        let mut events = Vec::new();
+        let next = match self.state {
+            // "Delete the TCB and return 'closing' responses to any queued SENDs."
+            State::SynSent => {
+                self.clear_timers();
+                self.set_state(State::Closed, &mut events);
+                return Ok(events);
+            }
+            State::Established | State::SynReceived => State::FinWait1,
+            State::CloseWait => State::LastAck,
+            state => return Err(InvalidState { op: "close", state }),
+        };
+        let fin = SegmentRepr {
+            seq: self.snd_nxt,
+            flags: Flags::FIN_ACK,
+            ..self.segment_base()
+        };
+        self.snd_nxt = self.snd_nxt + 1;
+        self.fin_sent = true;
+        self.set_state(next, &mut events);
+        self.transmit(now, fin, SendReason::Fin, &mut events);
+        Ok(events)
+    }
+
+    /// RFC 9293 §3.10.5, ABORT: send RST and enter CLOSED.
+    pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        if self.state.is_synchronized() && self.state != State::TimeWait {
+            let rst = SegmentRepr {
+                seq: self.snd_nxt,
+                flags: Flags::RST,
+                ..self.segment_base()
+            };
+            events.push(Event::Send {
+                segment: rst,
+                reason: SendReason::Abort,
+            });
+        }
+        self.clear_timers();
+        self.set_state(State::Closed, &mut events);
+        events
+    }
+
+    /// Timers: retransmission (RFC 6298 §5) and the end of TIME-WAIT.
+    pub fn poll(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        if self.time_wait_until.is_some_and(|at| now >= at) {
+            self.time_wait_until = None;
+            // RFC 9293 §3.10.8: "If the time-wait timeout expires on a
+            // connection, delete the TCB, enter the CLOSED state."
+            self.set_state(State::Closed, &mut events);
+        }
+        if self.retransmit_at.is_some_and(|at| now >= at) {
+            if self.retries >= self.cfg.max_retries {
+                self.clear_timers();
+                events.push(Event::GaveUp { state: self.state });
+                self.set_state(State::Closed, &mut events);
+                return events;
+            }
+            if let Some(first) = self.unacked.front().cloned() {
+                self.retries += 1;
+                // RFC 6298 §5.5: back off the timer.
+                self.rto = (self.rto * 2).min(MAX_RTO);
+                // Karn: no RTT sample from a retransmitted segment.
+                self.rtt_probe = None;
+                let segment = self.refresh(now, first);
+                self.retransmit_at = Some(now + self.rto);
+                events.push(Event::Send {
+                    segment,
+                    reason: SendReason::Retransmission {
+                        attempt: self.retries,
+                    },
+                });
+            } else {
+                self.retransmit_at = None;
+            }
+        }
+        events
+    }
+
+    /// RFC 9293 §3.10.7: processes one segment that arrived for this
+    /// connection (the caller has matched the ports).
+    pub fn on_segment(&mut self, now: Instant, seg: &SegmentRepr) -> Vec<Event> {
+        let mut events = Vec::new();
+        match self.state {
+            // §3.10.7.1: "all data in the incoming segment is discarded";
+            // a RST is answered by nothing, anything else by a RST. synack
+            // leaves that RST to the caller's choice: it only reports.
+            State::Closed | State::Listen => events.push(Event::Ignored {
+                why: "no connection (CLOSED)",
+            }),
+            State::SynSent => self.on_segment_syn_sent(now, seg, &mut events),
+            _ => self.on_segment_synchronized(now, seg, &mut events),
+        }
+        events
+    }
+
+    /// RFC 9293 §3.10.7.3, SYN-SENT.
+    fn on_segment_syn_sent(&mut self, now: Instant, seg: &SegmentRepr, events: &mut Vec<Event>) {
+        // First, check the ACK bit: it must acknowledge our SYN.
+        let ack = seg.ack_number();
+        let ack_acceptable = ack.map(|a| a > self.cfg.iss && a <= self.snd_nxt);
+        if ack_acceptable == Some(false) {
+            if seg.flags.rst() {
+                events.push(Event::Ignored {
+                    why: "RST with an unacceptable ACK in SYN-SENT",
+                });
+            } else {
+                // "<SEQ=SEG.ACK><CTL=RST>" and discard the segment.
+                let rst = SegmentRepr {
+                    seq: seg.ack,
+                    flags: Flags::RST,
+                    ..self.segment_base()
+                };
+                events.push(Event::Send {
+                    segment: rst,
+                    reason: SendReason::ResetUnacceptableAck,
+                });
+            }
+            return;
+        }
+        // Second, the RST bit: with an acceptable ACK the peer refused us.
+        if seg.flags.rst() {
+            if ack_acceptable == Some(true) {
+                self.clear_timers();
+                events.push(Event::Reset { state: self.state });
+                self.set_state(State::Closed, events);
+            } else {
+                events.push(Event::Ignored {
+                    why: "RST without ACK in SYN-SENT",
+                });
+            }
+            return;
+        }
+        // Fourth, the SYN bit.
+        if !seg.flags.syn() {
+            events.push(Event::Ignored {
+                why: "neither SYN nor RST in SYN-SENT",
+            });
+            return;
+        }
+        self.irs = Some(seg.seq);
+        self.rcv_nxt = seg.seq + 1;
+        self.learn_peer_options(seg);
+        if let Some(ack) = ack {
+            self.acknowledge(now, ack);
+        }
+        if self.snd_una > self.cfg.iss {
+            // "If SND.UNA > ISS (our SYN has been ACKed), change the
+            // connection state to ESTABLISHED, form an ACK segment."
+            self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
+            self.set_state(State::Established, events);
+            let ack = self.stamp(
+                now,
+                SegmentRepr {
+                    flags: Flags::ACK,
+                    ..self.segment_base()
+                },
+            );
+            events.push(Event::Send {
+                segment: ack,
+                reason: SendReason::HandshakeAck,
+            });
+        } else {
+            // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment".
+            self.set_state(State::SynReceived, events);
+            let syn_ack = SegmentRepr {
+                seq: self.cfg.iss,
+                flags: Flags::SYN_ACK,
+                ..self.segment_base()
+            };
+            events.push(Event::Send {
+                segment: syn_ack,
+                reason: SendReason::SynAck,
+            });
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4, every synchronized state.
+    fn on_segment_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        events: &mut Vec<Event>,
+    ) {
+        let mut need_ack = false;
+
+        // First, check the sequence number.
+        if !self.acceptable(seg) {
+            if seg.flags.rst() {
+                events.push(Event::Ignored {
+                    why: "RST outside the receive window",
+                });
+            } else {
+                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>": this is what a
+                // duplicate SYN-ACK or a retransmitted FIN gets.
+                if self.state == State::TimeWait && seg.flags.fin() {
+                    // §3.10.7.4 eighth: restart the 2 MSL time-wait timeout.
+                    self.time_wait_until = Some(now + self.cfg.time_wait);
+                }
+                self.send_ack(now, events, SendReason::DuplicateAck);
+            }
+            return;
+        }
+        self.remember_timestamp(seg);
+
+        // Second, check the RST bit (with RFC 5961 §3.2: only an exact match
+        // resets, anything else in the window gets a challenge ACK).
+        if seg.flags.rst() {
+            if seg.seq == self.rcv_nxt {
+                self.clear_timers();
+                let state = self.state;
+                if !matches!(state, State::Closing | State::LastAck | State::TimeWait) {
+                    events.push(Event::Reset { state });
+                }
+                self.set_state(State::Closed, events);
+            } else {
+                self.send_ack(now, events, SendReason::ChallengeAck);
+            }
+            return;
+        }
+
+        // Fourth, a SYN in a synchronized state: RFC 5961 §4.2 challenge ACK.
+        if seg.flags.syn() {
+            self.send_ack(now, events, SendReason::ChallengeAck);
+            return;
+        }
+
+        // Fifth, the ACK field: "if the ACK bit is off, drop the segment".
+        let Some(ack) = seg.ack_number() else {
+            events.push(Event::Ignored {
+                why: "no ACK bit in a synchronized state",
+            });
+            return;
+        };
+        if ack > self.snd_nxt {
+            // "If the ACK acks something not yet sent, send an ACK, drop."
+            self.send_ack(now, events, SendReason::DuplicateAck);
+            return;
+        }
+        match self.state {
+            // SYN-RECEIVED: an acceptable ACK completes the simultaneous open.
+            State::SynReceived => {
+                if ack > self.snd_una {
+                    self.acknowledge(now, ack);
+                    self.set_state(State::Established, events);
+                } else {
+                    let rst = SegmentRepr {
+                        seq: ack,
+                        flags: Flags::RST,
+                        ..self.segment_base()
+                    };
+                    events.push(Event::Send {
+                        segment: rst,
+                        reason: SendReason::ResetUnacceptableAck,
+                    });
+                    return;
+                }
+            }
+            _ => {
+                if ack > self.snd_una {
+                    self.acknowledge(now, ack);
+                }
+                // RFC 7323 §2.3: windows of non-SYN segments are scaled.
+                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+            }
+        }
+        let fin_acked = self.fin_sent && self.snd_una == self.snd_nxt;
+        match self.state {
+            // FIN-WAIT-1: "if the FIN segment is now acknowledged, enter
+            // FIN-WAIT-2".
+            State::FinWait1 if fin_acked => self.set_state(State::FinWait2, events),
+            // CLOSING: "if the ACK acknowledges our FIN, enter TIME-WAIT".
+            State::Closing if fin_acked => self.enter_time_wait(now, events),
+            // LAST-ACK: "if our FIN is now acknowledged, delete the TCB,
+            // enter the CLOSED state".
+            State::LastAck if fin_acked => {
+                self.set_state(State::Closed, events);
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh, the segment text: ours to read in ESTABLISHED,
+        // FIN-WAIT-1 and FIN-WAIT-2. Only data that starts at RCV.NXT (after
+        // trimming what we already have) is taken; later data is not queued.
+        let mut fin_in_order = seg.flags.fin();
+        if !seg.payload.is_empty() {
+            let already = (self.rcv_nxt - seg.seq).max(0) as usize;
+            if seg.seq > self.rcv_nxt {
+                events.push(Event::Ignored {
+                    why: "out-of-order data (not queued)",
+                });
+                fin_in_order = false;
+                need_ack = true;
+            } else if matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            ) {
+                if already < seg.payload.len() {
+                    let fresh = seg.payload[already..].to_vec();
+                    self.rcv_nxt = self.rcv_nxt + fresh.len();
+                    events.push(Event::Received(fresh));
+                }
+                need_ack = true;
+            } else {
+                fin_in_order = false;
+                events.push(Event::Ignored {
+                    why: "data after the peer's FIN",
+                });
+            }
+        }
+
+        // Eighth, the FIN bit, when it is the next thing we expect.
+        if fin_in_order && seg.seq + seg.payload.len() == self.rcv_nxt {
+            self.rcv_nxt = self.rcv_nxt + 1;
+            need_ack = true;
+            events.push(Event::PeerClosed);
+            match self.state {
+                // "ESTABLISHED STATE: Enter the CLOSE-WAIT state."
+                State::SynReceived | State::Established => self.set_state(State::CloseWait, events),
+                // "FIN-WAIT-1 STATE: If our FIN has been ACKed ..., then
+                // enter TIME-WAIT ...; otherwise, enter the CLOSING state."
+                State::FinWait1 if fin_acked => self.enter_time_wait(now, events),
+                State::FinWait1 => self.set_state(State::Closing, events),
+                // "FIN-WAIT-2 STATE: Enter the TIME-WAIT state."
+                State::FinWait2 => self.enter_time_wait(now, events),
+                // "TIME-WAIT STATE: Restart the 2 MSL time-wait timeout."
+                State::TimeWait => self.time_wait_until = Some(now + self.cfg.time_wait),
+                _ => {}
+            }
+        }
+        if need_ack {
+            self.send_ack(now, events, SendReason::Ack);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4, the four cases of segment acceptability.
+    fn acceptable(&self, seg: &SegmentRepr) -> bool {
+        let rcv_wnd = self.cfg.window as usize;
+        let len = seg.seq_len();
+        let in_window = |seq: SeqNumber| seq >= self.rcv_nxt && seq < self.rcv_nxt + rcv_wnd;
+        match (len, rcv_wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => in_window(seg.seq),
+            (_, 0) => false,
+            (len, _) => in_window(seg.seq) || in_window(seg.seq + (len - 1)),
+        }
+    }
+
+    /// SND.UNA moves to `ack`: drop what it covers from the retransmission
+    /// queue and take an RTT sample (RFC 6298 §2, §5.3).
+    fn acknowledge(&mut self, now: Instant, ack: SeqNumber) {
+        self.snd_una = ack;
+        while let Some(front) = self.unacked.front() {
+            if front.seq + front.seq_len() <= ack {
+                self.unacked.pop_front();
+            } else {
+                break;
+            }
+        }
+        if let Some((probe_end, sent_at)) = self.rtt_probe {
+            if ack >= probe_end {
+                self.rtt_probe = None;
+                self.sample_rtt(now.saturating_duration_since(sent_at));
+            }
+        }
+        self.retries = 0;
+        if self.unacked.is_empty() {
+            self.retransmit_at = None;
+        } else {
+            // RFC 6298 §5.3: restart the timer when new data is ACKed.
+            self.retransmit_at = Some(now + self.rto);
+        }
+    }
+
+    /// RFC 6298 §2.2–2.4.
+    fn sample_rtt(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(r);
+                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
+                self.srtt = Some(srtt * 7 / 8 + r / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(r);
+        self.rto = (srtt + self.rttvar * 4).clamp(self.cfg.min_rto, MAX_RTO);
+    }
+
+    fn learn_peer_options(&mut self, syn: &SegmentRepr) {
+        if let Some(mss) = syn.options.mss {
+            self.peer_mss = mss;
+        }
+        // RFC 7323 §2.2: scaling applies only when both SYNs carried it.
+        if let (Some(ours), Some(theirs)) = (self.cfg.wscale, syn.options.wscale) {
+            self.rcv_wscale = ours;
+            self.snd_wscale = theirs.min(14);
+        }
+        if self.cfg.timestamps {
+            self.ts_recent = syn.options.timestamps.map(|(val, _)| val);
+        }
+    }
+
+    fn remember_timestamp(&mut self, seg: &SegmentRepr) {
+        if let (Some(_), Some((val, _))) = (self.ts_recent, seg.options.timestamps) {
+            self.ts_recent = Some(val);
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant, events: &mut Vec<Event>) {
+        self.retransmit_at = None;
+        self.time_wait_until = Some(now + self.cfg.time_wait);
+        self.set_state(State::TimeWait, events);
+    }
+
+    fn clear_timers(&mut self) {
+        self.retransmit_at = None;
+        self.time_wait_until = None;
+        self.unacked.clear();
+    }
+
+    /// Every state change goes through here (smoltcp's `set_state`).
+    fn set_state(&mut self, to: State, events: &mut Vec<Event>) {
+        if self.state != to {
+            log::debug!("state={}=>{}", self.state, to);
+            events.push(Event::StateChanged {
+                from: self.state,
+                to,
+            });
+            self.state = to;
+        }
+    }
+
+    fn require(&self, allowed: &[State], op: &'static str) -> Result<(), InvalidState> {
+        if allowed.contains(&self.state) {
+            Ok(())
+        } else {
+            Err(InvalidState {
+                op,
+                state: self.state,
+            })
+        }
+    }
+
+    /// Milliseconds since the connection was made: our TSval clock.
+    fn ts_now(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
+    /// Ports, ACK, window for a segment sent now; timestamps are added by
+    /// [`Connection::stamp`].
+    fn segment_base(&self) -> SegmentRepr {
+        let window = if self.state == State::Closed || self.state == State::SynSent {
+            self.cfg.window.min(u32::from(u16::MAX))
+        } else {
+            (self.cfg.window >> self.rcv_wscale).min(u32::from(u16::MAX))
+        };
+        SegmentRepr {
+            src_port: self.cfg.local_port,
+            dst_port: self.cfg.remote_port,
+            seq: self.snd_nxt,
+            ack: self.rcv_nxt,
+            flags: Flags::ACK,
+            window: window as u16,
+            options: TcpOptions::default(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// Adds the timestamp option when it was agreed (RFC 7323 §3.2: then
+    /// every segment but a RST carries it).
+    fn stamp(&self, now: Instant, mut seg: SegmentRepr) -> SegmentRepr {
+        if let Some(recent) = self.ts_recent {
+            if (!seg.flags.syn() || seg.flags.ack()) && !seg.flags.rst() {
+                seg.options.timestamps = Some((self.ts_now(now), recent));
+            }
+        }
+        seg
+    }
+
+    /// A queued segment as it goes out again: current ACK, window, stamp.
+    fn refresh(&self, now: Instant, mut seg: SegmentRepr) -> SegmentRepr {
+        if seg.flags.ack() {
+            seg.ack = self.rcv_nxt;
+            seg.window = self.segment_base().window;
+        }
+        if seg.flags.syn() && !seg.flags.ack() {
+            if let Some((_, ecr)) = seg.options.timestamps {
+                seg.options.timestamps = Some((self.ts_now(now), ecr));
+            }
+            return seg;
+        }
+        self.stamp(now, seg)
+    }
+
+    /// Sends a segment that takes sequence space and arms the RTO for it.
+    fn transmit(
+        &mut self,
+        now: Instant,
+        seg: SegmentRepr,
+        reason: SendReason,
+        events: &mut Vec<Event>,
+    ) {
+        let seg = if seg.flags.syn() {
+            seg
+        } else {
+            self.stamp(now, seg)
+        };
+        if self.rtt_probe.is_none() && self.retries == 0 {
+            self.rtt_probe = Some((seg.seq + seg.seq_len(), now));
+        }
+        self.unacked.push_back(seg.clone());
+        if self.retransmit_at.is_none() {
+            self.retransmit_at = Some(now + self.rto);
+        }
+        events.push(Event::Send {
+            segment: seg,
+            reason,
+        });
+    }
+
+    fn send_ack(&self, now: Instant, events: &mut Vec<Event>, reason: SendReason) {
+        let seg = self.stamp(
+            now,
+            SegmentRepr {
+                flags: Flags::ACK,
+                ..self.segment_base()
+            },
+        );
+        events.push(Event::Send {
+            segment: seg,
+            reason,
+        });
+    }
+}
+
+/// The flags byte of a RST that answers `seg` when no connection exists
+/// (RFC 9293 §3.10.7.1): with ACK when `seg` had none.
+pub fn reset_for(seg: &SegmentRepr) -> SegmentRepr {
+    if seg.flags.ack() {
+        SegmentRepr {
+            src_port: seg.dst_port,
+            dst_port: seg.src_port,
+            seq: seg.ack,
+            flags: Flags::RST,
+            ..SegmentRepr::default()
+        }
+    } else {
+        SegmentRepr {
+            src_port: seg.dst_port,
+            dst_port: seg.src_port,
+            seq: SeqNumber(0),
+            ack: seg.seq + seg.seq_len(),
+            flags: Flags(TcpFlags::RST | TcpFlags::ACK),
+            ..SegmentRepr::default()
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The TCP connection state machine (RFC 9293), pure: segments and time in,
+//! segments to send and state changes out.
+
+mod conn;
+mod state;
+
+pub use conn::{
+    reset_for, Config, Connection, Event, InvalidState, SendReason, DEFAULT_MSS, DEFAULT_WINDOW,
+    DEFAULT_WSCALE, INITIAL_RTO, LINUX_TIME_WAIT, MAX_RTO,
+};
+pub use state::State;
+
+#[cfg(test)]
+mod tests;

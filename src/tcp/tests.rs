@@ -1,0 +1,621 @@
+//! The state machine driven segment by segment, as a peer would.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{Flags, SegmentRepr, SeqNumber, TcpOptions};
+
+const ISS: SeqNumber = SeqNumber(1000);
+const IRS: SeqNumber = SeqNumber(5000);
+
+fn cfg() -> Config {
+    let mut cfg = Config::new(40000, 8080, ISS);
+    cfg.time_wait = Duration::from_secs(2);
+    cfg
+}
+
+/// A segment from the server to us.
+fn peer(flags: Flags, seq: SeqNumber, ack: SeqNumber, payload: &[u8]) -> SegmentRepr {
+    SegmentRepr {
+        src_port: 8080,
+        dst_port: 40000,
+        seq,
+        ack,
+        flags,
+        window: 509,
+        options: TcpOptions::default(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn syn_ack() -> SegmentRepr {
+    SegmentRepr {
+        options: TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((777, 0)),
+            ..TcpOptions::default()
+        },
+        window: 65160,
+        ..peer(Flags::SYN_ACK, IRS, ISS + 1, b"")
+    }
+}
+
+fn sent(events: &[Event]) -> Vec<(Flags, SendReason)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Send { segment, reason } => Some((segment.flags, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn only_sent(events: &[Event]) -> SegmentRepr {
+    let segs: Vec<&SegmentRepr> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Send { segment, .. } => Some(segment),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(segs.len(), 1, "expected one segment in {events:?}");
+    segs[0].clone()
+}
+
+fn changes(events: &[Event]) -> Vec<(State, State)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StateChanged { from, to } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+// Fixture builders: a connection in each state (smoltcp's socket_* idea).
+
+fn conn_syn_sent(now: Instant) -> Connection {
+    let mut conn = Connection::new(cfg(), now);
+    conn.connect(now).unwrap();
+    conn
+}
+
+fn conn_established(now: Instant) -> Connection {
+    let mut conn = conn_syn_sent(now);
+    conn.on_segment(now, &syn_ack());
+    assert_eq!(conn.state(), State::Established);
+    conn
+}
+
+fn conn_fin_wait_1(now: Instant) -> Connection {
+    let mut conn = conn_established(now);
+    conn.close(now).unwrap();
+    conn
+}
+
+fn conn_fin_wait_2(now: Instant) -> Connection {
+    let mut conn = conn_fin_wait_1(now);
+    conn.on_segment(now, &peer(Flags::ACK, IRS + 1, ISS + 2, b""));
+    assert_eq!(conn.state(), State::FinWait2);
+    conn
+}
+
+fn conn_close_wait(now: Instant) -> Connection {
+    let mut conn = conn_established(now);
+    conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b""));
+    assert_eq!(conn.state(), State::CloseWait);
+    conn
+}
+
+// Tests for CLOSED.
+
+#[test]
+fn connect_sends_syn_with_linux_options_and_enters_syn_sent() {
+    let now = Instant::now();
+    let mut conn = Connection::new(cfg(), now);
+    let events = conn.connect(now).unwrap();
+    assert_eq!(changes(&events), [(State::Closed, State::SynSent)]);
+    let syn = only_sent(&events);
+    assert_eq!(syn.flags, Flags::SYN);
+    assert_eq!(syn.seq, ISS);
+    assert_eq!(syn.window, 64240);
+    assert_eq!(syn.options.mss, Some(1460));
+    assert_eq!(syn.options.wscale, Some(7));
+    assert!(syn.options.sack_permitted);
+    assert_eq!(syn.options.timestamps, Some((0, 0)));
+    assert_eq!(conn.snd_nxt(), ISS + 1);
+    assert_eq!(conn.poll_at(), Some(now + INITIAL_RTO));
+}
+
+#[test]
+fn connect_twice_is_an_invalid_state() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    assert_eq!(
+        conn.connect(now),
+        Err(InvalidState {
+            op: "connect",
+            state: State::SynSent
+        })
+    );
+}
+
+#[test]
+fn closed_ignores_segments() {
+    let now = Instant::now();
+    let mut conn = Connection::new(cfg(), now);
+    let events = conn.on_segment(now, &syn_ack());
+    assert!(matches!(events[..], [Event::Ignored { .. }]));
+}
+
+// Tests for SYN-SENT.
+
+#[test]
+fn syn_sent_recv_syn_ack_sends_ack_and_establishes() {
+    let t0 = Instant::now();
+    let mut conn = conn_syn_sent(t0);
+    let t1 = t0 + Duration::from_micros(40);
+    let events = conn.on_segment(t1, &syn_ack());
+    assert_eq!(changes(&events), [(State::SynSent, State::Established)]);
+    let ack = only_sent(&events);
+    assert_eq!(ack.flags, Flags::ACK);
+    assert_eq!(ack.seq, ISS + 1);
+    assert_eq!(ack.ack, IRS + 1);
+    // Window scale 7 agreed: 64240 >> 7.
+    assert_eq!(ack.window, 501);
+    assert_eq!(ack.options.timestamps, Some((0, 777)));
+    assert_eq!(conn.irs(), Some(IRS));
+    assert_eq!(conn.srtt(), Some(Duration::from_micros(40)));
+    assert_eq!(conn.poll_at(), None, "nothing left to retransmit");
+}
+
+#[test]
+fn syn_sent_recv_syn_ack_with_wrong_ack_sends_rst_and_waits() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    let bad = SegmentRepr {
+        ack: ISS + 5,
+        ..syn_ack()
+    };
+    let events = conn.on_segment(now, &bad);
+    assert_eq!(
+        sent(&events),
+        [(Flags::RST, SendReason::ResetUnacceptableAck)]
+    );
+    assert_eq!(only_sent(&events).seq, ISS + 5, "RST carries SEQ=SEG.ACK");
+    assert_eq!(conn.state(), State::SynSent);
+    // The right SYN-ACK still completes the handshake afterwards.
+    conn.on_segment(now, &syn_ack());
+    assert_eq!(conn.state(), State::Established);
+}
+
+#[test]
+fn syn_sent_recv_rst_ack_is_a_refusal() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    let events = conn.on_segment(now, &peer(Flags::RST_ACK, SeqNumber(0), ISS + 1, b""));
+    assert_eq!(
+        events[0],
+        Event::Reset {
+            state: State::SynSent
+        }
+    );
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn syn_sent_ignores_rst_without_ack() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    conn.on_segment(now, &peer(Flags::RST, IRS, SeqNumber(0), b""));
+    assert_eq!(conn.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_lost_syn_is_retransmitted_with_backoff() {
+    let t0 = Instant::now();
+    let mut conn = conn_syn_sent(t0);
+    assert!(conn.poll(t0 + Duration::from_millis(999)).is_empty());
+    let events = conn.poll(t0 + Duration::from_secs(1));
+    assert_eq!(
+        sent(&events),
+        [(Flags::SYN, SendReason::Retransmission { attempt: 1 })]
+    );
+    assert_eq!(only_sent(&events).seq, ISS);
+    // RFC 6298 §5.5: the timer doubles (1 s, then 2 s).
+    assert_eq!(conn.poll_at(), Some(t0 + Duration::from_secs(3)));
+    let events = conn.poll(t0 + Duration::from_secs(3));
+    assert_eq!(
+        sent(&events),
+        [(Flags::SYN, SendReason::Retransmission { attempt: 2 })]
+    );
+    assert_eq!(conn.poll_at(), Some(t0 + Duration::from_secs(7)));
+    // A SYN-ACK for the retransmitted SYN is not an RTT sample (Karn).
+    conn.on_segment(t0 + Duration::from_secs(4), &syn_ack());
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.srtt(), None);
+}
+
+#[test]
+fn syn_sent_gives_up_after_max_retries() {
+    let t0 = Instant::now();
+    let mut conn = Connection::new(
+        Config {
+            max_retries: 1,
+            ..cfg()
+        },
+        t0,
+    );
+    conn.connect(t0).unwrap();
+    conn.poll(t0 + Duration::from_secs(1));
+    let events = conn.poll(t0 + Duration::from_secs(3));
+    assert_eq!(
+        events[0],
+        Event::GaveUp {
+            state: State::SynSent
+        }
+    );
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
+fn syn_sent_recv_bare_syn_is_a_simultaneous_open() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    let events = conn.on_segment(now, &peer(Flags::SYN, IRS, SeqNumber(0), b""));
+    assert_eq!(changes(&events), [(State::SynSent, State::SynReceived)]);
+    let syn_ack = only_sent(&events);
+    assert_eq!(syn_ack.flags, Flags::SYN_ACK);
+    assert_eq!((syn_ack.seq, syn_ack.ack), (ISS, IRS + 1));
+    let events = conn.on_segment(now, &peer(Flags::ACK, IRS + 1, ISS + 1, b""));
+    assert_eq!(changes(&events), [(State::SynReceived, State::Established)]);
+}
+
+#[test]
+fn close_in_syn_sent_forgets_the_connection() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    let events = conn.close(now).unwrap();
+    assert!(sent(&events).is_empty());
+    assert_eq!(conn.state(), State::Closed);
+}
+
+// Tests for ESTABLISHED.
+
+#[test]
+fn established_duplicate_syn_ack_gets_an_ack() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &syn_ack());
+    assert_eq!(sent(&events), [(Flags::ACK, SendReason::DuplicateAck)]);
+    let ack = only_sent(&events);
+    assert_eq!((ack.seq, ack.ack), (ISS + 1, IRS + 1));
+    assert_eq!(conn.state(), State::Established);
+}
+
+#[test]
+fn established_send_and_receive_data() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.send(now, b"hello").unwrap();
+    let data = only_sent(&events);
+    assert_eq!(data.flags, Flags::PSH_ACK);
+    assert_eq!(data.payload, b"hello");
+    assert_eq!(conn.snd_nxt(), ISS + 6);
+    assert!(conn.poll_at().is_some());
+    // The server ACKs and answers in one segment.
+    let events = conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 6, b"HELLO"));
+    assert_eq!(events[0], Event::Received(b"HELLO".to_vec()));
+    let ack = only_sent(&events);
+    assert_eq!(ack.ack, IRS + 6);
+    assert_eq!(conn.snd_una(), ISS + 6);
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn established_splits_data_at_the_peer_mss() {
+    let now = Instant::now();
+    let mut conn = conn_syn_sent(now);
+    conn.on_segment(
+        now,
+        &SegmentRepr {
+            options: TcpOptions {
+                mss: Some(4),
+                ..TcpOptions::default()
+            },
+            ..syn_ack()
+        },
+    );
+    let events = conn.send(now, b"0123456789").unwrap();
+    let lens: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Send { segment, .. } => Some(segment.payload.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lens, [4, 4, 2]);
+}
+
+#[test]
+fn established_lost_data_is_retransmitted() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, b"hello").unwrap();
+    let at = conn.poll_at().unwrap();
+    let events = conn.poll(at);
+    let again = only_sent(&events);
+    assert_eq!(again.payload, b"hello");
+    assert_eq!(again.seq, ISS + 1);
+    assert!(matches!(
+        sent(&events)[0].1,
+        SendReason::Retransmission { attempt: 1 }
+    ));
+}
+
+#[test]
+fn established_duplicate_data_is_acked_not_delivered_twice() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 1, b"abc"));
+    let events = conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 1, b"abc"));
+    assert!(!events.iter().any(|e| matches!(e, Event::Received(_))));
+    assert_eq!(only_sent(&events).ack, IRS + 4);
+}
+
+#[test]
+fn established_out_of_order_data_gets_a_duplicate_ack() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 10, ISS + 1, b"later"));
+    assert!(!events.iter().any(|e| matches!(e, Event::Received(_))));
+    assert_eq!(only_sent(&events).ack, IRS + 1);
+}
+
+#[test]
+fn established_ack_of_unsent_data_gets_an_ack() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::ACK, IRS + 1, ISS + 100, b""));
+    assert_eq!(sent(&events), [(Flags::ACK, SendReason::DuplicateAck)]);
+    assert_eq!(conn.snd_una(), ISS + 1);
+}
+
+#[test]
+fn established_rst_in_sequence_resets() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::RST, IRS + 1, SeqNumber(0), b""));
+    assert_eq!(
+        events[0],
+        Event::Reset {
+            state: State::Established
+        }
+    );
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
+fn established_rst_in_window_but_not_exact_gets_a_challenge_ack() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::RST, IRS + 100, SeqNumber(0), b""));
+    assert_eq!(sent(&events), [(Flags::ACK, SendReason::ChallengeAck)]);
+    assert_eq!(conn.state(), State::Established);
+}
+
+#[test]
+fn established_rst_outside_window_is_ignored() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::RST, IRS + 1_000_000, SeqNumber(0), b""));
+    assert!(sent(&events).is_empty());
+    assert_eq!(conn.state(), State::Established);
+}
+
+#[test]
+fn established_recv_fin_enters_close_wait() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b""));
+    assert!(events.contains(&Event::PeerClosed));
+    assert_eq!(changes(&events), [(State::Established, State::CloseWait)]);
+    assert_eq!(only_sent(&events).ack, IRS + 2);
+}
+
+#[test]
+fn established_abort_sends_rst() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let events = conn.abort(now);
+    assert_eq!(sent(&events), [(Flags::RST, SendReason::Abort)]);
+    assert_eq!(only_sent(&events).seq, ISS + 1);
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
+fn established_send_rejected_after_close() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_1(now);
+    assert!(conn.send(now, b"late").is_err());
+}
+
+// Tests for the client closing first.
+
+#[test]
+fn test_four_way_teardown() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    let events = conn.close(t0).unwrap();
+    assert_eq!(changes(&events), [(State::Established, State::FinWait1)]);
+    let fin = only_sent(&events);
+    assert_eq!(
+        (fin.flags, fin.seq, fin.ack),
+        (Flags::FIN_ACK, ISS + 1, IRS + 1)
+    );
+    // The server's ACK of our FIN.
+    let events = conn.on_segment(t0, &peer(Flags::ACK, IRS + 1, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::FinWait1, State::FinWait2)]);
+    assert!(sent(&events).is_empty());
+    // The server's FIN.
+    let events = conn.on_segment(t0, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::FinWait2, State::TimeWait)]);
+    assert_eq!(only_sent(&events).ack, IRS + 2);
+    // TIME-WAIT ends after the configured 2·MSL.
+    assert_eq!(conn.poll_at(), Some(t0 + Duration::from_secs(2)));
+    let events = conn.poll(t0 + Duration::from_secs(2));
+    assert_eq!(changes(&events), [(State::TimeWait, State::Closed)]);
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn fin_wait_1_recv_fin_ack_of_our_fin_goes_to_time_wait() {
+    // The three-segment close: the server's ACK of our FIN rides on its FIN.
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_1(now);
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    // RFC 9293 §3.10.7.4 step five (the ACK) then step eight (the FIN).
+    assert_eq!(
+        changes(&events),
+        [
+            (State::FinWait1, State::FinWait2),
+            (State::FinWait2, State::TimeWait)
+        ]
+    );
+    assert_eq!(only_sent(&events).ack, IRS + 2);
+}
+
+#[test]
+fn fin_wait_1_recv_fin_without_ack_of_ours_is_closing() {
+    // Simultaneous close: the FINs cross.
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_1(now);
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b""));
+    assert_eq!(changes(&events), [(State::FinWait1, State::Closing)]);
+    let events = conn.on_segment(now, &peer(Flags::ACK, IRS + 2, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::Closing, State::TimeWait)]);
+}
+
+#[test]
+fn fin_wait_1_lost_fin_is_retransmitted() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_1(now);
+    let events = conn.poll(conn.poll_at().unwrap());
+    assert_eq!(only_sent(&events).flags, Flags::FIN_ACK);
+    assert_eq!(only_sent(&events).seq, ISS + 1);
+}
+
+#[test]
+fn fin_wait_2_receives_data_before_the_fin() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    let events = conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 2, b"bye"));
+    assert_eq!(events[0], Event::Received(b"bye".to_vec()));
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 4, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::FinWait2, State::TimeWait)]);
+}
+
+#[test]
+fn fin_wait_2_rst_resets() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    let events = conn.on_segment(now, &peer(Flags::RST, IRS + 1, SeqNumber(0), b""));
+    assert_eq!(
+        events[0],
+        Event::Reset {
+            state: State::FinWait2
+        }
+    );
+}
+
+#[test]
+fn time_wait_retransmitted_fin_is_acked_and_restarts_the_timer() {
+    let t0 = Instant::now();
+    let mut conn = conn_fin_wait_2(t0);
+    conn.on_segment(t0, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    let t1 = t0 + Duration::from_secs(1);
+    let events = conn.on_segment(t1, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    assert_eq!(only_sent(&events).ack, IRS + 2);
+    assert_eq!(conn.state(), State::TimeWait);
+    assert_eq!(conn.poll_at(), Some(t1 + Duration::from_secs(2)));
+}
+
+#[test]
+fn time_wait_rst_closes_quietly() {
+    let t0 = Instant::now();
+    let mut conn = conn_fin_wait_2(t0);
+    conn.on_segment(t0, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    let events = conn.on_segment(t0, &peer(Flags::RST, IRS + 2, SeqNumber(0), b""));
+    assert_eq!(changes(&events), [(State::TimeWait, State::Closed)]);
+    assert!(!events.iter().any(|e| matches!(e, Event::Reset { .. })));
+}
+
+// Tests for the server closing first.
+
+#[test]
+fn close_wait_close_goes_through_last_ack() {
+    let now = Instant::now();
+    let mut conn = conn_close_wait(now);
+    let events = conn.close(now).unwrap();
+    assert_eq!(changes(&events), [(State::CloseWait, State::LastAck)]);
+    assert_eq!(only_sent(&events).seq, ISS + 1);
+    let events = conn.on_segment(now, &peer(Flags::ACK, IRS + 2, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::LastAck, State::Closed)]);
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn close_wait_can_still_send() {
+    let now = Instant::now();
+    let mut conn = conn_close_wait(now);
+    assert!(conn.send(now, b"late reply").is_ok());
+}
+
+#[test]
+fn last_ack_rst_closes() {
+    let now = Instant::now();
+    let mut conn = conn_close_wait(now);
+    conn.close(now).unwrap();
+    let events = conn.on_segment(now, &peer(Flags::RST, IRS + 2, SeqNumber(0), b""));
+    assert_eq!(changes(&events), [(State::LastAck, State::Closed)]);
+}
+
+// Sequence numbers near 2³².
+
+#[test]
+fn handshake_and_close_across_the_wrap() {
+    let now = Instant::now();
+    let iss = SeqNumber(u32::MAX);
+    let irs = SeqNumber(u32::MAX - 1);
+    let mut conn = Connection::new(Config::new(40000, 8080, iss), now);
+    conn.connect(now).unwrap();
+    conn.on_segment(
+        now,
+        &SegmentRepr {
+            seq: irs,
+            ack: SeqNumber(0),
+            ..syn_ack()
+        },
+    );
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.rcv_nxt(), SeqNumber(u32::MAX));
+    let events = conn.on_segment(
+        now,
+        &peer(Flags::PSH_ACK, SeqNumber(u32::MAX), SeqNumber(0), b"xy"),
+    );
+    assert_eq!(events[0], Event::Received(b"xy".to_vec()));
+    assert_eq!(conn.rcv_nxt(), SeqNumber(1));
+}
+
+#[test]
+fn reset_for_answers_like_rfc_9293() {
+    let syn = peer(Flags::SYN, IRS, SeqNumber(0), b"");
+    let rst = reset_for(&syn);
+    assert_eq!((rst.flags, rst.ack), (Flags::RST_ACK, IRS + 1));
+    let ack = peer(Flags::ACK, IRS, ISS + 7, b"");
+    let rst = reset_for(&ack);
+    assert_eq!((rst.flags, rst.seq), (Flags::RST, ISS + 7));
+}

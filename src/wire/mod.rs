@@ -1,0 +1,28 @@
+//! Packet formats, in two levels (smoltcp's `wire` idea): byte views come from
+//! pnet (`Mutable*Packet`, to emit) and etherparse (`*Slice`, to parse); the
+//! rest of synack works on the representations defined here
+//! ([`SegmentRepr`], [`ArpRepr`], [`Frame`]).
+//!
+//! Pure: nothing here does I/O or reads a clock.
+
+mod frame;
+mod segment;
+mod seq;
+
+pub use frame::{
+    emit_arp, emit_tcp, parse, tcp_frame_len, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr, TcpFrame,
+    ARP_PACKET_LEN, DEFAULT_TTL, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, TCP_HEADER_LEN,
+};
+pub use segment::{Flags, SegmentRepr, TcpFlags, TcpOptions};
+pub use seq::SeqNumber;
+
+/// Why bytes could not be parsed or built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// A header is cut short or its fields make no sense.
+    #[error("malformed frame: {reason}")]
+    Malformed { reason: String },
+    /// The segment does not fit one IPv4 packet.
+    #[error("a packet of {len} bytes does not fit IPv4's 65535-byte limit")]
+    TooLarge { len: usize },
+}

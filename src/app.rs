@@ -1,12 +1,17 @@
 //! One function per subcommand: turn the parsed options into the library's
 //! configuration, run it, report. Errors carry their exit status.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use synack::lab::{self, LabConfig, Output};
+use synack::report::Style;
 
-use crate::cli::{Cli, Command, LabArgs};
+use crate::cli::{Cli, ColorChoice, Command, LabArgs};
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {
@@ -29,8 +34,62 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn lab(_cli: &Cli, _args: &LabArgs) -> Result<ExitCode> {
-    anyhow::bail!("the lab is not wired up yet")
+fn output(cli: &Cli, json: bool) -> Output {
+    if json {
+        return Output::Json;
+    }
+    if cli.quiet {
+        return Output::Quiet;
+    }
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    Output::Text(Style {
+        verbose: cli.verbose > 0,
+        color,
+    })
+}
+
+/// Ctrl-C and SIGTERM set a flag that the client loop checks every
+/// millisecond: the run stops cleanly and the pcap is flushed.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .context("installing the signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
+    let cfg = LabConfig {
+        port: args.port,
+        data: args.data.clone().into_bytes(),
+        reply: args.reply.clone().into_bytes(),
+        time_wait: args.time_wait,
+        timeout: args.timeout,
+        quickack: !args.delayed_ack,
+        isn: args.isn,
+        pcap: args.write.clone(),
+        output: output(cli, args.json),
+    };
+    let stop = stop_flag()?;
+    match lab::run(&cfg, stop) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.is_interrupted() => {
+            eprintln!(
+                "synack: {err}; {} holds every frame up to here",
+                cfg.pcap.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+        Err(err) if err.is_connection_failure() => {
+            Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Exit status 1 for a connection or analysis that failed, 2 for the rest.

@@ -11,6 +11,10 @@
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.
 
+pub mod capture;
+pub mod lab;
+pub mod net;
+pub mod report;
 pub mod tcp;
 pub mod wire;
 

@@ -1,0 +1,383 @@
+//! The narration: what the lab prints, one line per segment and per server
+//! socket call, as text or as JSON lines.
+//!
+//! Pure: events in, strings out.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::tcp::State;
+use crate::wire::{Flags, TcpOptions};
+
+/// Which way a frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    #[serde(rename = "c2s")]
+    ClientToServer,
+    #[serde(rename = "s2c")]
+    ServerToClient,
+}
+
+impl Direction {
+    fn arrow(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "client → server",
+            Direction::ServerToClient => "server → client",
+        }
+    }
+}
+
+/// One TCP segment as the narration shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentLine {
+    /// Microseconds since the first SYN (negative before it).
+    pub t_us: f64,
+    pub dir: Direction,
+    #[serde(serialize_with = "flags_text")]
+    pub flags: Flags,
+    /// Raw sequence number and relative to the sender's ISN.
+    pub seq: u32,
+    pub seq_rel: u32,
+    /// Raw acknowledgment number and relative to the receiver's ISN
+    /// (`None` without the ACK flag).
+    pub ack: Option<u32>,
+    pub ack_rel: Option<u32>,
+    pub len: usize,
+    /// The window field as sent, and scaled when scaling was agreed.
+    pub win: u16,
+    #[serde(serialize_with = "options_text")]
+    pub options: TcpOptions,
+    /// The client's state changes this segment caused (or that sent it).
+    pub client: Vec<(State, State)>,
+    /// The client's state after the segment.
+    pub client_state: State,
+    /// The server socket's state as the kernel reported it, when asked.
+    pub server_state: Option<State>,
+    /// Why it was sent, or what it did: "handshake ACK", "retransmission #2".
+    pub note: String,
+    /// Both checksums were right.
+    pub checksums_ok: bool,
+}
+
+fn flags_text<S: serde::Serializer>(flags: &Flags, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(flags)
+}
+
+fn options_text<S: serde::Serializer>(opts: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(opts)
+}
+
+/// Everything the lab narrates.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LabEvent {
+    /// The namespace and veth pair are ready.
+    Setup {
+        setup_us: u64,
+        server: String,
+        client: String,
+    },
+    /// An ARP frame.
+    Arp {
+        t_us: f64,
+        dir: Direction,
+        text: String,
+    },
+    Segment(SegmentLine),
+    /// A socket call of the server, with the kernel's view of its socket.
+    Server {
+        t_us: f64,
+        call: String,
+        server_state: Option<State>,
+    },
+    /// Anything else worth a line.
+    Note {
+        t_us: f64,
+        text: String,
+    },
+    Summary(Summary),
+}
+
+/// The end of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// SYN sent → SYN-ACK received, µs.
+    pub handshake_rtt_us: Option<f64>,
+    /// First SYN → the client's last segment, µs.
+    pub cycle_us: Option<f64>,
+    pub bytes_c2s: usize,
+    pub bytes_s2c: usize,
+    pub frames: usize,
+    pub retransmissions: usize,
+    pub final_state: Option<State>,
+    pub time_wait_ms: u64,
+    pub pcap: String,
+}
+
+/// How the text narration looks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    /// `-v`: full timestamps options and the reason of each segment.
+    pub verbose: bool,
+    /// ANSI colours for directions and state changes.
+    pub color: bool,
+}
+
+fn paint(style: Style, code: &str, text: &str) -> String {
+    if style.color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// The options as the narration shows them: timestamps only as `ts` unless
+/// verbose.
+fn options_short(opts: &TcpOptions, verbose: bool) -> String {
+    if verbose || opts.timestamps.is_none() {
+        return opts.to_string();
+    }
+    let mut text = opts.to_string();
+    if let Some((val, ecr)) = opts.timestamps {
+        text = text.replace(&format!("ts={val}/{ecr}"), "ts");
+    }
+    text
+}
+
+fn time(t_us: f64) -> String {
+    format!("{t_us:>10.0} µs")
+}
+
+/// The heading printed above the segment lines.
+pub fn header() -> String {
+    format!(
+        "{:>13}  {:<15}  {:<10} {:<22} {:<22} {:>4} {:>6}  {}",
+        "time",
+        "direction",
+        "flags",
+        "seq (rel/raw)",
+        "ack (rel/raw)",
+        "len",
+        "win",
+        "client | server (kernel)"
+    )
+}
+
+/// One event as one line of text (or several for the summary).
+pub fn format_text(event: &LabEvent, style: Style) -> String {
+    match event {
+        LabEvent::Setup {
+            setup_us,
+            server,
+            client,
+        } => format!(
+            "lab ready in {:.1} ms: a private network namespace with {server} ⇄ {client}",
+            *setup_us as f64 / 1000.0
+        ),
+        LabEvent::Arp { t_us, dir, text } => {
+            format!("{}  {:<15}  ARP        {text}", time(*t_us), dir.arrow())
+        }
+        LabEvent::Segment(seg) => format_segment(seg, style),
+        LabEvent::Server {
+            t_us,
+            call,
+            server_state,
+        } => {
+            let state = server_state.map(|s| format!("  [{s}]")).unwrap_or_default();
+            format!(
+                "{}  {:<15}  {}{state}",
+                time(*t_us),
+                "server app",
+                paint(style, "35", call)
+            )
+        }
+        LabEvent::Note { t_us, text } => format!("{}  {text}", time(*t_us)),
+        LabEvent::Summary(summary) => format_summary(summary),
+    }
+}
+
+fn format_segment(seg: &SegmentLine, style: Style) -> String {
+    let seq = format!("{} / {}", seg.seq_rel, seg.seq);
+    let ack = match (seg.ack_rel, seg.ack) {
+        (Some(rel), Some(raw)) => format!("{rel} / {raw}"),
+        _ => "-".to_string(),
+    };
+    let client = if seg.client.is_empty() {
+        seg.client_state.to_string()
+    } else {
+        let mut text = seg.client[0].0.to_string();
+        for (_, to) in &seg.client {
+            let _ = write!(text, " → {to}");
+        }
+        paint(style, "1", &text)
+    };
+    let server = seg
+        .server_state
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "?".to_string());
+    let dir_color = match seg.dir {
+        Direction::ClientToServer => "36",
+        Direction::ServerToClient => "33",
+    };
+    let mut line = format!(
+        "{}  {}  {:<10} {:<22} {:<22} {:>4} {:>6}  {client} | {server}",
+        time(seg.t_us),
+        paint(style, dir_color, &format!("{:<15}", seg.dir.arrow())),
+        format!("[{}]", compact_flags(seg.flags)),
+        seq,
+        ack,
+        seg.len,
+        seg.win,
+    );
+    let opts = options_short(&seg.options, style.verbose);
+    if !opts.is_empty() {
+        let _ = write!(line, "  <{opts}>");
+    }
+    if !seg.note.is_empty() && (style.verbose || seg.note.contains("retransmission")) {
+        let _ = write!(line, "  ({})", seg.note);
+    }
+    if !seg.checksums_ok {
+        line.push_str("  (bad checksum)");
+    }
+    line
+}
+
+/// Flags without spaces, so the column stays narrow: `SYN,ACK`.
+fn compact_flags(flags: Flags) -> String {
+    flags.to_string().replace(", ", ",")
+}
+
+fn format_summary(s: &Summary) -> String {
+    let mut out = String::from("summary:");
+    if let Some(rtt) = s.handshake_rtt_us {
+        let _ = write!(out, "\n  handshake RTT (SYN → SYN-ACK)   {rtt:.0} µs");
+    }
+    if let Some(cycle) = s.cycle_us {
+        let _ = write!(out, "\n  whole cycle (SYN → last ACK)    {cycle:.0} µs");
+    }
+    let _ = write!(
+        out,
+        "\n  bytes client → server / back    {} / {}",
+        s.bytes_c2s, s.bytes_s2c
+    );
+    let _ = write!(
+        out,
+        "\n  frames captured                 {}{}",
+        s.frames,
+        if s.retransmissions > 0 {
+            format!(" ({} retransmissions)", s.retransmissions)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(state) = s.final_state {
+        let _ = write!(
+            out,
+            "\n  client ended in                 {state} (TIME-WAIT held {} ms; Linux holds it 60 s)",
+            s.time_wait_ms
+        );
+    }
+    let _ = write!(out, "\n  pcap                            {}", s.pcap);
+    out
+}
+
+/// One event as one JSON line.
+pub fn format_json(event: &LabEvent) -> String {
+    // Serializing plain data with string keys cannot fail.
+    serde_json::to_string(event).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_ack() -> SegmentLine {
+        SegmentLine {
+            t_us: 41.4,
+            dir: Direction::ServerToClient,
+            flags: Flags::SYN_ACK,
+            seq: 1_723_412_341,
+            seq_rel: 0,
+            ack: Some(3_918_266_130),
+            ack_rel: Some(1),
+            len: 0,
+            win: 65160,
+            options: TcpOptions {
+                mss: Some(1460),
+                sack_permitted: true,
+                timestamps: Some((99, 12)),
+                wscale: Some(7),
+                ..TcpOptions::default()
+            },
+            client: vec![(State::SynSent, State::Established)],
+            client_state: State::Established,
+            server_state: Some(State::SynReceived),
+            note: "SYN-ACK".into(),
+            checksums_ok: true,
+        }
+    }
+
+    #[test]
+    fn a_segment_line_has_every_field() {
+        let line = format_text(&LabEvent::Segment(syn_ack()), Style::default());
+        for part in [
+            "41 µs",
+            "server → client",
+            "[SYN,ACK]",
+            "0 / 1723412341",
+            "1 / 3918266130",
+            "65160",
+            "SYN-SENT → ESTABLISHED | SYN-RECEIVED",
+            "<mss=1460,sack_perm,ts,ws=7>",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        assert!(!line.contains('\x1b'));
+        let verbose = format_text(
+            &LabEvent::Segment(syn_ack()),
+            Style {
+                verbose: true,
+                color: true,
+            },
+        );
+        assert!(verbose.contains("ts=99/12"));
+        assert!(verbose.contains("(SYN-ACK)"));
+        assert!(verbose.contains('\x1b'));
+    }
+
+    #[test]
+    fn json_lines_carry_the_same_fields() {
+        let json = format_json(&LabEvent::Segment(syn_ack()));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["event"], "segment");
+        assert_eq!(value["dir"], "s2c");
+        assert_eq!(value["flags"], "SYN, ACK");
+        assert_eq!(value["seq"], 1_723_412_341u32);
+        assert_eq!(value["ack_rel"], 1);
+        assert_eq!(value["client"][0][1], "ESTABLISHED");
+        assert_eq!(value["server_state"], "SYN-RECEIVED");
+    }
+
+    #[test]
+    fn the_summary_names_the_pcap_and_time_wait() {
+        let text = format_text(
+            &LabEvent::Summary(Summary {
+                handshake_rtt_us: Some(38.0),
+                cycle_us: Some(412.0),
+                bytes_c2s: 5,
+                bytes_s2c: 13,
+                frames: 10,
+                retransmissions: 0,
+                final_state: Some(State::Closed),
+                time_wait_ms: 1000,
+                pcap: "synack-lab.pcap".into(),
+            }),
+            Style::default(),
+        );
+        assert!(text.contains("38 µs"));
+        assert!(text.contains("5 / 13"));
+        assert!(text.contains("synack-lab.pcap"));
+        assert!(text.contains("60 s"));
+    }
+}

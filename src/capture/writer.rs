@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use byteorder::LittleEndian;
+use pcap_file::pcap::{PcapHeader, PcapPacket};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
 /// The largest frame recorded whole (libpcap's default snaplen).
@@ -17,9 +18,12 @@ pub const SNAPLEN: u32 = 262_144;
 #[error("writing the capture: {0}")]
 pub struct CaptureError(#[from] pcap_file::PcapError);
 
-/// A pcap file being written, one Ethernet frame at a time.
+/// A pcap file being written, one Ethernet frame at a time. (pcap-file's
+/// `PcapWriter` gives no access to its writer until the end; this one can
+/// flush as it goes, so an interrupted run leaves a readable file.)
 pub struct PcapRecorder<W: Write> {
-    writer: PcapWriter<W>,
+    out: W,
+    header: PcapHeader,
 }
 
 impl<W: Write> PcapRecorder<W> {
@@ -36,9 +40,9 @@ impl<W: Write> PcapRecorder<W> {
             snaplen: SNAPLEN,
             ..PcapHeader::default()
         };
-        Ok(PcapRecorder {
-            writer: PcapWriter::with_header(out, header)?,
-        })
+        let mut out = out;
+        header.write_to(&mut out)?;
+        Ok(PcapRecorder { out, header })
     }
 
     /// Records one frame with the time it was sent or received.
@@ -51,13 +55,25 @@ impl<W: Write> PcapRecorder<W> {
             .unwrap_or(Duration::ZERO);
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let kept = &frame[..frame.len().min(SNAPLEN as usize)];
-        self.writer.write_packet(&PcapPacket::new(ts, len, kept))?;
+        PcapPacket::new(ts, len, kept).write_to::<_, LittleEndian>(
+            &mut self.out,
+            self.header.ts_resolution,
+            self.header.snaplen,
+        )?;
         Ok(())
+    }
+
+    /// Flushes the underlying writer.
+    ///
+    /// # Errors
+    /// The underlying writer's error.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 
     /// Gives back the writer (flush it to be sure every byte is out).
     pub fn into_inner(self) -> W {
-        self.writer.into_writer()
+        self.out
     }
 }
 

@@ -478,3 +478,6 @@ fn describe_incoming(seg: &SegmentRepr, events: &[Event]) -> String {
         _ => "ACK".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -84,7 +84,9 @@ impl Reporter {
                 loop {
                     match rx.recv_timeout(REORDER_WINDOW) {
                         Ok(msg) => state.handle(msg)?,
-                        Err(RecvTimeoutError::Timeout) => {}
+                        // Idle: put what was captured on disk, so even a
+                        // killed run leaves a readable pcap.
+                        Err(RecvTimeoutError::Timeout) => state.flush_capture()?,
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                     state.print_ready(false)?;
@@ -287,6 +289,10 @@ impl ReporterState {
                 writeln!(self.out, "{}", report::format_text(event, style))
             }
         }
+    }
+
+    fn flush_capture(&mut self) -> io::Result<()> {
+        self.recorder.flush()
     }
 
     fn finish(mut self) -> io::Result<()> {

@@ -47,6 +47,8 @@ pub struct Config {
     pub sack_permitted: bool,
     /// Offer timestamps (RFC 7323 §3); kept on every segment when agreed.
     pub timestamps: bool,
+    /// The RTO before any RTT was measured (RFC 6298 §2.1: 1 s).
+    pub initial_rto: Duration,
     /// The lower bound of the RTO once an RTT was measured (RFC 6298 §2.4).
     pub min_rto: Duration,
     /// Give up after this many retransmissions of one segment.
@@ -68,6 +70,7 @@ impl Config {
             wscale: Some(DEFAULT_WSCALE),
             sack_permitted: true,
             timestamps: true,
+            initial_rto: INITIAL_RTO,
             min_rto: INITIAL_RTO,
             max_retries: 6,
             time_wait: LINUX_TIME_WAIT,
@@ -175,6 +178,7 @@ impl Connection {
     /// A connection in CLOSED, not yet opened.
     pub fn new(cfg: Config, now: Instant) -> Connection {
         let iss = cfg.iss;
+        let rto = cfg.initial_rto;
         Connection {
             cfg,
             state: State::Closed,
@@ -192,7 +196,7 @@ impl Connection {
             rtt_probe: None,
             srtt: None,
             rttvar: Duration::ZERO,
-            rto: INITIAL_RTO,
+            rto,
             retries: 0,
             retransmit_at: None,
             time_wait_until: None,

@@ -1,0 +1,431 @@
+//! The client loop driven by a scripted peer behind the `Link` trait: no
+//! privileges, no sockets.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{Flags, SeqNumber, TcpFrame, TcpOptions};
+
+const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
+const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const IRS: SeqNumber = SeqNumber(7000);
+
+/// How the scripted server behaves.
+#[derive(Clone, Copy, Default)]
+struct Script {
+    /// Never answer the SYN.
+    silent: bool,
+    /// Answer the SYN with RST+ACK (nothing listens).
+    refuse: bool,
+    /// Answer the data with RST.
+    reset_after_data: bool,
+    /// Drop the first SYN (it is "lost on the way").
+    lose_first_syn: bool,
+    /// Send the SYN-ACK twice.
+    duplicate_syn_ack: bool,
+    /// The first SYN-ACK acknowledges the wrong number.
+    wrong_ack_first: bool,
+    /// Send the ACK of the client's FIN on the server's FIN (3-way close).
+    fin_ack_together: bool,
+    /// Never answer ARP.
+    no_arp: bool,
+}
+
+/// A kernel-like server, one scripted reaction per received frame.
+struct FakePeer {
+    script: Script,
+    inbox: VecDeque<Vec<u8>>,
+    sent: Vec<Frame>,
+    syns_seen: usize,
+    syn_acks_sent: usize,
+    server_seq: SeqNumber,
+    reply: Vec<u8>,
+}
+
+impl FakePeer {
+    fn new(script: Script) -> FakePeer {
+        FakePeer {
+            script,
+            inbox: VecDeque::new(),
+            sent: Vec::new(),
+            syns_seen: 0,
+            syn_acks_sent: 0,
+            server_seq: IRS,
+            reply: b"HELLO".to_vec(),
+        }
+    }
+
+    fn tcp(&mut self, to: &TcpFrame, flags: Flags, seq: SeqNumber, ack: SeqNumber, payload: &[u8]) {
+        let seg = SegmentRepr {
+            src_port: to.segment.dst_port,
+            dst_port: to.segment.src_port,
+            seq,
+            ack,
+            flags,
+            window: 509,
+            options: if flags.syn() {
+                TcpOptions {
+                    mss: Some(1460),
+                    wscale: Some(7),
+                    sack_permitted: true,
+                    ..TcpOptions::default()
+                }
+            } else {
+                TcpOptions::default()
+            },
+            payload: payload.to_vec(),
+        };
+        let ip = Ipv4Repr {
+            src: SERVER_IP,
+            dst: CLIENT_IP,
+            ident: 0,
+            ttl: 64,
+        };
+        let bytes = wire::emit_tcp(SERVER_MAC, CLIENT_MAC, &ip, &seg).unwrap();
+        self.inbox.push_back(bytes);
+    }
+
+    fn react(&mut self, frame: Frame) {
+        self.sent.push(frame.clone());
+        match &frame {
+            Frame::Arp { arp, .. } if arp.op == ArpOp::Request && !self.script.no_arp => {
+                let reply = ArpRepr {
+                    op: ArpOp::Reply,
+                    sender_mac: SERVER_MAC,
+                    sender_ip: SERVER_IP,
+                    target_mac: arp.sender_mac,
+                    target_ip: arp.sender_ip,
+                };
+                self.inbox
+                    .push_back(wire::emit_arp(SERVER_MAC, arp.sender_mac, &reply));
+            }
+            Frame::Tcp(tcp) => {
+                let seg = &tcp.segment;
+                let client_next = seg.seq + seg.seq_len();
+                if seg.flags.syn() {
+                    self.syns_seen += 1;
+                    if self.script.silent || (self.script.lose_first_syn && self.syns_seen == 1) {
+                        return;
+                    }
+                    if self.script.refuse {
+                        self.tcp(tcp, Flags::RST_ACK, SeqNumber(0), client_next, b"");
+                        return;
+                    }
+                    if self.script.wrong_ack_first && self.syn_acks_sent == 0 {
+                        self.syn_acks_sent += 1;
+                        self.tcp(tcp, Flags::SYN_ACK, IRS, seg.seq + 99, b"");
+                    }
+                    self.syn_acks_sent += 1;
+                    self.tcp(tcp, Flags::SYN_ACK, IRS, client_next, b"");
+                    if self.script.duplicate_syn_ack {
+                        self.tcp(tcp, Flags::SYN_ACK, IRS, client_next, b"");
+                    }
+                    self.server_seq = IRS + 1;
+                } else if !seg.payload.is_empty() {
+                    if self.script.reset_after_data {
+                        self.tcp(tcp, Flags::RST, self.server_seq, SeqNumber(0), b"");
+                        return;
+                    }
+                    let reply = self.reply.clone();
+                    self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
+                    self.tcp(tcp, Flags::PSH_ACK, self.server_seq, client_next, &reply);
+                    self.server_seq = self.server_seq + reply.len();
+                } else if seg.flags.fin() {
+                    if !self.script.fin_ack_together {
+                        self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
+                    }
+                    self.tcp(tcp, Flags::FIN_ACK, self.server_seq, client_next, b"");
+                    self.server_seq = self.server_seq + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The flags of every TCP segment the client sent, in order.
+    fn client_flags(&self) -> Vec<String> {
+        self.sent
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Tcp(tcp) => Some(tcp.segment.flags.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Link for FakePeer {
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let parsed = wire::parse(frame).map_err(io::Error::other)?;
+        if let Frame::Tcp(tcp) = &parsed {
+            assert!(tcp.checksums_ok, "the client sent a bad checksum");
+            assert_eq!(tcp.dst_mac, SERVER_MAC, "segments go to the server's MAC");
+        }
+        self.react(parsed);
+        Ok(())
+    }
+
+    fn recv(&mut self, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+        if let Some(frame) = self.inbox.pop_front() {
+            return Ok(Some(frame));
+        }
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
+        }
+        Ok(None)
+    }
+
+    fn mac(&self) -> MacAddr {
+        CLIENT_MAC
+    }
+}
+
+/// Keeps what the client reported.
+#[derive(Default)]
+struct Recorder {
+    frames: Vec<FrameRecord>,
+    notes: Vec<String>,
+}
+
+impl Observer for Recorder {
+    fn frame(&mut self, record: FrameRecord) {
+        self.frames.push(record);
+    }
+    fn note(&mut self, _at: Instant, text: String, _changes: Vec<(State, State)>) {
+        self.notes.push(text);
+    }
+}
+
+impl Recorder {
+    /// Every client state change, from frames and notes, in order.
+    fn client_path(&self) -> Vec<State> {
+        let mut path = vec![State::Closed];
+        for record in &self.frames {
+            if let FrameKind::Segment { changes, .. } = &record.kind {
+                path.extend(changes.iter().map(|(_, to)| *to));
+            }
+        }
+        path
+    }
+}
+
+fn params() -> ClientParams {
+    let mut conn = tcp::Config::new(40000, 8080, SeqNumber(1000));
+    conn.time_wait = Duration::from_millis(20);
+    conn.initial_rto = Duration::from_millis(30);
+    conn.min_rto = Duration::from_millis(30);
+    ClientParams {
+        local_ip: CLIENT_IP,
+        remote_ip: SERVER_IP,
+        conn,
+        data: b"hello".to_vec(),
+        expect_reply: 5,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn run(script: Script, params: ClientParams) -> (Result<Outcome, ClientError>, FakePeer, Recorder) {
+    let mut peer = FakePeer::new(script);
+    let mut recorder = Recorder::default();
+    let result = Client::new(&mut peer, &mut recorder, params, Instant::now()).run();
+    (result, peer, recorder)
+}
+
+#[test]
+fn test_three_way_handshake_data_and_four_way_teardown() {
+    let (result, peer, recorder) = run(Script::default(), params());
+    let outcome = result.unwrap();
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+    assert_eq!(outcome.received, b"HELLO");
+    assert_eq!(outcome.bytes_sent, 5);
+    assert_eq!(outcome.retransmissions, 0);
+    assert!(outcome.handshake_rtt.is_some());
+    assert_eq!(outcome.final_state, Some(State::Closed));
+    assert_eq!(
+        recorder.client_path(),
+        [
+            State::Closed,
+            State::SynSent,
+            State::Established,
+            State::FinWait1,
+            State::FinWait2,
+            State::TimeWait
+        ]
+    );
+    assert_eq!(recorder.notes, ["TIME-WAIT → CLOSED"]);
+    // ARP first: request out, reply in.
+    assert!(matches!(recorder.frames[0].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Request));
+    assert!(matches!(recorder.frames[1].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Reply));
+}
+
+#[test]
+fn three_segment_close_goes_straight_to_time_wait() {
+    let script = Script {
+        fin_ack_together: true,
+        ..Script::default()
+    };
+    let (result, peer, _) = run(script, params());
+    result.unwrap();
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+}
+
+#[test]
+fn a_lost_syn_is_retransmitted() {
+    let script = Script {
+        lose_first_syn: true,
+        ..Script::default()
+    };
+    let (result, peer, _) = run(script, params());
+    let outcome = result.unwrap();
+    assert_eq!(outcome.retransmissions, 1);
+    assert_eq!(peer.syns_seen, 2);
+    assert_eq!(peer.client_flags()[..2], ["SYN", "SYN"]);
+}
+
+#[test]
+fn a_silent_server_gets_backed_off_syns_then_a_timeout_in_syn_sent() {
+    let script = Script {
+        silent: true,
+        ..Script::default()
+    };
+    let mut p = params();
+    // RTO 30 ms doubling: SYNs at 0, 30, 90, 210 ms; give up at 300 ms.
+    p.timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let (result, peer, recorder) = run(script, p);
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(result, Err(ClientError::Timeout { state: State::SynSent, .. })),
+        "{result:?}"
+    );
+    assert_eq!(peer.syns_seen, 4);
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2));
+    // The gaps between SYNs double (RFC 6298 §5.5).
+    let syn_times: Vec<Instant> = recorder
+        .frames
+        .iter()
+        .filter(|r| matches!(&r.kind, FrameKind::Segment { segment, .. } if segment.flags.syn()))
+        .map(|r| r.at)
+        .collect();
+    let gaps: Vec<Duration> = syn_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[1] > gaps[0] + Duration::from_millis(15), "{gaps:?}");
+    assert!(gaps[2] > gaps[1] + Duration::from_millis(30), "{gaps:?}");
+}
+
+#[test]
+fn a_refused_syn_is_reported_as_refused() {
+    let script = Script {
+        refuse: true,
+        ..Script::default()
+    };
+    let (result, _, _) = run(script, params());
+    assert!(matches!(result, Err(ClientError::Refused)), "{result:?}");
+}
+
+#[test]
+fn a_reset_after_data_names_the_state() {
+    let script = Script {
+        reset_after_data: true,
+        ..Script::default()
+    };
+    let (result, _, _) = run(script, params());
+    assert!(
+        matches!(result, Err(ClientError::Reset { state: State::Established })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_duplicate_syn_ack_is_answered_with_an_ack() {
+    let script = Script {
+        duplicate_syn_ack: true,
+        ..Script::default()
+    };
+    let (result, peer, _) = run(script, params());
+    result.unwrap();
+    // The duplicate is read after the data went out; it gets its own ACK
+    // (RFC 9293 §3.10.7.4: an unacceptable segment is answered with an ACK).
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+}
+
+#[test]
+fn a_syn_ack_with_a_wrong_ack_gets_a_reset_then_the_handshake_completes() {
+    let script = Script {
+        wrong_ack_first: true,
+        ..Script::default()
+    };
+    let (result, peer, _) = run(script, params());
+    result.unwrap();
+    assert_eq!(peer.client_flags()[..3], ["SYN", "RST", "ACK"]);
+}
+
+#[test]
+fn no_arp_reply_is_no_answer() {
+    let script = Script {
+        no_arp: true,
+        ..Script::default()
+    };
+    let mut p = params();
+    p.timeout = Duration::from_millis(50);
+    let (result, peer, _) = run(script, p);
+    assert!(matches!(result, Err(ClientError::NoArpReply { .. })), "{result:?}");
+    assert!(peer.client_flags().is_empty(), "no SYN without the server's MAC");
+}
+
+#[test]
+fn the_client_answers_arp_for_its_address() {
+    let mut peer = FakePeer::new(Script::default());
+    let request = ArpRepr {
+        op: ArpOp::Request,
+        sender_mac: SERVER_MAC,
+        sender_ip: SERVER_IP,
+        target_mac: MacAddr::zero(),
+        target_ip: CLIENT_IP,
+    };
+    peer.inbox
+        .push_back(wire::emit_arp(SERVER_MAC, MacAddr::broadcast(), &request));
+    let mut recorder = Recorder::default();
+    Client::new(&mut peer, &mut recorder, params(), Instant::now())
+        .run()
+        .unwrap();
+    let replies: Vec<&ArpRepr> = peer
+        .sent
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Arp { arp, .. } if arp.op == ArpOp::Reply => Some(arp),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!((replies[0].sender_ip, replies[0].sender_mac), (CLIENT_IP, CLIENT_MAC));
+}
+
+#[test]
+fn an_interrupt_stops_the_loop() {
+    struct Stopper;
+    impl Observer for Stopper {
+        fn frame(&mut self, _: FrameRecord) {}
+        fn note(&mut self, _: Instant, _: String, _: Vec<(State, State)>) {}
+        fn interrupted(&self) -> bool {
+            true
+        }
+    }
+    let mut peer = FakePeer::new(Script::default());
+    let result = Client::new(&mut peer, &mut Stopper, params(), Instant::now()).run();
+    assert!(matches!(result, Err(ClientError::Interrupted { .. })));
+}

@@ -1,0 +1,168 @@
+//! Helpers shared by the integration tests: privilege checks that skip
+//! loudly (and fail under CI=true), and tshark as the independent oracle.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// Whether this process has root's powers.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether a privileged test may skip: never under CI=true.
+pub fn must_run() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns from the test when not root, loudly; under CI=true a missing
+/// privilege is a failure, not a skip.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::common::is_root() {
+            if $crate::common::must_run() {
+                panic!("this test needs root and CI=true forbids skipping it");
+            }
+            eprintln!(
+                "\n*** SKIPPED {}: needs root (raw sockets, network namespaces); run as root ***\n",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+/// Returns from the test when a tool is missing; under CI=true that is a
+/// failure (.ci/run installs it).
+#[macro_export]
+macro_rules! require_tool {
+    ($tool:expr) => {
+        if !$crate::common::has_tool($tool) {
+            if $crate::common::must_run() {
+                panic!("{} is missing and CI=true forbids skipping", $tool);
+            }
+            eprintln!("\n*** SKIPPED {}: {} is not installed ***\n", module_path!(), $tool);
+            return;
+        }
+    };
+}
+
+pub fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// One TCP frame as tshark reads it.
+#[derive(Debug, Clone)]
+pub struct TsharkTcp {
+    pub flags: u16,
+    pub tcp_checksum_good: bool,
+    pub ip_checksum_good: bool,
+    pub completeness: u32,
+    /// The highest expert severity on the frame (0: none).
+    pub max_severity: u32,
+    pub malformed: bool,
+    pub analysis: String,
+    pub len: usize,
+    pub comment: String,
+}
+
+/// Expert severities (epan/proto.h): PI_WARN and above are problems.
+pub const PI_WARN: u32 = 0x0060_0000;
+
+/// Every TCP frame of `pcap`, as tshark dissects it with checksum checks on.
+pub fn tshark_tcp(pcap: &Path) -> Vec<TsharkTcp> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args([
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-Y",
+            "tcp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "tcp.flags",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.completeness",
+            "-e",
+            "_ws.expert.severity",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "tcp.analysis.flags",
+            "-e",
+            "tcp.len",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("running tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(';').collect();
+            TsharkTcp {
+                flags: u16::from_str_radix(f[0].trim_start_matches("0x"), 16).unwrap_or(0),
+                tcp_checksum_good: f[1] == "1",
+                ip_checksum_good: f[2] == "1",
+                completeness: f[3].parse().unwrap_or(0),
+                max_severity: f[4]
+                    .split(',')
+                    .filter_map(|s| s.parse().ok())
+                    .max()
+                    .unwrap_or(0),
+                malformed: !f[5].is_empty(),
+                analysis: f[6].to_string(),
+                len: f[7].parse().unwrap_or(0),
+                comment: f.get(8).unwrap_or(&"").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// tcpdump-like names of TCP flag bytes.
+pub fn flag_names(frames: &[TsharkTcp]) -> Vec<&'static str> {
+    frames
+        .iter()
+        .map(|f| match f.flags {
+            0x002 => "SYN",
+            0x012 => "SYN-ACK",
+            0x010 => "ACK",
+            0x018 => "PSH-ACK",
+            0x011 => "FIN-ACK",
+            0x019 => "FIN-PSH-ACK",
+            0x004 => "RST",
+            0x014 => "RST-ACK",
+            _ => "OTHER",
+        })
+        .collect()
+}
+
+/// The host's network devices and namespaces, to compare before and after.
+pub fn host_network() -> (String, String) {
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+    let names: Vec<String> = String::from_utf8_lossy(&links.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(str::to_string))
+        .collect();
+    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    (names.join(","), String::from_utf8_lossy(&netns.stdout).into_owned())
+}

@@ -1,0 +1,188 @@
+//! `synack lab` end to end, as root: a real namespace, a real kernel
+//! server, and the pcap checked by tshark (not by our own parser).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{flag_names, host_network, tshark_tcp, PI_WARN};
+
+fn synack() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_synack"))
+}
+
+fn run_lab(pcap: &PathBuf, extra: &[&str]) -> Output {
+    synack()
+        .args(["lab", "--time-wait", "0", "-w"])
+        .arg(pcap)
+        .args(extra)
+        .output()
+        .expect("running synack lab")
+}
+
+fn assert_clean_capture(pcap: &PathBuf) -> Vec<common::TsharkTcp> {
+    let frames = tshark_tcp(pcap);
+    assert!(!frames.is_empty(), "no TCP frames in {}", pcap.display());
+    for (i, f) in frames.iter().enumerate() {
+        assert!(f.tcp_checksum_good, "frame {i}: bad TCP checksum");
+        assert!(f.ip_checksum_good, "frame {i}: bad IPv4 checksum");
+        assert!(!f.malformed, "frame {i}: malformed");
+        assert!(f.max_severity < PI_WARN, "frame {i}: expert warning {f:?}");
+    }
+    frames
+}
+
+#[test]
+fn the_default_lab_is_a_textbook_exchange_that_tshark_accepts() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("lab.pcap");
+    let before = host_network();
+    let out = run_lab(&pcap, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(before, host_network(), "the lab left something on the host");
+
+    let frames = assert_clean_capture(&pcap);
+    assert_eq!(
+        flag_names(&frames),
+        [
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "ACK", "FIN-ACK",
+            "ACK"
+        ]
+    );
+    // SYN, SYN-ACK, ACK, data and FIN all seen (1+2+4+8+16).
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    assert_eq!(frames[3].len, 5, "hello");
+
+    // The narration shows both ends' states.
+    for part in [
+        "CLOSED → SYN-SENT",
+        "SYN-SENT → ESTABLISHED | SYN-RECEIVED",
+        "accept() → 198.18.0.2:",
+        "recv() → 5 bytes \"hello\"",
+        "ESTABLISHED → FIN-WAIT-1 | CLOSE-WAIT",
+        "FIN-WAIT-1 → FIN-WAIT-2",
+        "FIN-WAIT-2 → TIME-WAIT | LAST-ACK",
+        "TIME-WAIT | CLOSED",
+        "TIME-WAIT → CLOSED",
+        "handshake RTT",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn delayed_ack_gives_a_three_segment_close() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("delayed.pcap");
+    let out = run_lab(&pcap, &["--delayed-ack"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames = assert_clean_capture(&pcap);
+    let names = flag_names(&frames);
+    assert_eq!(names[names.len() - 3..], ["FIN-ACK", "FIN-ACK", "ACK"], "{names:?}");
+}
+
+#[test]
+fn json_lines_are_one_event_each() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("json.pcap");
+    let out = run_lab(&pcap, &["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let segments: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "segment").collect();
+    assert_eq!(segments.len(), 11);
+    assert_eq!(segments[0]["flags"], "SYN");
+    assert_eq!(segments[0]["seq_rel"], 0);
+    assert_eq!(segments[1]["ack_rel"], 1);
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert_eq!(events.last().unwrap()["bytes_c2s"], 5);
+}
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("quiet.pcap");
+    let out = synack()
+        .args(["-q", "lab", "--time-wait", "0", "-w"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("summary:"), "{stdout}");
+    assert!(!stdout.contains("SYN-SENT →"));
+}
+
+#[test]
+fn under_sudo_the_pcap_belongs_to_the_invoking_user() {
+    require_root!();
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("owned.pcap");
+    let out = synack()
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .args(["-q", "lab", "--time-wait", "0", "-w"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = std::fs::metadata(&pcap).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
+
+#[test]
+fn sigint_during_the_run_exits_cleanly_with_a_readable_pcap() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("interrupted.pcap");
+    let child = synack()
+        .args(["lab", "--time-wait", "30s", "-w"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = child;
+    // Wait (bounded) until the client sits in TIME-WAIT, then Ctrl-C.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = String::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("TIME-WAIT | ") {
+            break;
+        }
+    }
+    assert!(seen.contains("TIME-WAIT | "), "never reached TIME-WAIT:\n{seen}");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted in TIME-WAIT"), "{stderr}");
+    assert_eq!(tshark_tcp(&pcap).len(), 11);
+}
+

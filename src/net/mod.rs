@@ -1,0 +1,5 @@
+//! The privileged edge and the kernel's view of sockets: everything here
+//! talks to the operating system (sockets, netlink, namespaces). The pure
+//! layers never import from here.
+
+pub mod sockinfo;

@@ -11,6 +11,7 @@
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.
 
+pub mod framing;
 pub mod net;
 pub mod tcp;
 pub mod wire;

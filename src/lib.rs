@@ -12,6 +12,7 @@
 //! - [`lab`]: the client loop that ties them together.
 
 pub mod capture;
+pub mod framing;
 pub mod lab;
 pub mod net;
 pub mod report;

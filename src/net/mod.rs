@@ -1,5 +1,6 @@
-//! Privileged I/O, kept thin: the lab's namespace and veth pair, the
-//! AF_PACKET link, the kernel-side server.
+//! The privileged edge and the kernel's view of sockets: everything here
+//! talks to the operating system (sockets, netlink, namespaces). The pure
+//! layers never import from here.
 
 pub mod labnet;
 pub mod link;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::{flag_names, host_network, tshark_tcp, PI_WARN};
@@ -12,7 +11,7 @@ fn synack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_synack"))
 }
 
-fn run_lab(pcap: &PathBuf, extra: &[&str]) -> Output {
+fn run_lab(pcap: &std::path::Path, extra: &[&str]) -> Output {
     synack()
         .args(["lab", "--time-wait", "0", "-w"])
         .arg(pcap)
@@ -21,7 +20,7 @@ fn run_lab(pcap: &PathBuf, extra: &[&str]) -> Output {
         .expect("running synack lab")
 }
 
-fn assert_clean_capture(pcap: &PathBuf) -> Vec<common::TsharkTcp> {
+fn assert_clean_capture(pcap: &std::path::Path) -> Vec<common::TsharkTcp> {
     let frames = tshark_tcp(pcap);
     assert!(!frames.is_empty(), "no TCP frames in {}", pcap.display());
     for (i, f) in frames.iter().enumerate() {
@@ -42,15 +41,20 @@ fn the_default_lab_is_a_textbook_exchange_that_tshark_accepts() {
     let before = host_network();
     let out = run_lab(&pcap, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(before, host_network(), "the lab left something on the host");
 
     let frames = assert_clean_capture(&pcap);
     assert_eq!(
         flag_names(&frames),
         [
-            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "ACK", "FIN-ACK",
-            "ACK"
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "ACK",
+            "FIN-ACK", "ACK"
         ]
     );
     // SYN, SYN-ACK, ACK, data and FIN all seen (1+2+4+8+16).
@@ -81,10 +85,18 @@ fn delayed_ack_gives_a_three_segment_close() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("delayed.pcap");
     let out = run_lab(&pcap, &["--delayed-ack"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let frames = assert_clean_capture(&pcap);
     let names = flag_names(&frames);
-    assert_eq!(names[names.len() - 3..], ["FIN-ACK", "FIN-ACK", "ACK"], "{names:?}");
+    assert_eq!(
+        names[names.len() - 3..],
+        ["FIN-ACK", "FIN-ACK", "ACK"],
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -93,7 +105,11 @@ fn json_lines_are_one_event_each() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("json.pcap");
     let out = run_lab(&pcap, &["--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -137,7 +153,11 @@ fn under_sudo_the_pcap_belongs_to_the_invoking_user() {
         .arg(&pcap)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta = std::fs::metadata(&pcap).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
 }
@@ -162,7 +182,10 @@ fn sigint_during_the_run_exits_cleanly_with_a_readable_pcap() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -170,19 +193,28 @@ fn sigint_during_the_run_exits_cleanly_with_a_readable_pcap() {
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut seen = String::new();
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
         seen.push_str(&line);
         seen.push('\n');
         if line.contains("TIME-WAIT | ") {
             break;
         }
     }
-    assert!(seen.contains("TIME-WAIT | "), "never reached TIME-WAIT:\n{seen}");
+    assert!(
+        seen.contains("TIME-WAIT | "),
+        "never reached TIME-WAIT:\n{seen}"
+    );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted in TIME-WAIT"), "{stderr}");
     assert_eq!(tshark_tcp(&pcap).len(), 11);
 }
-

@@ -12,7 +12,7 @@ mod reporter;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::net::server::{Server, ServerConfig};
-use crate::net::sockinfo;
+use crate::net::sockinfo::SockDiag;
 use crate::report::{LabEvent, Summary};
 use crate::tcp::{self, State};
 use crate::wire::SeqNumber;
@@ -156,9 +156,15 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     let mut observer = LabObserver {
         tx: tx.clone(),
         interrupted,
-        server_port: cfg.port,
-        client: SocketAddr::from((CLIENT_IP, local_port)),
-        kernel_view: true,
+        server: server_addr,
+        client: SocketAddrV4::new(CLIENT_IP, local_port),
+        diag: match SockDiag::open() {
+            Ok(diag) => Some(diag),
+            Err(e) => {
+                log::warn!("no sock_diag, so no kernel view of the server: {e}");
+                None
+            }
+        },
         synchronized: false,
     };
     let result = Client::new(&mut link, &mut observer, params, Instant::now()).run();
@@ -256,16 +262,17 @@ pub fn random_u32() -> u32 {
 struct LabObserver {
     tx: Sender<Message>,
     interrupted: Arc<AtomicBool>,
-    server_port: u16,
-    client: SocketAddr,
-    kernel_view: bool,
+    server: SocketAddrV4,
+    client: SocketAddrV4,
+    /// Open when the kernel's view is wanted.
+    diag: Option<SockDiag>,
     synchronized: bool,
 }
 
 impl LabObserver {
     fn server_state(&mut self) -> Option<State> {
-        let sockets = sockinfo::sockets_on_port(self.server_port).ok()?;
-        match sockets.into_iter().find(|sock| sock.remote == self.client) {
+        let diag = self.diag.as_mut()?;
+        match diag.lookup(self.server, self.client).ok()? {
             Some(sock) => {
                 self.synchronized = true;
                 Some(sock.state)
@@ -281,7 +288,7 @@ impl LabObserver {
 impl Observer for LabObserver {
     fn frame(&mut self, record: FrameRecord) {
         let server_state = match record.kind {
-            client::FrameKind::Segment { .. } if self.kernel_view => self.server_state(),
+            client::FrameKind::Segment { .. } => self.server_state(),
             _ => None,
         };
         let _ = self.tx.send(Message::Frame {

@@ -42,7 +42,11 @@ macro_rules! require_tool {
             if $crate::common::must_run() {
                 panic!("{} is missing and CI=true forbids skipping", $tool);
             }
-            eprintln!("\n*** SKIPPED {}: {} is not installed ***\n", module_path!(), $tool);
+            eprintln!(
+                "\n*** SKIPPED {}: {} is not installed ***\n",
+                module_path!(),
+                $tool
+            );
             return;
         }
     };
@@ -158,11 +162,20 @@ pub fn flag_names(frames: &[TsharkTcp]) -> Vec<&'static str> {
 
 /// The host's network devices and namespaces, to compare before and after.
 pub fn host_network() -> (String, String) {
-    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+    let links = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip link");
     let names: Vec<String> = String::from_utf8_lossy(&links.stdout)
         .lines()
         .filter_map(|l| l.split(": ").nth(1).map(str::to_string))
         .collect();
-    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
-    (names.join(","), String::from_utf8_lossy(&netns.stdout).into_owned())
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
+    (
+        names.join(","),
+        String::from_utf8_lossy(&netns.stdout).into_owned(),
+    )
 }

@@ -307,7 +307,13 @@ fn a_silent_server_gets_backed_off_syns_then_a_timeout_in_syn_sent() {
     let (result, peer, recorder) = run(script, p);
     let elapsed = start.elapsed();
     assert!(
-        matches!(result, Err(ClientError::Timeout { state: State::SynSent, .. })),
+        matches!(
+            result,
+            Err(ClientError::Timeout {
+                state: State::SynSent,
+                ..
+            })
+        ),
         "{result:?}"
     );
     assert_eq!(peer.syns_seen, 4);
@@ -342,7 +348,12 @@ fn a_reset_after_data_names_the_state() {
     };
     let (result, _, _) = run(script, params());
     assert!(
-        matches!(result, Err(ClientError::Reset { state: State::Established })),
+        matches!(
+            result,
+            Err(ClientError::Reset {
+                state: State::Established
+            })
+        ),
         "{result:?}"
     );
 }
@@ -383,8 +394,14 @@ fn no_arp_reply_is_no_answer() {
     let mut p = params();
     p.timeout = Duration::from_millis(50);
     let (result, peer, _) = run(script, p);
-    assert!(matches!(result, Err(ClientError::NoArpReply { .. })), "{result:?}");
-    assert!(peer.client_flags().is_empty(), "no SYN without the server's MAC");
+    assert!(
+        matches!(result, Err(ClientError::NoArpReply { .. })),
+        "{result:?}"
+    );
+    assert!(
+        peer.client_flags().is_empty(),
+        "no SYN without the server's MAC"
+    );
 }
 
 #[test]
@@ -412,7 +429,10 @@ fn the_client_answers_arp_for_its_address() {
         })
         .collect();
     assert_eq!(replies.len(), 1);
-    assert_eq!((replies[0].sender_ip, replies[0].sender_mac), (CLIENT_IP, CLIENT_MAC));
+    assert_eq!(
+        (replies[0].sender_ip, replies[0].sender_mac),
+        (CLIENT_IP, CLIENT_MAC)
+    );
 }
 
 #[test]

@@ -415,10 +415,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         Ok(())
     }
 
-    /// Sends a frame and hands it to the observer; returns when it left.
+    /// Sends a frame and hands it to the observer; returns when it was
+    /// handed to the kernel (the time the capture shows).
     fn transmit(&mut self, bytes: Vec<u8>, kind: FrameKind) -> Result<Instant, ClientError> {
-        self.link.send(&bytes)?;
         let at = Instant::now();
+        let wall = SystemTime::now();
+        self.link.send(&bytes)?;
         self.outcome.frames += 1;
         if matches!(kind, FrameKind::Segment { .. }) {
             self.outcome.last_sent_at = Some(at);
@@ -426,7 +428,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         self.observer.frame(FrameRecord {
             dir: Direction::ClientToServer,
             at,
-            wall: SystemTime::now(),
+            wall,
             bytes,
             kind,
         });

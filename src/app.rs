@@ -76,6 +76,11 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         output: output(cli, args.json),
     };
     let stop = stop_flag()?;
+    if let Some(count) = args.count {
+        let report = lab::bench::run(&cfg, count as usize, stop)?;
+        println!("{}", report.render());
+        return Ok(ExitCode::SUCCESS);
+    }
     match lab::run(&cfg, stop) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {

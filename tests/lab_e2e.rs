@@ -228,3 +228,43 @@ fn sigint_during_the_run_exits_cleanly_with_a_readable_pcap() {
     assert!(stderr.contains("interrupted in TIME-WAIT"), "{stderr}");
     assert_eq!(tshark_tcp(&pcap).len(), 11);
 }
+
+#[test]
+fn the_benchmark_measures_both_clients_in_one_run() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("bench.pcap");
+    let before = host_network();
+    let out = synack()
+        .args(["lab", "--count", "20", "-w"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("20 cycles each"), "{stdout}");
+    for row in [
+        "handshake (SYN sent → ACK sent)",
+        "whole cycle (hello/reply, close)",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}: {stdout}"));
+        // Four figures in µs and a ratio, all positive.
+        let numbers: Vec<f64> = line[row.len()..]
+            .split_whitespace()
+            .map(|w| w.trim_end_matches('×').parse().unwrap())
+            .collect();
+        assert_eq!(numbers.len(), 5, "{line}");
+        assert!(numbers.iter().all(|n| *n > 0.0), "{line}");
+    }
+    assert_eq!(before, host_network());
+    // 20 cycles of 11 segments each, plus ARP.
+    let frames = common::tshark_tcp(&pcap);
+    assert_eq!(frames.len(), 20 * 11);
+}

@@ -32,6 +32,8 @@ pub struct ClientParams {
     pub expect_reply: usize,
     /// The whole exchange must end within this.
     pub timeout: Duration,
+    /// The server's MAC when already known (skips ARP).
+    pub server_mac: Option<MacAddr>,
 }
 
 /// A frame that went in or out, and what it meant.
@@ -104,6 +106,10 @@ pub struct Outcome {
     pub handshake_rtt: Option<Duration>,
     /// The SYN-ACK → our ACK of it.
     pub syn_to_ack_sent: Option<Duration>,
+    /// The first SYN sent → the ACK that completes the handshake sent.
+    pub handshake_done: Option<Duration>,
+    /// The server's MAC, as ARP found it.
+    pub server_mac: Option<MacAddr>,
     pub last_sent_at: Option<Instant>,
     pub bytes_sent: usize,
     pub bytes_received: usize,
@@ -130,13 +136,14 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     pub fn new(link: &'a mut L, observer: &'a mut O, params: ClientParams, now: Instant) -> Self {
         let local_mac = link.mac();
         let conn = Connection::new(params.conn.clone(), now);
+        let remote_mac = params.server_mac;
         Client {
             link,
             observer,
             params,
             conn,
             local_mac,
-            remote_mac: None,
+            remote_mac,
             ip_ident: 0,
             outcome: Outcome::default(),
             last_syn_at: None,
@@ -201,6 +208,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 }
                 State::Closed => {
                     self.outcome.final_state = Some(State::Closed);
+                    self.outcome.server_mac = self.remote_mac;
                     return Ok(self.outcome);
                 }
                 _ => {}
@@ -410,6 +418,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         if reason == SendReason::HandshakeAck {
             if let Some(syn_ack_at) = incoming {
                 self.outcome.syn_to_ack_sent = Some(at - syn_ack_at);
+            }
+            if let Some(first) = self.outcome.first_syn_at {
+                self.outcome.handshake_done = Some(at - first);
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! and the AF_PACKET socket. The client loop itself ([`client`]) is generic
 //! and tested without privileges.
 
+pub mod bench;
 pub mod client;
 mod reporter;
 
@@ -127,6 +128,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             reply: cfg.reply.clone(),
             quickack: cfg.quickack,
             timeout: cfg.timeout,
+            connections: 1,
         },
         Box::new(move |at, event, state| {
             let _ = server_tx.send(Message::Server { at, event, state });
@@ -152,6 +154,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         data: cfg.data.clone(),
         expect_reply: cfg.reply.len(),
         timeout: cfg.timeout,
+        server_mac: None,
     };
     let mut observer = LabObserver {
         tx: tx.clone(),

@@ -89,17 +89,7 @@ pub fn enter_private_namespace() -> Result<(), LabNetError> {
 /// When `ip` is missing or fails, or a sysctl or ioctl is refused.
 pub fn build_veth_pair() -> Result<(), LabNetError> {
     // Before the veths exist, so they inherit it from `default`.
-    for path in [
-        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
-        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
-    ] {
-        match std::fs::write(path, b"1") {
-            Ok(()) => {}
-            // A kernel without IPv6 has no such file: nothing to silence.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(LabNetError::Sysctl { path, source }),
-        }
-    }
+    disable_ipv6()?;
     let script = format!(
         "link set lo up\n\
          link add {SERVER_IF} type veth peer name {CLIENT_IF}\n\
@@ -111,6 +101,71 @@ pub fn build_veth_pair() -> Result<(), LabNetError> {
     for ifname in [SERVER_IF, CLIENT_IF] {
         sys::disable_checksum_offload(ifname)
             .map_err(|source| LabNetError::Offload { ifname, source })?;
+    }
+    Ok(())
+}
+
+/// The benchmark's second veth pair: the kernel client's link, identical to
+/// the lab's but with an address on both ends.
+pub const KERNEL_SERVER_IF: &str = "srv1";
+pub const KERNEL_CLIENT_IF: &str = "kcli0";
+pub const KERNEL_SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const KERNEL_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+
+/// Builds `srv1` (198.18.1.1/24) ⇄ `kcli0`, offload off on both, in the
+/// current namespace. Move `kcli0` away with [`move_link_to_thread`].
+///
+/// # Errors
+/// As [`build_veth_pair`].
+pub fn build_kernel_client_pair() -> Result<(), LabNetError> {
+    run_ip_batch(&format!(
+        "link add {KERNEL_SERVER_IF} type veth peer name {KERNEL_CLIENT_IF}\n\
+         addr add {KERNEL_SERVER_IP}/{PREFIX_LEN} dev {KERNEL_SERVER_IF}\n\
+         link set {KERNEL_SERVER_IF} up\n"
+    ))?;
+    for ifname in [KERNEL_SERVER_IF, KERNEL_CLIENT_IF] {
+        sys::disable_checksum_offload(ifname)
+            .map_err(|source| LabNetError::Offload { ifname, source })?;
+    }
+    Ok(())
+}
+
+/// Moves `ifname` into the network namespace of thread `tid`
+/// (`ip link set IF netns TID`).
+///
+/// # Errors
+/// As [`build_veth_pair`].
+pub fn move_link_to_thread(ifname: &str, tid: i32) -> Result<(), LabNetError> {
+    run_ip_batch(&format!("link set {ifname} netns {tid}\n"))
+}
+
+/// In a thread that called `unshare(CLONE_NEWNET)` for itself and received
+/// `kcli0`: IPv6 off, `lo` and `kcli0` up, 198.18.1.2/24 on `kcli0`.
+///
+/// # Errors
+/// As [`build_veth_pair`].
+pub fn configure_kernel_client() -> Result<(), LabNetError> {
+    run_ip_batch(&format!(
+        "link set lo up\n\
+         addr add {KERNEL_CLIENT_IP}/{PREFIX_LEN} dev {KERNEL_CLIENT_IF}\n\
+         link set {KERNEL_CLIENT_IF} up\n"
+    ))
+}
+
+/// Silences IPv6 in the calling thread's namespace (before links arrive).
+///
+/// # Errors
+/// When the sysctl is refused.
+pub fn disable_ipv6() -> Result<(), LabNetError> {
+    for path in [
+        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+    ] {
+        match std::fs::write(path, b"1") {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(LabNetError::Sysctl { path, source }),
+        }
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub quickack: bool,
     /// The longest any call may block (accept, each read).
     pub timeout: Duration,
+    /// How many connections to serve, one after the other.
+    pub connections: usize,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -78,7 +80,13 @@ impl Server {
         let listener: TcpListener = socket.into();
         let thread = thread::Builder::new()
             .name("lab-server".into())
-            .spawn(move || serve_one(&listener, &cfg, &notify))?;
+            .spawn(move || {
+                for _ in 0..cfg.connections {
+                    if !serve_one(&listener, &cfg, &notify) {
+                        break;
+                    }
+                }
+            })?;
         Ok(Server {
             thread: Some(thread),
         })
@@ -107,24 +115,21 @@ fn kernel_state(socket: &TcpStream) -> Option<State> {
 }
 
 /// accept, recv, sendall, recv until EOF, close: the tutorial's server.
-fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify) {
+/// Returns false when `accept()` failed (nobody came within the timeout).
+fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify) -> bool {
     let (stream, peer) = match accept_within(listener, cfg.timeout) {
         Ok(pair) => pair,
         Err(error) => {
-            return emit(
-                tx,
-                ServerEvent::Failed {
-                    call: "accept",
-                    error,
-                },
-                None,
-            )
+            let call = "accept";
+            emit(tx, ServerEvent::Failed { call, error }, None);
+            return false;
         }
     };
     emit(tx, ServerEvent::Accepted { peer }, Some(&stream));
     if let Err((call, error)) = converse(stream, cfg, tx) {
         emit(tx, ServerEvent::Failed { call, error }, None);
     }
+    true
 }
 
 fn converse(

@@ -227,6 +227,7 @@ fn params() -> ClientParams {
         data: b"hello".to_vec(),
         expect_reply: 5,
         timeout: Duration::from_secs(5),
+        server_mac: None,
     }
 }
 

@@ -1,0 +1,316 @@
+//! `synack lab --count N`: the benchmark. N full cycles of synack's client
+//! and, in the same run and alternating with it, N cycles of the kernel's
+//! own client (`TcpStream::connect`, write, read, shutdown, read to EOF)
+//! over an identical veth pair from a thread with its own namespace. Only
+//! ratios measured in one run mean anything on a shared machine.
+//!
+//! Privileged, like the lab.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sched::{unshare, CloneFlags};
+
+use crate::net::labnet::{
+    self, CLIENT_IF, CLIENT_IP, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP,
+};
+use crate::net::link::PnetLink;
+use crate::net::server::{Server, ServerConfig};
+use crate::tcp::{self, State};
+use crate::wire::SeqNumber;
+
+use super::client::{Client, ClientParams, FrameRecord, Observer};
+use super::reporter::{Message, Output, Reporter};
+use super::{create_pcap, ephemeral_port, random_u32, LabConfig, LabError};
+
+/// The figures of one run.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub count: usize,
+    /// synack: first SYN sent → handshake ACK sent.
+    pub synack_handshake: Vec<Duration>,
+    /// synack: first SYN sent → last ACK sent.
+    pub synack_cycle: Vec<Duration>,
+    /// The kernel client: `connect()` (SYN sent → ACK sent, inside the call).
+    pub kernel_connect: Vec<Duration>,
+    /// The kernel client: `connect()` → `read()` returned EOF.
+    pub kernel_cycle: Vec<Duration>,
+}
+
+/// The `q`-quantile of `samples` (sorted in place), nearest rank.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+impl BenchReport {
+    /// The table the benchmark prints.
+    pub fn render(&self) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let row = |name: &str, ours: &[Duration], theirs: &[Duration]| {
+            let (mut a, mut b) = (ours.to_vec(), theirs.to_vec());
+            let (a50, a99) = (quantile(&mut a, 0.5), quantile(&mut a, 0.99));
+            let (b50, b99) = (quantile(&mut b, 0.5), quantile(&mut b, 0.99));
+            format!(
+                "{name:<34} {:>8.1} {:>8.1}   {:>8.1} {:>8.1}   {:>5.2}×\n",
+                us(a50),
+                us(a99),
+                us(b50),
+                us(b99),
+                us(a50) / us(b50).max(f64::MIN_POSITIVE)
+            )
+        };
+        let mut out = format!(
+            "{} cycles each, alternating, one namespace, identical veth pairs (offload off, IPv6 off)\n\
+             synack: pcap written and events built by the reporter thread; no kernel-view look-ups\n\n\
+             {:<34} {:>17}   {:>17}   {}\n{:<34} {:>8} {:>8}   {:>8} {:>8}\n",
+            self.count, "", "synack (µs)", "kernel client (µs)", "ratio", "", "median", "p99", "median", "p99"
+        );
+        out.push_str(&row(
+            "handshake (SYN sent → ACK sent)",
+            &self.synack_handshake,
+            &self.kernel_connect,
+        ));
+        out.push_str(&row(
+            "whole cycle (hello/reply, close)",
+            &self.synack_cycle,
+            &self.kernel_cycle,
+        ));
+        out
+    }
+}
+
+/// Forwards frames to the reporter; no kernel-view look-ups.
+struct BenchObserver {
+    tx: Sender<Message>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Observer for BenchObserver {
+    fn frame(&mut self, record: FrameRecord) {
+        let _ = self.tx.send(Message::Frame {
+            record,
+            server_state: None,
+        });
+    }
+    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
+        let _ = self.tx.send(Message::Note { at, text, changes });
+    }
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+/// One kernel-client cycle's timings.
+type KernelTimes = Result<(Duration, Duration), io::Error>;
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// As [`super::run`]; a failed cycle of either client ends the run.
+pub fn run(
+    cfg: &LabConfig,
+    count: usize,
+    interrupted: Arc<AtomicBool>,
+) -> Result<BenchReport, LabError> {
+    labnet::enter_private_namespace()?;
+    labnet::build_veth_pair()?;
+    labnet::build_kernel_client_pair()?;
+
+    let pcap = create_pcap(&cfg.pcap)?;
+    let (tx, rx) = mpsc::channel::<Message>();
+    let reporter = Reporter::spawn(rx, pcap, Output::Quiet, cfg.port).map_err(LabError::Report)?;
+
+    let server_cfg = |ip| ServerConfig {
+        addr: SocketAddrV4::new(ip, cfg.port),
+        reply: cfg.reply.clone(),
+        quickack: cfg.quickack,
+        timeout: cfg.timeout,
+        connections: count,
+    };
+    let start_server = |ip| {
+        Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {
+            addr: SocketAddrV4::new(ip, cfg.port),
+            source,
+        })
+    };
+    let synack_server = start_server(SERVER_IP)?;
+    let kernel_server = start_server(KERNEL_SERVER_IP)?;
+
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<KernelTimes>();
+    let kernel = spawn_kernel_client(cfg, go_rx, done_tx)?;
+
+    let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
+    let mut observer = BenchObserver {
+        tx: tx.clone(),
+        interrupted: Arc::clone(&interrupted),
+    };
+    let mut report = BenchReport {
+        count,
+        synack_handshake: Vec::with_capacity(count),
+        synack_cycle: Vec::with_capacity(count),
+        kernel_connect: Vec::with_capacity(count),
+        kernel_cycle: Vec::with_capacity(count),
+    };
+    let mut server_mac = None;
+    for _ in 0..count {
+        // The kernel's cycle.
+        go_tx.send(()).map_err(|_| kernel_gone())?;
+        let (connect, cycle) = done_rx
+            .recv()
+            .map_err(|_| kernel_gone())?
+            .map_err(|e| LabError::Report(io::Error::other(format!("kernel client: {e}"))))?;
+        report.kernel_connect.push(connect);
+        report.kernel_cycle.push(cycle);
+
+        // synack's cycle.
+        let mut conn = tcp::Config::new(ephemeral_port(), cfg.port, SeqNumber(random_u32()));
+        conn.time_wait = Duration::ZERO;
+        let params = ClientParams {
+            local_ip: CLIENT_IP,
+            remote_ip: SERVER_IP,
+            conn,
+            data: cfg.data.clone(),
+            expect_reply: cfg.reply.len(),
+            timeout: cfg.timeout,
+            server_mac,
+        };
+        let outcome = Client::new(&mut link, &mut observer, params, Instant::now()).run()?;
+        server_mac = outcome.server_mac;
+        if let (Some(hs), Some(first), Some(last)) = (
+            outcome.handshake_done,
+            outcome.first_syn_at,
+            outcome.last_sent_at,
+        ) {
+            report.synack_handshake.push(hs);
+            report.synack_cycle.push(last - first);
+        }
+    }
+    drop(go_tx);
+    let _ = kernel.join();
+    synack_server.join();
+    kernel_server.join();
+    drop(observer);
+    drop(tx);
+    reporter.finish().map_err(LabError::Report)?;
+    Ok(report)
+}
+
+fn kernel_gone() -> LabError {
+    LabError::Report(io::Error::other("the kernel client thread stopped"))
+}
+
+/// The kernel client: a thread in its own network namespace holding
+/// `kcli0` (198.18.1.2), doing one cycle per message on `go`.
+fn spawn_kernel_client(
+    cfg: &LabConfig,
+    go: Receiver<()>,
+    done: Sender<KernelTimes>,
+) -> Result<thread::JoinHandle<()>, LabError> {
+    let (tid_tx, tid_rx) = mpsc::channel::<Result<i32, String>>();
+    let (moved_tx, moved_rx) = mpsc::channel::<()>();
+    let server = SocketAddrV4::new(KERNEL_SERVER_IP, cfg.port);
+    let data = cfg.data.clone();
+    let reply_len = cfg.reply.len();
+    let timeout = cfg.timeout;
+    let handle = thread::Builder::new()
+        .name("kernel-client".into())
+        .spawn(move || {
+            // This thread alone enters a new namespace.
+            let setup = unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare: {e}"))
+                .and_then(|()| labnet::disable_ipv6().map_err(|e| e.to_string()))
+                .map(|()| nix::unistd::gettid().as_raw());
+            let ok = setup.is_ok();
+            let _ = tid_tx.send(setup);
+            if !ok || moved_rx.recv().is_err() {
+                return;
+            }
+            if let Err(e) = labnet::configure_kernel_client() {
+                let _ = done.send(Err(io::Error::other(e.to_string())));
+                return;
+            }
+            for () in go {
+                let _ = done.send(kernel_cycle(server, &data, reply_len, timeout));
+            }
+        })
+        .map_err(LabError::Report)?;
+    let tid = tid_rx
+        .recv()
+        .map_err(|_| kernel_gone())?
+        .map_err(|e| LabError::Report(io::Error::other(e)))?;
+    labnet::move_link_to_thread(KERNEL_CLIENT_IF, tid)?;
+    moved_tx.send(()).map_err(|_| kernel_gone())?;
+    Ok(handle)
+}
+
+/// connect, send, recv the reply, shutdown(SHUT_WR), recv until EOF.
+fn kernel_cycle(
+    server: SocketAddrV4,
+    data: &[u8],
+    reply_len: usize,
+    timeout: Duration,
+) -> KernelTimes {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&server.into(), timeout)?;
+    let connected = start.elapsed();
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(data)?;
+    let mut reply = vec![0u8; reply_len];
+    stream.read_exact(&mut reply)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut rest = [0u8; 64];
+    for _ in 0..1024 {
+        if stream.read(&mut rest)? == 0 {
+            break;
+        }
+    }
+    Ok((connected, start.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        assert_eq!(quantile(&mut v, 0.5), Duration::from_micros(50));
+        assert_eq!(quantile(&mut v, 0.99), Duration::from_micros(99));
+        assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+        assert_eq!(
+            quantile(&mut [Duration::from_micros(7)], 0.99),
+            Duration::from_micros(7)
+        );
+    }
+
+    #[test]
+    fn the_table_shows_medians_p99_and_ratios() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&u| Duration::from_micros(u))
+                .collect::<Vec<_>>()
+        };
+        let report = BenchReport {
+            count: 3,
+            synack_handshake: ms(&[30, 30, 30]),
+            synack_cycle: ms(&[200, 200, 200]),
+            kernel_connect: ms(&[20, 20, 20]),
+            kernel_cycle: ms(&[100, 100, 100]),
+        };
+        let text = report.render();
+        assert!(text.contains("1.50×"), "{text}");
+        assert!(text.contains("2.00×"), "{text}");
+        assert!(text.starts_with("3 cycles each"));
+    }
+}

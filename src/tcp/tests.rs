@@ -619,3 +619,56 @@ fn reset_for_answers_like_rfc_9293() {
     let rst = reset_for(&ack);
     assert_eq!((rst.flags, rst.seq), (Flags::RST, ISS + 7));
 }
+
+// A RST in every synchronized state (RFC 9293 §3.10.7.4, second check).
+
+#[test]
+fn an_exact_rst_closes_every_synchronized_state() {
+    let now = Instant::now();
+    let rst = |conn: &Connection| peer(Flags::RST, conn.rcv_nxt(), SeqNumber(0), b"");
+    let cases: Vec<(Connection, bool)> = vec![
+        (conn_established(now), true),
+        (conn_fin_wait_1(now), true),
+        (conn_fin_wait_2(now), true),
+        (conn_close_wait(now), true),
+        (
+            {
+                // CLOSING: the FINs crossed.
+                let mut c = conn_fin_wait_1(now);
+                c.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b""));
+                assert_eq!(c.state(), State::Closing);
+                c
+            },
+            false,
+        ),
+        (
+            {
+                let mut c = conn_close_wait(now);
+                c.close(now).unwrap();
+                assert_eq!(c.state(), State::LastAck);
+                c
+            },
+            false,
+        ),
+    ];
+    for (mut conn, reported) in cases {
+        let before = conn.state();
+        let seg = rst(&conn);
+        let events = conn.on_segment(now, &seg);
+        assert_eq!(conn.state(), State::Closed, "from {before}");
+        assert_eq!(
+            events.iter().any(|e| matches!(e, Event::Reset { .. })),
+            reported,
+            "from {before}: {events:?}"
+        );
+        assert!(
+            sent(&events).is_empty(),
+            "a RST is never answered ({before})"
+        );
+        assert_eq!(
+            conn.poll_at(),
+            None,
+            "no timer left after a reset ({before})"
+        );
+    }
+}

@@ -16,17 +16,14 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{unshare, CloneFlags};
 
-use crate::net::labnet::{
-    self, CLIENT_IF, CLIENT_IP, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP,
-};
+use crate::net::labnet::{self, CLIENT_IF, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::net::server::{Server, ServerConfig};
-use crate::tcp::{self, State};
-use crate::wire::SeqNumber;
+use crate::tcp::State;
 
-use super::client::{Client, ClientParams, FrameRecord, Observer};
+use super::client::{Client, FrameRecord, Observer};
 use super::reporter::{Message, Output, Reporter};
-use super::{create_pcap, ephemeral_port, random_u32, LabConfig, LabError};
+use super::{client_params, create_pcap, LabConfig, LabError};
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -174,17 +171,7 @@ pub fn run(
         report.kernel_cycle.push(cycle);
 
         // synack's cycle.
-        let mut conn = tcp::Config::new(ephemeral_port(), cfg.port, SeqNumber(random_u32()));
-        conn.time_wait = Duration::ZERO;
-        let params = ClientParams {
-            local_ip: CLIENT_IP,
-            remote_ip: SERVER_IP,
-            conn,
-            data: cfg.data.clone(),
-            expect_reply: cfg.reply.len(),
-            timeout: cfg.timeout,
-            server_mac,
-        };
+        let params = client_params(cfg, None, Duration::ZERO, server_mac);
         let outcome = Client::new(&mut link, &mut observer, params, Instant::now()).run()?;
         server_mac = outcome.server_mac;
         if let (Some(hs), Some(first), Some(last)) = (

@@ -300,7 +300,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     }
                 }
                 let events = self.conn.on_segment(at, &segment);
-                let changes = state_changes(&events);
+                let changes = Event::state_changes(&events);
                 let note = describe_incoming(&segment, &events);
                 self.observer.frame(FrameRecord {
                     dir: Direction::ServerToClient,
@@ -445,16 +445,6 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         });
         Ok(at)
     }
-}
-
-fn state_changes(events: &[Event]) -> Vec<(State, State)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StateChanged { from, to } => Some((*from, *to)),
-            _ => None,
-        })
-        .collect()
 }
 
 fn describe_reason(reason: SendReason) -> String {

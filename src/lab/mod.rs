@@ -12,7 +12,7 @@ pub mod client;
 mod reporter;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,22 +140,8 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     })?;
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
-    let local_port = ephemeral_port();
-    let mut conn = tcp::Config::new(
-        local_port,
-        cfg.port,
-        SeqNumber(cfg.isn.unwrap_or_else(random_u32)),
-    );
-    conn.time_wait = cfg.time_wait;
-    let params = ClientParams {
-        local_ip: CLIENT_IP,
-        remote_ip: SERVER_IP,
-        conn,
-        data: cfg.data.clone(),
-        expect_reply: cfg.reply.len(),
-        timeout: cfg.timeout,
-        server_mac: None,
-    };
+    let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
+    let local_port = params.conn.local_port;
     let mut observer = LabObserver {
         tx: tx.clone(),
         interrupted,
@@ -206,6 +192,28 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     drop(tx);
     reporter.finish().map_err(LabError::Report)?;
     Ok(summary)
+}
+
+/// What the client of one lab cycle does: a fresh ephemeral port, the ISN
+/// given or a random one.
+fn client_params(
+    cfg: &LabConfig,
+    isn: Option<u32>,
+    time_wait: Duration,
+    server_mac: Option<crate::wire::MacAddr>,
+) -> ClientParams {
+    let iss = SeqNumber(isn.unwrap_or_else(random_u32));
+    let mut conn = tcp::Config::new(ephemeral_port(), cfg.port, iss);
+    conn.time_wait = time_wait;
+    ClientParams {
+        local_ip: CLIENT_IP,
+        remote_ip: SERVER_IP,
+        conn,
+        data: cfg.data.clone(),
+        expect_reply: cfg.reply.len(),
+        timeout: cfg.timeout,
+        server_mac,
+    }
 }
 
 fn micros(d: Duration) -> f64 {
@@ -307,10 +315,4 @@ impl Observer for LabObserver {
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
     }
-}
-
-/// Writes out what the narration printed, for callers that print the error
-/// afterwards.
-pub fn flush_stdout() {
-    let _ = io::stdout().flush();
 }

@@ -270,11 +270,20 @@ fn dump_ipv4_tcp(mut each: impl FnMut(KernelSocket)) -> io::Result<()> {
 
 /// The `SOCK_DIAG_BY_FAMILY` dump request for IPv4 TCP, every state.
 fn dump_request() -> NetlinkMessage<SockDiagMessage> {
+    inet_request(
+        NLM_F_REQUEST | NLM_F_DUMP,
+        DUMP_SEQUENCE,
+        SocketId::new_v4(),
+    )
+}
+
+/// An `inet_diag_req_v2` for IPv4 TCP sockets in every state. StateFlags
+/// names states 1..=11 only; bit 12 asks for the request sockets
+/// (TCP_NEW_SYN_RECV) as well, as `ss` does.
+fn inet_request(flags: u16, sequence: u32, socket_id: SocketId) -> NetlinkMessage<SockDiagMessage> {
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = DUMP_SEQUENCE;
-    // StateFlags names states 1..=11 only; bit 12 asks for the request
-    // sockets (TCP_NEW_SYN_RECV) as well, as `ss` does.
+    header.flags = flags;
+    header.sequence_number = sequence;
     let states = StateFlags::from_bits_retain(StateFlags::all().bits() | 1 << TCP_NEW_SYN_RECV);
     let mut message = NetlinkMessage::new(
         header,
@@ -283,7 +292,7 @@ fn dump_request() -> NetlinkMessage<SockDiagMessage> {
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
             states,
-            socket_id: SocketId::new_v4(),
+            socket_id,
         })
         .into(),
     );
@@ -411,10 +420,6 @@ fn lookup_request(
     local: std::net::SocketAddrV4,
     remote: std::net::SocketAddrV4,
 ) -> NetlinkMessage<SockDiagMessage> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    header.sequence_number = LOOKUP_SEQUENCE;
-    let states = StateFlags::from_bits_retain(StateFlags::all().bits() | 1 << TCP_NEW_SYN_RECV);
     let mut socket_id = SocketId::new_v4();
     socket_id.source_port = local.port();
     socket_id.destination_port = remote.port();
@@ -422,19 +427,7 @@ fn lookup_request(
     socket_id.destination_address = std::net::IpAddr::V4(*remote.ip());
     // INET_DIAG_NOCOOKIE: match on the addresses, not on a cookie.
     socket_id.cookie = [0xff; 8];
-    let mut message = NetlinkMessage::new(
-        header,
-        SockDiagMessage::InetRequest(InetRequest {
-            family: AF_INET,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states,
-            socket_id,
-        })
-        .into(),
-    );
-    message.finalize();
-    message
+    inet_request(NLM_F_REQUEST, LOOKUP_SEQUENCE, socket_id)
 }
 
 fn invalid(message: String) -> io::Error {

@@ -128,6 +128,19 @@ pub enum Event {
     GaveUp { state: State },
 }
 
+impl Event {
+    /// The state changes among `events`, in order.
+    pub fn state_changes(events: &[Event]) -> Vec<(State, State)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StateChanged { from, to } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// An operation that the current state does not allow (RFC 9293 §3.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("cannot {op} in state {state}")]

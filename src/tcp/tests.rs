@@ -65,13 +65,7 @@ fn only_sent(events: &[Event]) -> SegmentRepr {
 }
 
 fn changes(events: &[Event]) -> Vec<(State, State)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StateChanged { from, to } => Some((*from, *to)),
-            _ => None,
-        })
-        .collect()
+    Event::state_changes(events)
 }
 
 // Fixture builders: a connection in each state (smoltcp's socket_* idea).

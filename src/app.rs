@@ -11,7 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use synack::lab::{self, LabConfig, Output};
 use synack::report::Style;
 
-use crate::cli::{Cli, ColorChoice, Command, LabArgs};
+use crate::cli::{Cli, Closer, ColorChoice, Command, LabArgs};
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {
@@ -71,6 +71,8 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         time_wait: args.time_wait,
         timeout: args.timeout,
         quickack: !args.delayed_ack,
+        server_closes_first: args.close == Closer::Server,
+        refused: args.refused,
         isn: args.isn,
         pcap: args.write.clone(),
         output: output(cli, args.json),

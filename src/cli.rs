@@ -33,6 +33,13 @@ pub enum Command {
     Lab(LabArgs),
 }
 
+/// `--close`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Closer {
+    Client,
+    Server,
+}
+
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -73,6 +80,17 @@ pub struct LabArgs {
     /// off 1s, 2s, 4s … within it).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Who closes first: the client (FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT on
+    /// the client) or the server (CLOSE-WAIT and LAST-ACK on the client,
+    /// TIME-WAIT on the server).
+    #[arg(long, value_enum, default_value_t = Closer::Client)]
+    pub close: Closer,
+
+    /// Start no server: the SYN meets a closed port and the kernel answers
+    /// RST+ACK (connection refused).
+    #[arg(long, conflicts_with_all = ["close", "delayed_ack", "count"])]
+    pub refused: bool,
 
     /// Let the server's ACK of our FIN ride on its own FIN (Linux's delayed
     /// ACK): the close becomes FIN / FIN+ACK / ACK.

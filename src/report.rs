@@ -112,6 +112,8 @@ pub struct Summary {
     pub retransmissions: usize,
     pub final_state: Option<State>,
     pub time_wait_ms: u64,
+    /// The connection was refused (the `--refused` scenario).
+    pub refused: bool,
     pub pcap: String,
 }
 
@@ -261,6 +263,14 @@ fn format_summary(s: &Summary) -> String {
         "\n  bytes client → server / back    {} / {}",
         s.bytes_c2s, s.bytes_s2c
     );
+    if s.refused {
+        let _ = write!(
+            out,
+            "\n  client ended in                 CLOSED: refused, the connection never opened (no TIME-WAIT)\n  pcap                            {}",
+            s.pcap
+        );
+        return out;
+    }
     let _ = write!(
         out,
         "\n  frames captured                 {}{}",
@@ -371,6 +381,7 @@ mod tests {
                 retransmissions: 0,
                 final_state: Some(State::Closed),
                 time_wait_ms: 1000,
+                refused: false,
                 pcap: "synack-lab.pcap".into(),
             }),
             Style::default(),

@@ -268,3 +268,63 @@ fn the_benchmark_measures_both_clients_in_one_run() {
     let frames = common::tshark_tcp(&pcap);
     assert_eq!(frames.len(), 20 * 11);
 }
+
+#[test]
+fn when_the_server_closes_first_the_client_sees_close_wait_and_last_ack() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("server-first.pcap");
+    let out = run_lab(&pcap, &["--close", "server"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = assert_clean_capture(&pcap);
+    let names = flag_names(&frames);
+    // The server's FIN comes first; the client's FIN and the server's ACK last.
+    assert_eq!(
+        names[names.len() - 4..],
+        ["FIN-ACK", "ACK", "FIN-ACK", "ACK"],
+        "{names:?}"
+    );
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    for part in [
+        "ESTABLISHED → CLOSE-WAIT",
+        "CLOSE-WAIT → LAST-ACK",
+        "LAST-ACK → CLOSED",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+    // Client-side transitions carry an arrow; the server column has none.
+    assert!(
+        !stdout.contains("→ FIN-WAIT"),
+        "the client never waits for a FIN:\n{stdout}"
+    );
+}
+
+#[test]
+fn refused_shows_the_kernels_rst_and_exits_0() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("refused.pcap");
+    let out = run_lab(&pcap, &["--refused"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tshark flags every RST as an expert warning ("Connection reset"), so
+    // only checksums and well-formedness are asked of this capture.
+    let frames = tshark_tcp(&pcap);
+    assert!(frames
+        .iter()
+        .all(|f| f.tcp_checksum_good && f.ip_checksum_good && !f.malformed));
+    assert_eq!(flag_names(&frames), ["SYN", "RST-ACK"]);
+    assert!(stdout.contains("SYN-SENT → CLOSED | CLOSED"), "{stdout}");
+    assert!(stdout.contains("RFC 9293 §3.10.7.1"), "{stdout}");
+}

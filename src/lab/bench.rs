@@ -133,6 +133,7 @@ pub fn run(
         quickack: cfg.quickack,
         timeout: cfg.timeout,
         connections: count,
+        close_first: cfg.server_closes_first,
     };
     let start_server = |ip| {
         Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {

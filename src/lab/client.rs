@@ -34,6 +34,8 @@ pub struct ClientParams {
     pub timeout: Duration,
     /// The server's MAC when already known (skips ARP).
     pub server_mac: Option<MacAddr>,
+    /// Close only after the peer's FIN (the server closes first).
+    pub wait_for_peer_close: bool,
 }
 
 /// A frame that went in or out, and what it meant.
@@ -85,7 +87,7 @@ pub enum ClientError {
     #[error("gave up in {state}: no acknowledgment after {retries} retransmissions")]
     GaveUp { state: State, retries: u32 },
     #[error("connection refused: the server answered the SYN with RST")]
-    Refused,
+    Refused { at: Instant },
     #[error("the server reset the connection in {state}")]
     Reset { state: State },
     #[error("interrupted in {state}")]
@@ -200,7 +202,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     let acked = self.conn.snd_una() == self.conn.snd_nxt();
                     let replied = self.outcome.bytes_received >= self.params.expect_reply;
                     let peer_closed = self.conn.state() == State::CloseWait;
-                    if acked && (replied || peer_closed) {
+                    let may_close = if self.params.wait_for_peer_close {
+                        peer_closed
+                    } else {
+                        replied || peer_closed
+                    };
+                    if acked && may_close {
                         close_sent = true;
                         let events = self.conn.close(Instant::now())?;
                         self.dispatch(events, None)?;
@@ -359,7 +366,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 Event::PeerClosed | Event::Ignored { .. } => {}
                 Event::Reset { state } => {
                     return Err(if state == State::SynSent {
-                        ClientError::Refused
+                        ClientError::Refused {
+                            at: incoming.unwrap_or_else(Instant::now),
+                        }
                     } else {
                         ClientError::Reset { state }
                     });

@@ -43,6 +43,10 @@ pub struct LabConfig {
     /// Let the server ACK our FIN at once (`TCP_QUICKACK`): FIN / ACK /
     /// FIN / ACK. Off: the ACK rides on the server's FIN.
     pub quickack: bool,
+    /// The server closes right after its reply.
+    pub server_closes_first: bool,
+    /// Start no server: the scenario is the refusal itself.
+    pub refused: bool,
     pub isn: Option<u32>,
     pub pcap: PathBuf,
     pub output: Output,
@@ -82,7 +86,7 @@ impl LabError {
             LabError::Client(
                 ClientError::Timeout { .. }
                     | ClientError::GaveUp { .. }
-                    | ClientError::Refused
+                    | ClientError::Refused { .. }
                     | ClientError::Reset { .. }
                     | ClientError::NoArpReply { .. }
             )
@@ -121,23 +125,29 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     }));
 
     let server_addr = SocketAddrV4::new(SERVER_IP, cfg.port);
-    let server_tx = tx.clone();
-    let server = Server::start(
-        ServerConfig {
+    let server = if cfg.refused {
+        None
+    } else {
+        let server_tx = tx.clone();
+        let server = Server::start(
+            ServerConfig {
+                addr: server_addr,
+                reply: cfg.reply.clone(),
+                quickack: cfg.quickack,
+                timeout: cfg.timeout,
+                connections: 1,
+                close_first: cfg.server_closes_first,
+            },
+            Box::new(move |at, event, state| {
+                let _ = server_tx.send(Message::Server { at, event, state });
+            }),
+        )
+        .map_err(|source| LabError::Server {
             addr: server_addr,
-            reply: cfg.reply.clone(),
-            quickack: cfg.quickack,
-            timeout: cfg.timeout,
-            connections: 1,
-        },
-        Box::new(move |at, event, state| {
-            let _ = server_tx.send(Message::Server { at, event, state });
-        }),
-    )
-    .map_err(|source| LabError::Server {
-        addr: server_addr,
-        source,
-    })?;
+            source,
+        })?;
+        Some(server)
+    };
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
@@ -155,6 +165,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             }
         },
         synchronized: false,
+        listening: !cfg.refused,
     };
     let result = Client::new(&mut link, &mut observer, params, Instant::now()).run();
     drop(observer);
@@ -162,8 +173,26 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     let outcome = match result {
         Ok(outcome) => {
             // The server has closed by now; its thread ends at once.
-            server.join();
+            if let Some(server) = server {
+                server.join();
+            }
             outcome
+        }
+        Err(ClientError::Refused { at, .. }) if cfg.refused => {
+            // The scenario asked for exactly this.
+            send(Message::Note {
+                at,
+                text: format!(
+                    "refused, as asked: no socket listens on {server_addr}, so the server's \
+                     kernel answered the SYN with RST+ACK (RFC 9293 §3.10.7.1) and the \
+                     client went back to CLOSED"
+                ),
+                changes: Vec::new(),
+            });
+            client::Outcome {
+                final_state: Some(State::Closed),
+                ..client::Outcome::default()
+            }
         }
         Err(err) => {
             // Flush the capture and the narration before reporting.
@@ -185,7 +214,12 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         frames: outcome.frames,
         retransmissions: outcome.retransmissions,
         final_state: outcome.final_state,
-        time_wait_ms: cfg.time_wait.as_millis() as u64,
+        time_wait_ms: if cfg.refused {
+            0
+        } else {
+            cfg.time_wait.as_millis() as u64
+        },
+        refused: cfg.refused,
         pcap: cfg.pcap.display().to_string(),
     };
     send(Message::Event(LabEvent::Summary(summary.clone())));
@@ -213,6 +247,7 @@ fn client_params(
         expect_reply: cfg.reply.len(),
         timeout: cfg.timeout,
         server_mac,
+        wait_for_peer_close: cfg.server_closes_first,
     }
 }
 
@@ -278,6 +313,8 @@ struct LabObserver {
     /// Open when the kernel's view is wanted.
     diag: Option<SockDiag>,
     synchronized: bool,
+    /// A server listens on the port.
+    listening: bool,
 }
 
 impl LabObserver {
@@ -290,8 +327,9 @@ impl LabObserver {
             }
             // Gone after the handshake: the kernel deleted it (CLOSED).
             None if self.synchronized => Some(State::Closed),
-            // Not there yet: only the listener is.
-            None => Some(State::Listen),
+            // Not there yet: only the listener is, if any.
+            None if self.listening => Some(State::Listen),
+            None => Some(State::Closed),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// How many connections to serve, one after the other.
     pub connections: usize,
+    /// Close right after the reply instead of reading until the client's
+    /// EOF: the server closes first.
+    pub close_first: bool,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -160,8 +163,9 @@ fn converse(
                 Some(&stream),
             );
         }
-        // Read until EOF (the client's FIN).
-        for _ in 0..MAX_READS {
+        // Read until EOF (the client's FIN), unless we close first.
+        let reads = if cfg.close_first { 0 } else { MAX_READS };
+        for _ in 0..reads {
             let n = stream.read(&mut buf).map_err(|e| ("recv", e))?;
             emit(
                 tx,
@@ -175,7 +179,7 @@ fn converse(
             }
         }
     }
-    if cfg.quickack {
+    if cfg.quickack && !cfg.close_first {
         // Receiving the FIN put the socket in CLOSE-WAIT and in delayed-ACK
         // ("pingpong") mode, so its ACK would wait and ride on our FIN.
         // TCP_QUICKACK now sends the pending ACK at once: FIN / ACK / FIN /

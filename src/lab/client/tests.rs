@@ -228,6 +228,7 @@ fn params() -> ClientParams {
         expect_reply: 5,
         timeout: Duration::from_secs(5),
         server_mac: None,
+        wait_for_peer_close: false,
     }
 }
 
@@ -338,7 +339,10 @@ fn a_refused_syn_is_reported_as_refused() {
         ..Script::default()
     };
     let (result, _, _) = run(script, params());
-    assert!(matches!(result, Err(ClientError::Refused)), "{result:?}");
+    assert!(
+        matches!(result, Err(ClientError::Refused { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub enum Command {
     /// The self-contained lab: a private network namespace, a kernel TCP
     /// server (std::net::TcpListener) and synack's hand-built client, with
     /// the whole exchange narrated and written to a pcap.
+    ///
+    /// Needs no sudo where the kernel allows unprivileged user namespaces
+    /// (most distributions): synack then creates one and is root only
+    /// inside it. Elsewhere run `sudo synack lab`.
     Lab(LabArgs),
 }
 

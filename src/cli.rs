@@ -31,9 +31,9 @@ pub enum Command {
     /// server (std::net::TcpListener) and synack's hand-built client, with
     /// the whole exchange narrated and written to a pcap.
     ///
-    /// Needs no sudo where the kernel allows unprivileged user namespaces
-    /// (most distributions): synack then creates one and is root only
-    /// inside it. Elsewhere run `sudo synack lab`.
+    /// Needs no sudo where the host allows unprivileged user namespaces:
+    /// synack then creates one and is root only inside it. Where the host
+    /// forbids them, the error names the setting; run `sudo synack lab`.
     Lab(LabArgs),
 }
 

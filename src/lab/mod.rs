@@ -5,8 +5,9 @@
 //!
 //! Privileged (CAP_NET_ADMIN and CAP_NET_RAW): the namespace, the veth pair
 //! and the AF_PACKET socket. Root has them; anyone else gets them inside a
-//! user namespace, where the host allows it ([`crate::net::userns`]). The client loop itself ([`client`]) is generic
-//! and tested without privileges.
+//! user namespace, where the host allows it ([`crate::net::userns`]). The
+//! client loop itself ([`client`]) is generic and tested without
+//! privileges.
 
 pub mod client;
 mod reporter;

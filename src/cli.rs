@@ -30,6 +30,10 @@ pub enum Command {
     /// The self-contained lab: a private network namespace, a kernel TCP
     /// server (std::net::TcpListener) and synack's hand-built client, with
     /// the whole exchange narrated and written to a pcap.
+    ///
+    /// Needs no sudo where the host allows unprivileged user namespaces:
+    /// synack then creates one and is root only inside it. Where the host
+    /// forbids them, the error names the setting; run `sudo synack lab`.
     Lab(LabArgs),
 }
 

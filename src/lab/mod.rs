@@ -4,8 +4,10 @@
 //! written to a pcap.
 //!
 //! Privileged (CAP_NET_ADMIN and CAP_NET_RAW): the namespace, the veth pair
-//! and the AF_PACKET socket. The client loop itself ([`client`]) is generic
-//! and tested without privileges.
+//! and the AF_PACKET socket. Root has them; anyone else gets them inside a
+//! user namespace, where the host allows it ([`crate::net::userns`]). The
+//! client loop itself ([`client`]) is generic and tested without
+//! privileges.
 
 pub mod bench;
 pub mod client;
@@ -20,7 +22,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
+use crate::net::labnet::{self, Namespace, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::net::server::{Server, ServerConfig};
 use crate::net::sockinfo::SockDiag;
@@ -107,11 +109,11 @@ impl LabError {
 /// See [`LabError`].
 pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, LabError> {
     let setup_start = Instant::now();
-    labnet::enter_private_namespace()?;
-    labnet::build_veth_pair()?;
+    let ns = labnet::enter_private_namespace()?;
+    labnet::build_lab_network(ns)?;
     let setup = setup_start.elapsed();
 
-    let pcap = create_pcap(&cfg.pcap)?;
+    let pcap = create_pcap(&cfg.pcap, ns)?;
     let (tx, rx) = mpsc::channel::<Message>();
     let reporter = Reporter::spawn(rx, pcap, cfg.output, cfg.port).map_err(LabError::Report)?;
     let send = |msg: Message| {
@@ -255,15 +257,19 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Creates the capture file; under sudo it belongs to the invoking user, so
-/// Wireshark opens it without root.
-fn create_pcap(path: &Path) -> Result<BufWriter<File>, LabError> {
+/// Creates the capture file; it belongs to the user who ran the lab, so
+/// Wireshark opens it without root. Under sudo that takes a chown; inside a
+/// user namespace it already does (root there is that user outside), and
+/// no other owner could be set.
+fn create_pcap(path: &Path, ns: Namespace) -> Result<BufWriter<File>, LabError> {
     let err = |source| LabError::Pcap {
         path: path.to_path_buf(),
         source,
     };
     let file = File::create(path).map_err(err)?;
-    give_to_sudo_user(path).map_err(err)?;
+    if ns == Namespace::Root {
+        give_to_sudo_user(path).map_err(err)?;
+    }
     Ok(BufWriter::new(file))
 }
 

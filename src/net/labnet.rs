@@ -5,9 +5,11 @@
 //!  [ server: kernel TCP ]  srv0 198.18.0.1/24  ==veth==  cli0 (no IPv4)  [ synack plays 198.18.0.2 ]
 //! ```
 //!
-//! Privileged: needs CAP_NET_ADMIN and CAP_NET_RAW (root, or a user
-//! namespace). The namespace dies with the process, even on SIGKILL, so
-//! nothing stays on the host.
+//! Privileged: needs CAP_NET_ADMIN and CAP_NET_RAW. Root gets them on its
+//! own; anyone else gets them in a new user namespace created together with
+//! the network namespace ([`super::userns`]), where the kernel allows it.
+//! The namespaces die with the process, even on SIGKILL, so nothing stays
+//! on the host.
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -15,8 +17,10 @@ use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{getegid, geteuid};
 
 use super::sys;
+use super::userns::{self, Blocker, UsernsStep, UsernsSysctls};
 
 /// The server's side of the veth pair.
 pub const SERVER_IF: &str = "srv0";
@@ -34,8 +38,19 @@ pub const PREFIX_LEN: u8 = 24;
 pub enum LabNetError {
     #[error("needs root (or CAP_NET_ADMIN and CAP_NET_RAW): try sudo")]
     NotPrivileged,
+    #[error(
+        "user namespaces are blocked on this host ({0}), so the lab needs root here: \
+         `sudo synack lab` works instead"
+    )]
+    UsernsBlocked(Blocker),
     #[error("could not create a network namespace: {0}")]
     Unshare(#[source] Errno),
+    #[error("could not enter a user namespace: {step}: {errno}")]
+    Userns {
+        step: UsernsStep,
+        #[source]
+        errno: Errno,
+    },
     #[error("the new network namespace is not empty: it holds {0}")]
     NotEmpty(String),
     #[error("could not run `ip` (iproute2): {0}")]
@@ -56,20 +71,43 @@ pub enum LabNetError {
     },
 }
 
+/// How the lab got its private network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    /// Run as root: a new network namespace only.
+    Root,
+    /// Run as anyone else: a new user namespace too, where the caller
+    /// (`uid`, `gid` outside) is root. Files it creates belong to the caller.
+    User { uid: u32, gid: u32 },
+}
+
 /// Moves the calling thread (and every thread it starts later) into a new,
-/// empty network namespace.
+/// empty network namespace: as root, just that; otherwise inside a new user
+/// namespace where the caller is root.
 ///
 /// Call it from the main thread before any other thread starts: threads
-/// that already exist stay in the old namespace.
+/// that already exist stay in the old namespace, and the kernel refuses a
+/// new user namespace to a process with threads (EINVAL).
 ///
 /// # Errors
-/// [`LabNetError::NotPrivileged`] without CAP_SYS_ADMIN; `NotEmpty` if the
-/// new namespace is not what we asked for.
-pub fn enter_private_namespace() -> Result<(), LabNetError> {
-    unshare(CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
-        Errno::EPERM => LabNetError::NotPrivileged,
-        other => LabNetError::Unshare(other),
-    })?;
+/// [`LabNetError::UsernsBlocked`] when a host setting forbids user
+/// namespaces; [`LabNetError::NotPrivileged`] for other refusals;
+/// `NotEmpty` if the new namespace is not what we asked for.
+pub fn enter_private_namespace() -> Result<Namespace, LabNetError> {
+    let ns = if geteuid().is_root() {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
+            Errno::EPERM => LabNetError::NotPrivileged,
+            other => LabNetError::Unshare(other),
+        })?;
+        Namespace::Root
+    } else {
+        // Read before unshare: inside, until the maps are written, both
+        // are the overflow id 65534.
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+        enter_user_namespace(uid, gid)
+            .map_err(|(step, errno)| userns_error(step, errno, &UsernsSysctls::read()))?;
+        Namespace::User { uid, gid }
+    };
     let names: Vec<String> = nix::net::if_::if_nameindex()
         .map_err(LabNetError::Unshare)?
         .iter()
@@ -78,7 +116,85 @@ pub fn enter_private_namespace() -> Result<(), LabNetError> {
     if names.iter().any(|name| name != "lo") {
         return Err(LabNetError::NotEmpty(names.join(", ")));
     }
-    Ok(())
+    log::debug!("entered a private network namespace: {ns:?}");
+    Ok(ns)
+}
+
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNET)`, then map `uid`/`gid` to root
+/// inside (user_namespaces(7): setgroups must be denied before an
+/// unprivileged process may write gid_map).
+fn enter_user_namespace(uid: u32, gid: u32) -> Result<(), (UsernsStep, Errno)> {
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+        .map_err(|errno| (UsernsStep::Unshare, errno))?;
+    let write = |step, path: &str, text: String| {
+        std::fs::write(path, text).map_err(|e| {
+            let errno = e
+                .raw_os_error()
+                .map_or(Errno::UnknownErrno, Errno::from_raw);
+            (step, errno)
+        })
+    };
+    match write(UsernsStep::Setgroups, "/proc/self/setgroups", "deny".into()) {
+        // Kernels before 3.19 have no such file and need no such step.
+        Err((_, Errno::ENOENT)) | Ok(()) => {}
+        Err(e) => return Err(e),
+    }
+    write(
+        UsernsStep::UidMap,
+        "/proc/self/uid_map",
+        userns::id_map_line(0, uid),
+    )?;
+    write(
+        UsernsStep::GidMap,
+        "/proc/self/gid_map",
+        userns::id_map_line(0, gid),
+    )
+}
+
+/// The error for a user namespace step that failed: the host setting to
+/// blame if one is, the generic "needs root" for other refusals.
+fn userns_error(step: UsernsStep, errno: Errno, sysctls: &UsernsSysctls) -> LabNetError {
+    match userns::diagnose(step, errno, sysctls) {
+        Some(blocker) => LabNetError::UsernsBlocked(blocker),
+        None if errno == Errno::EPERM => LabNetError::NotPrivileged,
+        None => LabNetError::Userns { step, errno },
+    }
+}
+
+impl LabNetError {
+    /// The refusal behind a failed network set-up step (EPERM or EACCES),
+    /// if that is what it was.
+    fn refusal(&self) -> Option<Errno> {
+        let errno = match self {
+            LabNetError::Sysctl { source, .. } | LabNetError::Offload { source, .. } => {
+                Errno::from_raw(source.raw_os_error()?)
+            }
+            // RTNETLINK's answer, as iproute2 prints strerror(EPERM).
+            LabNetError::IpFailed { stderr, .. } if stderr.contains("Operation not permitted") => {
+                Errno::EPERM
+            }
+            _ => return None,
+        };
+        matches!(errno, Errno::EPERM | Errno::EACCES).then_some(errno)
+    }
+}
+
+/// [`build_veth_pair`] in the namespace `ns` entered: inside a user
+/// namespace, a refusal is explained by the host setting that made the
+/// namespace powerless (Ubuntu's AppArmor restriction), if one did.
+///
+/// # Errors
+/// As [`build_veth_pair`], or [`LabNetError::UsernsBlocked`].
+pub fn build_lab_network(ns: Namespace) -> Result<(), LabNetError> {
+    build_veth_pair().map_err(|err| match (ns, err.refusal()) {
+        (Namespace::User { .. }, Some(errno)) => {
+            match userns::diagnose(UsernsStep::NetworkSetup, errno, &UsernsSysctls::read()) {
+                Some(blocker) => LabNetError::UsernsBlocked(blocker),
+                None => err,
+            }
+        }
+        _ => err,
+    })
 }
 
 /// Builds the veth pair inside the current (private) namespace: IPv6 off
@@ -193,5 +309,94 @@ fn run_ip_batch(script: &str) -> Result<(), LabNetError> {
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::userns::Sysctl;
+
+    fn sysctls(clone: Sysctl, max: Sysctl, apparmor: Sysctl) -> UsernsSysctls {
+        UsernsSysctls {
+            unprivileged_userns_clone: clone,
+            max_user_namespaces: max,
+            apparmor_restrict_unprivileged_userns: apparmor,
+        }
+    }
+
+    #[test]
+    fn a_blocked_user_namespace_names_the_setting_and_sudo() {
+        let cases = [
+            (
+                Errno::EPERM,
+                sysctls(Sysctl::Value(0), Sysctl::Value(1000), Sysctl::Absent),
+                "kernel.unprivileged_userns_clone=0",
+            ),
+            (
+                Errno::ENOSPC,
+                sysctls(Sysctl::Absent, Sysctl::Value(0), Sysctl::Absent),
+                "user.max_user_namespaces=0",
+            ),
+            (
+                Errno::EPERM,
+                sysctls(Sysctl::Value(1), Sysctl::Value(1000), Sysctl::Value(1)),
+                "kernel.apparmor_restrict_unprivileged_userns=1",
+            ),
+        ];
+        for (errno, sysctls, setting) in cases {
+            let message = userns_error(UsernsStep::Unshare, errno, &sysctls).to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "user namespaces are blocked on this host ({setting}), so the lab \
+                     needs root here: `sudo synack lab` works instead"
+                )
+            );
+            assert!(!message.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn another_refusal_keeps_the_generic_needs_root_message() {
+        // A seccomp filter (Docker's default) refuses unshare with EPERM
+        // whatever the sysctls say.
+        let open = sysctls(Sysctl::Absent, Sysctl::Value(1000), Sysctl::Absent);
+        let err = userns_error(UsernsStep::Unshare, Errno::EPERM, &open);
+        assert!(matches!(err, LabNetError::NotPrivileged));
+        assert_eq!(
+            err.to_string(),
+            "needs root (or CAP_NET_ADMIN and CAP_NET_RAW): try sudo"
+        );
+    }
+
+    #[test]
+    fn other_errnos_say_which_step_failed() {
+        let open = sysctls(Sysctl::Absent, Sysctl::Value(1000), Sysctl::Absent);
+        let err = userns_error(UsernsStep::Unshare, Errno::EINVAL, &open);
+        assert_eq!(
+            err.to_string(),
+            "could not enter a user namespace: unshare(CLONE_NEWUSER | CLONE_NEWNET): \
+             EINVAL: Invalid argument"
+        );
+    }
+
+    #[test]
+    fn refusals_are_found_in_sysctl_ioctl_and_ip_failures() {
+        let sysctl = LabNetError::Sysctl {
+            path: "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(sysctl.refusal(), Some(Errno::EACCES));
+        let ip = LabNetError::IpFailed {
+            status: "exit status: 2".into(),
+            stderr: "RTNETLINK answers: Operation not permitted\nCommand failed -:2".into(),
+        };
+        assert_eq!(ip.refusal(), Some(Errno::EPERM));
+        let missing = LabNetError::Offload {
+            ifname: SERVER_IF,
+            source: io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        assert_eq!(missing.refusal(), None);
     }
 }

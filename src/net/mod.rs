@@ -7,3 +7,4 @@ pub mod link;
 pub mod server;
 pub mod sockinfo;
 mod sys;
+pub mod userns;

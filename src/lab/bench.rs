@@ -119,11 +119,11 @@ pub fn run(
     count: usize,
     interrupted: Arc<AtomicBool>,
 ) -> Result<BenchReport, LabError> {
-    labnet::enter_private_namespace()?;
+    let ns = labnet::enter_private_namespace()?;
     labnet::build_veth_pair()?;
     labnet::build_kernel_client_pair()?;
 
-    let pcap = create_pcap(&cfg.pcap)?;
+    let pcap = create_pcap(&cfg.pcap, ns)?;
     let (tx, rx) = mpsc::channel::<Message>();
     let reporter = Reporter::spawn(rx, pcap, Output::Quiet, cfg.port).map_err(LabError::Report)?;
 

@@ -11,6 +11,8 @@
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.
 
+pub mod capture;
+pub mod inspect_report;
 pub mod tcp;
 pub mod wire;
 

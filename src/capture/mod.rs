@@ -1,0 +1,14 @@
+//! Captures: pcap/pcapng reading, link-type decoding and the connection
+//! analysis behind `synack inspect`. Pure over `io::Read`: nothing here
+//! opens a socket or needs privileges.
+//!
+//! - [`reader`]: a streaming pcap/pcapng reader (pcap-file's raw records,
+//!   lengths and timestamp resolutions checked here).
+//! - [`link`]: link-layer headers (Ethernet, VLAN, RAW, NULL/LOOP, SLL,
+//!   SLL2) down to the IP packet, and the TCP segment view.
+//! - [`analyze`]: the connection tracker: handshake, close, Wireshark's
+//!   sequence analysis, Zeek's `conn_state`/`history`, RFC 9293 states.
+
+pub mod analyze;
+pub mod link;
+pub mod reader;

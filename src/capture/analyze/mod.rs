@@ -96,8 +96,10 @@ pub struct Handshake {
 #[serde(rename_all = "snake_case")]
 pub enum CloseKind {
     /// FIN, an ACK (or data) for it, later the other FIN and its ACK.
+    #[serde(rename = "fin_4way")]
     Fin4way,
     /// FIN, then the other side's FIN+ACK, then the last ACK.
+    #[serde(rename = "fin_3way")]
     Fin3way,
     /// The two FINs crossed.
     Simultaneous,

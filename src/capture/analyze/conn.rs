@@ -187,6 +187,7 @@ pub struct Connection {
     history: History,
     snaplen_cut: u64,
     offloaded: u64,
+    completeness: u8,
     options: Options,
     ladder: Vec<LadderRow>,
     ladder_omitted: u64,
@@ -220,6 +221,7 @@ impl Connection {
             history: History::default(),
             snaplen_cut: 0,
             offloaded: 0,
+            completeness: 0,
             options,
             ladder: Vec::new(),
             ladder_omitted: 0,
@@ -271,6 +273,7 @@ impl Connection {
         if seg.checksum == Checksum::Offloaded {
             self.offloaded += 1;
         }
+        self.completeness |= completeness_bits(syn, ack, fin, rst, len > 0);
 
         // Relative-number bases, Wireshark's way.
         if self.sides[d].base.is_none() {
@@ -693,7 +696,8 @@ impl Connection {
         };
         let complete = self.opening.complete_ns.is_some();
         let rtt_us = match (self.opening.last_syn_ns, self.opening.complete_ns) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) / 1000),
+            // Rounded to the nearest µs, as tshark shows it.
+            (Some(a), Some(b)) => Some((b.saturating_sub(a) + 500) / 1000),
             _ => None,
         };
         let handshake = Handshake {
@@ -773,10 +777,37 @@ impl Connection {
             },
             snaplen_cut_frames: self.snaplen_cut,
             offloaded_checksums: self.offloaded,
+            tcp_completeness: self.completeness,
             ladder,
             ladder_omitted: self.ladder_omitted,
         }
     }
+}
+
+/// Wireshark's `tcp.completeness` bits for one segment.
+fn completeness_bits(syn: bool, ack: bool, fin: bool, rst: bool, data: bool) -> u8 {
+    const SYN: u8 = 1;
+    const SYN_ACK: u8 = 2;
+    const ACK: u8 = 4;
+    const DATA: u8 = 8;
+    const FIN: u8 = 16;
+    const RST: u8 = 32;
+    let mut bits = 0;
+    if syn {
+        bits |= if ack { SYN_ACK } else { SYN };
+    } else if ack {
+        bits |= ACK;
+    }
+    if data {
+        bits |= DATA;
+    }
+    if fin {
+        bits |= FIN;
+    }
+    if rst {
+        bits |= RST;
+    }
+    bits
 }
 
 /// Verdict bits and the words the ladder shows for them.

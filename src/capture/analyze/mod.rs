@@ -269,6 +269,9 @@ pub struct ConnectionReport {
     /// Frames whose checksum field holds only the pseudo-header sum
     /// (captured before checksum offload filled it in: not counted bad).
     pub offloaded_checksums: u64,
+    /// Wireshark's `tcp.completeness` bits: 1 SYN, 2 SYN-ACK, 4 ACK,
+    /// 8 data, 16 FIN, 32 RST (each seen at least once).
+    pub tcp_completeness: u8,
     #[serde(skip)]
     pub ladder: Vec<LadderRow>,
     /// Segments beyond [`MAX_LADDER_ROWS`].

@@ -85,7 +85,7 @@ mod spb {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The file could not be opened or read at all.
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open")]
     Open {
         path: String,
         #[source]

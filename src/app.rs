@@ -11,7 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use synack::lab::{self, LabConfig, Output};
 use synack::report::Style;
 
-use crate::cli::{Cli, Closer, ColorChoice, Command, LabArgs};
+use crate::cli::{Cli, Closer, ColorChoice, Command, InspectArgs, LabArgs};
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {
@@ -31,6 +31,7 @@ pub fn init_logging(cli: &Cli) {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Lab(ref args) => lab(&cli, args),
+        Command::Inspect(ref args) => inspect(&cli, args),
     }
 }
 
@@ -96,6 +97,90 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
             Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// `synack inspect`: every file in turn; exit 0 when all were read whole,
+/// 1 when one was cut or damaged (its report is still printed), 2 when one
+/// could not be opened or is not a capture.
+fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    use synack::capture::analyze::{self, Options};
+    use synack::capture::reader::CaptureReader;
+    use synack::inspect_report::{self as report, FileReport, Style};
+
+    let color = match cli.color {
+        crate::cli::ColorChoice::Always => true,
+        crate::cli::ColorChoice::Never => false,
+        crate::cli::ColorChoice::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    let style = Style { color };
+    let ladder = !(args.json || args.summary || args.no_ladder || cli.quiet);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut worst: Option<anyhow::Error> = None;
+    let mut cut: Option<anyhow::Error> = None;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let reader = match CaptureReader::open(path) {
+            Ok(reader) => reader,
+            Err(err) => {
+                if let Some(prev) = worst.replace(anyhow::Error::new(err)) {
+                    eprintln!("synack: {prev:#}");
+                }
+                continue;
+            }
+        };
+        let mut conns = Vec::new();
+        let summary = if args.summary {
+            let mut write_err = None;
+            let summary = analyze::run(reader, Options { ladder }, &mut |c| {
+                if write_err.is_none() {
+                    if let Err(e) = writeln!(out, "{}", report::summary_line(&name, &c)) {
+                        write_err = Some(e);
+                    }
+                }
+            });
+            if let Some(e) = write_err {
+                return Err(e.into());
+            }
+            for w in &summary.warnings {
+                writeln!(out, "{name}: warning: {w}")?;
+            }
+            summary
+        } else {
+            analyze::run(reader, Options { ladder }, &mut |c| conns.push(c))
+        };
+        if args.json {
+            let json = FileReport::new(&name, &summary, &conns).to_json()?;
+            writeln!(out, "{json}")?;
+        } else if !args.summary {
+            write!(out, "{}", report::table(&name, &summary, &conns))?;
+            if ladder {
+                for c in &conns {
+                    writeln!(out)?;
+                    write!(out, "{}", report::ladder(c, style))?;
+                }
+            }
+        }
+        out.flush()?;
+        if let Some(err) = summary.error {
+            let failed = anyhow::Error::new(synack::Failed(err.to_string()));
+            if let Some(prev) = cut.replace(failed) {
+                eprintln!("synack: {prev:#}");
+            }
+        }
+    }
+    out.flush()?;
+    match (worst, cut) {
+        (Some(err), Some(other)) => {
+            eprintln!("synack: {other:#}");
+            Err(err)
+        }
+        (Some(err), None) | (None, Some(err)) => Err(err),
+        (None, None) => Ok(ExitCode::SUCCESS),
     }
 }
 

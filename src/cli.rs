@@ -35,6 +35,9 @@ pub enum Command {
     /// synack then creates one and is root only inside it. Where the host
     /// forbids them, the error names the setting; run `sudo synack lab`.
     Lab(LabArgs),
+    /// Reconstruct and judge every TCP connection in pcap/pcapng files:
+    /// handshake, RTT, bytes, close, anomalies, Zeek conn_state/history.
+    Inspect(InspectArgs),
 }
 
 /// `--close`.
@@ -113,6 +116,26 @@ pub struct LabArgs {
     /// client, measured in the same run (a benchmark).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Capture files (pcap or pcapng, any tool).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// One JSON object per file instead of the table and ladders.
+    #[arg(long, conflicts_with = "summary")]
+    pub json: bool,
+
+    /// One line per connection, printed as each one ends (for large
+    /// files: memory stays flat).
+    #[arg(long)]
+    pub summary: bool,
+
+    /// The table only, no ladder diagrams.
+    #[arg(long, conflicts_with_all = ["json", "summary"])]
+    pub no_ladder: bool,
 }
 
 /// Parses `3`, `3s`, `500ms`, `250us`, `1.5s`, `2m` into a duration

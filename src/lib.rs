@@ -13,6 +13,7 @@
 
 pub mod capture;
 pub mod framing;
+pub mod inspect_report;
 pub mod lab;
 pub mod net;
 pub mod report;

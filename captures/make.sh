@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# make.sh — regenerates synack's stored captures (see README.md here).
+#
+#   sudo captures/make.sh [OUTDIR]      (default: this directory)
+#
+# Each scenario runs in its own private network namespace (`unshare -n`):
+# only that namespace's loopback carries traffic (127.0.0.1, ::1), kernel
+# sockets (scenarios.py) talk, tcpdump records. The namespace dies with the
+# process: nothing is left on the host. Derived files (other link types,
+# pcapng, cut files) are made from those recordings with relink.py,
+# mergecap, editcap and head.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(realpath -m "${1:-$here}")
+if [ "$(id -u)" != 0 ]; then
+  echo "make.sh: needs root (unshare -n, tcpdump)" >&2
+  exit 2
+fi
+for tool in tcpdump editcap mergecap python3; do
+  command -v "$tool" >/dev/null || { echo "make.sh: needs $tool" >&2; exit 2; }
+done
+mkdir -p "$out"
+
+scenarios=(four_way_client four_way_server three_way refused rst_client rst_server
+  syn_retransmission syn_timeout zero_window half_close concurrent port_reuse
+  still_open transfer ipv6 any_sll2 nanosecond snaplen60)
+for name in "${scenarios[@]}"; do
+  # lo keeps its checksum offload (it cannot be turned off): TCP frames
+  # carry only the pseudo-header sum, which synack counts as offloaded.
+  timeout 60 unshare -n bash -c '
+    set -euo pipefail
+    ip link set lo up
+    exec python3 "$0" "$1" "$2"
+  ' "$here/scenarios.py" "$out" "$name.pcap"
+done
+
+# Other link types, frame for frame from real recordings.
+python3 "$here/relink.py" "$out/four_way_client.pcap" raw "$out/linktype_raw.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" ipv4 "$out/linktype_ipv4.pcap"
+python3 "$here/relink.py" "$out/ipv6.pcap" ipv6 "$out/linktype_ipv6.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" null "$out/linktype_null.pcap"
+python3 "$here/relink.py" "$out/ipv6.pcap" loop "$out/linktype_loop.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" sll "$out/linktype_sll.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" vlan "$out/vlan.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" bigendian "$out/bigendian.pcap"
+# One frame with a really wrong checksum (the data segment, frame 4).
+python3 "$here/relink.py" "$out/four_way_client.pcap" badsum "$out/bad_checksum.pcap"
+
+# A capture that starts mid-stream: the transfer without its first 6 frames.
+editcap -r "$out/transfer.pcap" "$out/mid_stream.pcap" 7-1000000 >/dev/null
+
+# pcapng, two interfaces with two link types (SLL2 µs, Ethernet ns), comments.
+mergecap -F pcapng -w "$out/two_interfaces.tmp.pcapng" "$out/any_sll2.pcap" "$out/nanosecond.pcap"
+editcap --capture-comment "synack: two interfaces, SLL2 and Ethernet" \
+  -a "1:first frame of the any capture" "$out/two_interfaces.tmp.pcapng" "$out/two_interfaces.pcapng"
+rm -f "$out/two_interfaces.tmp.pcapng"
+
+# A file cut in the middle of its last record.
+size=$(stat -c %s "$out/four_way_client.pcap")
+head -c $((size - 10)) "$out/four_way_client.pcap" >"$out/truncated.pcap"
+
+ls -l "$out"/*.pcap "$out"/*.pcapng

@@ -1,0 +1,409 @@
+//! What `synack inspect` prints: the connection table, a ladder diagram per
+//! connection, one `--summary` line per connection, and `--json`.
+//!
+//! Pure formatting: reports in, strings out.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::capture::analyze::{
+    Closer, ConnectionReport, Direction, FileSummary, LadderRow, LinkTypeCount,
+};
+use crate::tcp::State;
+
+/// One file, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct FileReport<'a> {
+    pub file: &'a str,
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub link_types: &'a [LinkTypeCount],
+    pub warnings: Vec<String>,
+    /// The whole file was read.
+    pub complete: bool,
+    pub connections: &'a [ConnectionReport],
+}
+
+impl<'a> FileReport<'a> {
+    /// The report of `file`; a read error becomes the last warning.
+    pub fn new(
+        file: &'a str,
+        summary: &'a FileSummary,
+        connections: &'a [ConnectionReport],
+    ) -> FileReport<'a> {
+        let mut warnings = summary.warnings.clone();
+        if let Some(err) = &summary.error {
+            warnings.push(err.to_string());
+        }
+        FileReport {
+            file,
+            packets: summary.packets,
+            tcp_packets: summary.tcp_packets,
+            link_types: &summary.link_types,
+            warnings,
+            complete: summary.error.is_none(),
+            connections,
+        }
+    }
+
+    /// One JSON object.
+    ///
+    /// # Errors
+    /// Only if serde_json fails, which these types do not make it do.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// ANSI colours, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn endpoint(e: &crate::capture::analyze::Endpoint) -> String {
+    match e.ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{}", e.port),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", e.port),
+    }
+}
+
+fn closer(c: Option<Closer>) -> &'static str {
+    match c {
+        Some(Closer::Client) => "client",
+        Some(Closer::Server) => "server",
+        Some(Closer::Both) => "both",
+        None => "-",
+    }
+}
+
+fn rtt(us: Option<u64>) -> String {
+    match us {
+        Some(us) if us >= 10_000 => format!("{:.1}ms", us as f64 / 1000.0),
+        Some(us) => format!("{us}µs"),
+        None => "-".to_string(),
+    }
+}
+
+/// The anomalies with a non-zero count, `name×n`.
+fn anomaly_list(c: &ConnectionReport) -> String {
+    let parts: Vec<String> = c
+        .anomalies
+        .iter()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name}×{n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// The table of connections.
+pub fn table(file: &str, summary: &FileSummary, conns: &[ConnectionReport]) -> String {
+    let mut out = String::new();
+    let links: Vec<String> = summary
+        .link_types
+        .iter()
+        .map(|l| format!("{} ({}) ×{}", l.name, l.link_type, l.packets))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{file}: {} packets, {} TCP, {} connection(s); link types: {}",
+        summary.packets,
+        summary.tcp_packets,
+        conns.len(),
+        if links.is_empty() {
+            "-".to_string()
+        } else {
+            links.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  anomalies",
+        "#", "client", "server", "pkts c/s", "bytes c/s", "handshake", "rtt", "close", "closer",
+        "zeek", "history", "retx"
+    );
+    for c in conns {
+        let hs = if c.handshake.complete {
+            "complete"
+        } else {
+            "incomplete"
+        };
+        let _ = writeln!(
+            out,
+            "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  {}",
+            c.index,
+            endpoint(&c.client),
+            endpoint(&c.server),
+            format!("{}/{}", c.packets.c2s, c.packets.s2c),
+            format!("{}/{}", c.bytes.c2s, c.bytes.s2c),
+            hs,
+            rtt(c.handshake.rtt_us),
+            c.close.kind.name(),
+            closer(c.close.first_closer),
+            c.zeek.conn_state,
+            c.zeek.history,
+            c.retransmissions,
+            anomaly_list(c)
+        );
+    }
+    for w in &summary.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// One line per connection, for large files.
+pub fn summary_line(file: &str, c: &ConnectionReport) -> String {
+    format!(
+        "{file} #{} {} -> {} rule={} hs={} rtt_us={} close={} closer={} zeek={} history={} pkts={}/{} bytes={}/{} retx={} anomalies={}",
+        c.index,
+        endpoint(&c.client),
+        endpoint(&c.server),
+        serde_plain(&c.client_rule),
+        if c.handshake.complete { "complete" } else { "incomplete" },
+        c.handshake
+            .rtt_us
+            .map_or_else(|| "-".to_string(), |v| v.to_string()),
+        c.close.kind.name(),
+        closer(c.close.first_closer),
+        c.zeek.conn_state,
+        c.zeek.history,
+        c.packets.c2s,
+        c.packets.s2c,
+        c.bytes.c2s,
+        c.bytes.s2c,
+        c.retransmissions,
+        anomaly_list(c)
+    )
+}
+
+/// A unit enum's serde name (`syn_ack`).
+fn serde_plain<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The width of the arrow column of the ladder.
+const ARROW_WIDTH: usize = 58;
+/// The width of a state column.
+const STATE_WIDTH: usize = 13;
+
+fn state_cell(state: Option<State>) -> String {
+    state.map_or_else(String::new, |s| s.name().to_string())
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n >= width {
+        text.to_string()
+    } else {
+        format!("{text}{}", " ".repeat(width - n))
+    }
+}
+
+fn arrow(row: &LadderRow) -> String {
+    let mut label = format!("[{}] seq={}", row.flags, row.seq);
+    if let Some(ack) = row.ack {
+        let _ = write!(label, " ack={ack}");
+    }
+    let _ = write!(label, " len={} win={}", row.len, row.window);
+    let dashes = ARROW_WIDTH.saturating_sub(label.chars().count() + 3).max(2);
+    match row.direction {
+        Direction::C2s => format!("{label} {}▶", "─".repeat(dashes)),
+        Direction::S2c => format!("◀{} {label}", "─".repeat(dashes)),
+    }
+}
+
+/// The ladder diagram of one connection: the client on the left, the
+/// server on the right, one arrow per segment with flags, relative
+/// seq/ack, length, window, the time since the previous segment, and each
+/// end's state when it changes.
+pub fn ladder(c: &ConnectionReport, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "connection #{}: {} → {} ({}, {})",
+        c.index,
+        endpoint(&c.client),
+        endpoint(&c.server),
+        c.close.kind.name(),
+        c.zeek.conn_state
+    );
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10}  {} {} server",
+        "t (s)",
+        "Δt (s)",
+        pad("client", STATE_WIDTH),
+        pad("", ARROW_WIDTH),
+    );
+    let mut client_state = c.states.client.first().copied();
+    let mut server_state = c.states.server.first().copied();
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10}  {} {} {}",
+        "",
+        "",
+        pad(&state_cell(client_state), STATE_WIDTH),
+        pad("", ARROW_WIDTH),
+        state_cell(server_state)
+    );
+    let mut prev_us = 0u64;
+    for row in &c.ladder {
+        if row.client_state.is_some() {
+            client_state = row.client_state;
+        }
+        if row.server_state.is_some() {
+            server_state = row.server_state;
+        }
+        let code = if row.flags.rst() {
+            "31"
+        } else if row.flags.syn() {
+            "32"
+        } else if row.flags.fin() {
+            "33"
+        } else {
+            "0"
+        };
+        let left = if row.client_state.is_some() {
+            style.paint("36", &pad(&state_cell(client_state), STATE_WIDTH))
+        } else {
+            pad("", STATE_WIDTH)
+        };
+        let right = if row.server_state.is_some() {
+            style.paint("36", &state_cell(server_state))
+        } else {
+            String::new()
+        };
+        let notes = if row.notes.is_empty() {
+            String::new()
+        } else {
+            style.paint("35", &format!("  [{}]", row.notes.join(", ")))
+        };
+        let _ = writeln!(
+            out,
+            "{:>10.6} {:>10.6}  {} {} {}{}",
+            row.t_us as f64 / 1e6,
+            row.t_us.saturating_sub(prev_us) as f64 / 1e6,
+            left,
+            style.paint(code, &pad(&arrow(row), ARROW_WIDTH)),
+            right,
+            notes
+        );
+        prev_us = row.t_us;
+    }
+    if c.ladder_omitted > 0 {
+        let _ = writeln!(out, "… {} more segment(s) not shown", c.ladder_omitted);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::analyze::{Connection, Options};
+    use crate::capture::link::{Checksum, TcpSegment};
+    use crate::wire::{Flags, SeqNumber, TcpOptions};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn report() -> ConnectionReport {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let mk = |c2s: bool, flags: Flags, seq: u32, ack: u32| TcpSegment {
+            src: if c2s { a } else { b },
+            dst: if c2s { b } else { a },
+            src_port: if c2s { 40000 } else { 8080 },
+            dst_port: if c2s { 8080 } else { 40000 },
+            seq: SeqNumber(seq),
+            ack: SeqNumber(ack),
+            flags,
+            window: 512,
+            options: TcpOptions::default(),
+            payload_len: 0,
+            payload: &[],
+            checksum: Checksum::Good,
+            header_cut: false,
+        };
+        let segs = [
+            mk(true, Flags::SYN, 10, 0),
+            mk(false, Flags::RST_ACK, 0, 11),
+        ];
+        let mut conn = Connection::new(0, 1, 0, &segs[0], Options { ladder: true });
+        for (i, s) in segs.iter().enumerate() {
+            conn.on_segment(i as u64 + 1, i as u64 * 1000, s);
+        }
+        conn.finish()
+    }
+
+    #[test]
+    fn the_ladder_shows_arrows_flags_and_states() {
+        let text = ladder(&report(), Style { color: false });
+        assert!(text.contains("[SYN] seq=0 len=0 win=512"), "{text}");
+        assert!(text.contains("▶"), "{text}");
+        assert!(text.contains("◀"), "{text}");
+        assert!(text.contains("SYN-SENT"), "{text}");
+        assert!(text.contains("rst_server"), "{text}");
+        assert!(!text.contains("\x1b["), "{text}");
+        let colored = ladder(&report(), Style { color: true });
+        assert!(colored.contains("\x1b[31m"), "{colored}");
+    }
+
+    #[test]
+    fn the_summary_line_has_the_verdict() {
+        let line = summary_line("x.pcap", &report());
+        assert!(
+            line.starts_with("x.pcap #0 198.18.0.2:40000 -> 198.18.0.1:8080 rule=syn"),
+            "{line}"
+        );
+        assert!(
+            line.contains("close=rst_server closer=server zeek=REJ history=Sr"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let summary = FileSummary {
+            packets: 2,
+            tcp_packets: 2,
+            link_types: Vec::new(),
+            warnings: Vec::new(),
+            error: None,
+        };
+        let conns = [report()];
+        let json = FileReport::new("x.pcap", &summary, &conns)
+            .to_json()
+            .expect("json");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        let c = &v["connections"][0];
+        assert_eq!(c["client"]["port"], 40000);
+        assert_eq!(c["client_rule"], "syn");
+        assert_eq!(c["handshake"]["complete"], false);
+        assert!(c["handshake"]["rtt_us"].is_null());
+        assert_eq!(c["close"]["kind"], "rst_server");
+        assert_eq!(c["close"]["first_closer"], "server");
+        assert_eq!(c["zeek"]["conn_state"], "REJ");
+        assert_eq!(c["states"]["server"][0], "CLOSED");
+        assert_eq!(c["anomalies"]["retransmission"], 0);
+        assert_eq!(c["packets"]["c2s"], 1);
+        assert_eq!(v["complete"], true);
+    }
+}

@@ -1,0 +1,310 @@
+//! Pins synack's reading of every stored capture in `captures/` (see
+//! captures/README.md for how each was made). No root needed.
+
+use std::path::{Path, PathBuf};
+
+use synack::capture::analyze::{
+    self, ClientRule, CloseKind, Closer, ConnectionReport, FileSummary, Options,
+};
+use synack::capture::reader::CaptureReader;
+use synack::tcp::State;
+
+fn capture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+}
+
+fn read(name: &str) -> (FileSummary, Vec<ConnectionReport>) {
+    let reader = CaptureReader::open(&capture(name)).expect("opens");
+    let mut conns = Vec::new();
+    let summary = analyze::run(reader, Options { ladder: true }, &mut |c| conns.push(c));
+    (summary, conns)
+}
+
+/// The one connection of a file read whole.
+fn only(name: &str) -> ConnectionReport {
+    let (summary, conns) = read(name);
+    assert!(summary.error.is_none(), "{name}: {:?}", summary.error);
+    assert_eq!(conns.len(), 1, "{name}");
+    conns.into_iter().next().expect("one")
+}
+
+/// The verdict as one comparable line.
+fn verdict(c: &ConnectionReport) -> String {
+    format!(
+        "{} {} {:?} {:?} {} {} {} {} {}/{} {}/{}",
+        c.handshake.complete,
+        c.close.kind.name(),
+        c.close.first_closer,
+        c.client_rule,
+        c.zeek.conn_state,
+        c.zeek.history,
+        c.retransmissions,
+        c.handshake.syn_retransmissions,
+        c.packets.c2s,
+        c.packets.s2c,
+        c.bytes.c2s,
+        c.bytes.s2c
+    )
+}
+
+const HELLO_4WAY_CLIENT: &str = "true fin_4way Some(Client) Syn SF ShADadFf 0 0 6/5 5/13";
+
+#[test]
+fn client_first_four_way_close() {
+    let c = only("four_way_client.pcap");
+    assert_eq!(verdict(&c), HELLO_4WAY_CLIENT);
+    assert_eq!(c.server.port, 8080);
+    assert!(c
+        .handshake
+        .rtt_us
+        .is_some_and(|rtt| rtt > 0 && rtt < 10_000));
+    use State::*;
+    assert_eq!(
+        c.states.client,
+        vec![Closed, SynSent, Established, FinWait1, FinWait2, TimeWait]
+    );
+    assert_eq!(
+        c.states.server,
+        vec![Listen, SynReceived, Established, CloseWait, LastAck, Closed]
+    );
+    let opts = c.handshake.client_options.expect("SYN options");
+    assert_eq!(opts.mss, Some(65495));
+    assert!(opts.sack_permitted && opts.timestamps);
+    assert_eq!(opts.window_scale, Some(10));
+    // Loopback keeps checksum offload: every frame holds the pseudo sum.
+    assert_eq!(c.offloaded_checksums, 11);
+    assert_eq!(c.anomalies.bad_checksum, 0);
+}
+
+#[test]
+fn server_first_four_way_close() {
+    let c = only("four_way_server.pcap");
+    assert_eq!(
+        verdict(&c),
+        "true fin_4way Some(Server) Syn SF ShADadfF 0 0 6/5 5/13"
+    );
+}
+
+#[test]
+fn fin_then_fin_ack_is_three_way() {
+    let c = only("three_way.pcap");
+    assert_eq!(
+        verdict(&c),
+        "true fin_3way Some(Client) Syn SF ShADadFf 0 0 6/4 5/13"
+    );
+}
+
+#[test]
+fn refused_connection() {
+    let c = only("refused.pcap");
+    assert_eq!(
+        verdict(&c),
+        "false rst_server Some(Server) Syn REJ Sr 0 0 1/1 0/0"
+    );
+    assert_eq!(c.states.server, vec![State::Closed]);
+}
+
+#[test]
+fn aborts_by_each_side() {
+    let c = only("rst_client.pcap");
+    assert_eq!(
+        verdict(&c),
+        "true rst_client Some(Client) Syn RSTO ShADadR 0 0 5/3 5/13"
+    );
+    let s = only("rst_server.pcap");
+    assert_eq!(
+        verdict(&s),
+        "true rst_server Some(Server) Syn RSTR ShADadr 0 0 4/4 5/13"
+    );
+}
+
+#[test]
+fn syn_retransmission_then_success() {
+    let (summary, conns) = read("syn_retransmission.pcap");
+    assert!(summary.error.is_none());
+    assert_eq!(conns.len(), 2);
+    assert_eq!(verdict(&conns[0]), HELLO_4WAY_CLIENT);
+    let second = &conns[1];
+    assert_eq!(
+        verdict(second),
+        "true fin_4way Some(Client) Syn SF ShADadFf 1 1 7/5 5/13"
+    );
+    // The RTT runs from the retransmitted SYN, not the first (1 s before).
+    assert!(second.handshake.rtt_us.is_some_and(|rtt| rtt < 10_000));
+}
+
+#[test]
+fn syn_timeout() {
+    let c = only("syn_timeout.pcap");
+    assert_eq!(verdict(&c), "false none None Syn S0 S 2 2 3/0 0/0");
+}
+
+#[test]
+fn zero_window() {
+    let c = only("zero_window.pcap");
+    assert!(c.anomalies.zero_window >= 1, "{:?}", c.anomalies);
+    assert!(c.anomalies.window_full >= 1, "{:?}", c.anomalies);
+    assert!(c.zeek.history.contains('w'), "{}", c.zeek.history);
+}
+
+#[test]
+fn half_close() {
+    let c = only("half_close.pcap");
+    assert_eq!(
+        verdict(&c),
+        "true fin_4way Some(Client) Syn SF ShADaFdf 0 0 8/6 7/21"
+    );
+}
+
+#[test]
+fn concurrent_connections() {
+    let (_, conns) = read("concurrent.pcap");
+    assert_eq!(conns.len(), 3);
+    let ports: Vec<u16> = conns.iter().map(|c| c.client.port).collect();
+    assert!(ports[0] != ports[1] && ports[1] != ports[2]);
+    for c in &conns {
+        assert_eq!(
+            verdict(c),
+            "true fin_4way Some(Client) Syn SF ShADadFf 0 0 6/5 5/2"
+        );
+    }
+}
+
+#[test]
+fn port_reuse_makes_two_connections() {
+    let (_, conns) = read("port_reuse.pcap");
+    assert_eq!(conns.len(), 2);
+    for c in &conns {
+        assert_eq!(c.client.port, 40000);
+        assert_eq!(
+            verdict(c),
+            "true fin_3way Some(Server) Syn SF ShADadfF 0 0 5/5 5/13"
+        );
+    }
+    assert!(conns[1].start_us > conns[0].start_us);
+}
+
+#[test]
+fn mid_stream_capture() {
+    let c = only("mid_stream.pcap");
+    assert_eq!(c.client_rule, ClientRule::Port);
+    assert!(!c.handshake.complete);
+    assert_eq!(c.close.kind, CloseKind::Fin4way);
+    assert_eq!(c.zeek.history, "DadAFf");
+    assert_eq!(c.bytes.s2c, 100_000);
+}
+
+#[test]
+fn still_open() {
+    let c = only("still_open.pcap");
+    assert_eq!(verdict(&c), "true none None Syn S1 ShADad 0 0 4/3 5/13");
+    assert_eq!(c.states.client.last(), Some(&State::Established));
+}
+
+#[test]
+fn transfer_counts_unique_and_wire_bytes() {
+    let c = only("transfer.pcap");
+    assert_eq!(c.bytes.c2s, 100_000);
+    assert_eq!(c.bytes.s2c, 100_000);
+    assert_eq!(c.wire_bytes, c.bytes);
+}
+
+#[test]
+fn every_link_type_reads_the_same_connection() {
+    for (name, link_type) in [
+        ("linktype_raw.pcap", 101),
+        ("linktype_ipv4.pcap", 228),
+        ("linktype_null.pcap", 0),
+        ("linktype_sll.pcap", 113),
+        ("vlan.pcap", 1),
+        ("bigendian.pcap", 1),
+    ] {
+        let (summary, _) = read(name);
+        assert_eq!(summary.link_types[0].link_type, link_type, "{name}");
+        assert_eq!(
+            verdict(&only(name)),
+            verdict(&only("four_way_client.pcap")),
+            "{name}"
+        );
+    }
+    for name in ["linktype_ipv6.pcap", "linktype_loop.pcap"] {
+        assert_eq!(verdict(&only(name)), verdict(&only("ipv6.pcap")), "{name}");
+    }
+}
+
+#[test]
+fn ipv6_and_sll2_and_nanoseconds() {
+    let v6 = only("ipv6.pcap");
+    assert_eq!(verdict(&v6), HELLO_4WAY_CLIENT);
+    assert!(v6.client.ip.is_ipv6());
+    assert_eq!(verdict(&only("any_sll2.pcap")), HELLO_4WAY_CLIENT);
+    assert_eq!(verdict(&only("nanosecond.pcap")), HELLO_4WAY_CLIENT);
+}
+
+#[test]
+fn pcapng_with_two_interfaces_and_link_types() {
+    let (summary, conns) = read("two_interfaces.pcapng");
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    let links: Vec<u32> = summary.link_types.iter().map(|l| l.link_type).collect();
+    assert_eq!(links, vec![276, 1]);
+    assert_eq!(conns.len(), 2);
+    // The same connections as the two source files, timestamps included
+    // (if_tsresol honoured: the Ethernet interface is in nanoseconds).
+    let sll2 = only("any_sll2.pcap");
+    let ns = only("nanosecond.pcap");
+    assert_eq!(conns[0].start_us, sll2.start_us);
+    assert_eq!(conns[1].start_us, ns.start_us);
+    assert_eq!(conns[1].handshake.rtt_us, ns.handshake.rtt_us);
+}
+
+#[test]
+fn small_snaplen_uses_ip_lengths() {
+    let c = only("snaplen60.pcap");
+    assert_eq!(verdict(&c), HELLO_4WAY_CLIENT);
+    assert!(c.snaplen_cut_frames > 0);
+}
+
+#[test]
+fn a_real_bad_checksum_is_counted_not_dropped() {
+    let c = only("bad_checksum.pcap");
+    assert_eq!(c.anomalies.bad_checksum, 1);
+    assert_eq!(c.packets.c2s, 6);
+    assert!(c.zeek.history.contains('C'));
+}
+
+#[test]
+fn truncated_file_keeps_what_was_read() {
+    let (summary, conns) = read("truncated.pcap");
+    let err = summary.error.expect("cut");
+    assert!(!err.is_unreadable_file());
+    assert!(err.to_string().contains("byte 878"), "{err}");
+    assert_eq!(summary.packets, 10);
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].close.kind, CloseKind::None);
+    assert_eq!(conns[0].close.first_closer, Some(Closer::Client));
+}
+
+#[test]
+fn every_stored_capture_is_pinned_here() {
+    let source = include_str!("parse_captures.rs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("captures/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        if (name.ends_with(".pcap") || name.ends_with(".pcapng"))
+            && !source.contains(&format!("\"{name}\""))
+        {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "captures without a pinned reading: {missing:?}"
+    );
+}

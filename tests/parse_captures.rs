@@ -308,3 +308,31 @@ fn every_stored_capture_is_pinned_here() {
         "captures without a pinned reading: {missing:?}"
     );
 }
+
+/// synack's own lab pcaps (made by `synack lab`, see captures/README.md)
+/// read as the scenario that made them.
+#[test]
+fn synack_lab_captures_read_as_their_scenarios() {
+    for (name, expected) in [
+        (
+            "lab_default.pcap",
+            "true fin_4way Some(Client) Syn SF ShADadFf 0 0 6/5 5/13",
+        ),
+        (
+            "lab_server_first.pcap",
+            "true fin_4way Some(Server) Syn SF ShADadfF 0 0 6/5 5/13",
+        ),
+        (
+            "lab_delayed_ack.pcap",
+            "true fin_3way Some(Client) Syn SF ShADadFf 0 0 6/4 5/13",
+        ),
+        (
+            "lab_refused.pcap",
+            "false rst_server Some(Server) Syn REJ Sr 0 0 1/1 0/0",
+        ),
+    ] {
+        let c = only(name);
+        assert_eq!(verdict(&c), expected, "{name}");
+        assert_eq!(c.server.port, 8080, "{name}");
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{flag_names, host_network, tshark_tcp, PI_WARN};
+use common::{assert_clean_capture, flag_names, host_network, tshark_tcp};
 
 fn synack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_synack"))
@@ -18,18 +18,6 @@ fn run_lab(pcap: &std::path::Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("running synack lab")
-}
-
-fn assert_clean_capture(pcap: &std::path::Path) -> Vec<common::TsharkTcp> {
-    let frames = tshark_tcp(pcap);
-    assert!(!frames.is_empty(), "no TCP frames in {}", pcap.display());
-    for (i, f) in frames.iter().enumerate() {
-        assert!(f.tcp_checksum_good, "frame {i}: bad TCP checksum");
-        assert!(f.ip_checksum_good, "frame {i}: bad IPv4 checksum");
-        assert!(!f.malformed, "frame {i}: malformed");
-        assert!(f.max_severity < PI_WARN, "frame {i}: expert warning {f:?}");
-    }
-    frames
 }
 
 #[test]

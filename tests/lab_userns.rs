@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{flag_names, host_network, tshark_tcp, PI_WARN};
+use common::{assert_clean_capture, flag_names, host_network};
 use nix::unistd::{Gid, Uid, User};
 
 /// The unprivileged user the test runs the lab as, and its primary group.
@@ -84,14 +84,7 @@ fn nobody_runs_the_lab_in_a_user_namespace_and_owns_the_pcap() {
         "the pcap must belong to the user who ran the lab"
     );
 
-    let frames = tshark_tcp(&pcap);
-    assert!(!frames.is_empty(), "no TCP frames in {}", pcap.display());
-    for (i, f) in frames.iter().enumerate() {
-        assert!(f.tcp_checksum_good, "frame {i}: bad TCP checksum");
-        assert!(f.ip_checksum_good, "frame {i}: bad IPv4 checksum");
-        assert!(!f.malformed, "frame {i}: malformed");
-        assert!(f.max_severity < PI_WARN, "frame {i}: expert warning {f:?}");
-    }
+    let frames = assert_clean_capture(&pcap);
     assert_eq!(
         flag_names(&frames),
         [

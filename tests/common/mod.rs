@@ -142,6 +142,21 @@ pub fn tshark_tcp(pcap: &Path) -> Vec<TsharkTcp> {
         .collect()
 }
 
+/// Every TCP frame of `pcap` as tshark reads it, after checking that there
+/// is at least one and that each has good checksums, is well formed and
+/// carries no expert warning or error.
+pub fn assert_clean_capture(pcap: &Path) -> Vec<TsharkTcp> {
+    let frames = tshark_tcp(pcap);
+    assert!(!frames.is_empty(), "no TCP frames in {}", pcap.display());
+    for (i, f) in frames.iter().enumerate() {
+        assert!(f.tcp_checksum_good, "frame {i}: bad TCP checksum");
+        assert!(f.ip_checksum_good, "frame {i}: bad IPv4 checksum");
+        assert!(!f.malformed, "frame {i}: malformed");
+        assert!(f.max_severity < PI_WARN, "frame {i}: expert warning {f:?}");
+    }
+    frames
+}
+
 /// tcpdump-like names of TCP flag bytes.
 pub fn flag_names(frames: &[TsharkTcp]) -> Vec<&'static str> {
     frames

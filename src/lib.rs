@@ -13,6 +13,7 @@
 
 pub mod framing;
 pub mod net;
+pub mod serve;
 pub mod tcp;
 pub mod wire;
 

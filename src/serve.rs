@@ -52,6 +52,8 @@ const MAX_READS_PER_CLIENT: usize = 1_000_000;
 /// (LAST-ACK → CLOSED, FIN-WAIT-1 → FIN-WAIT-2), and how often to look.
 const STATE_WATCH_LIMIT: Duration = Duration::from_millis(200);
 const STATE_WATCH_STEP: Duration = Duration::from_millis(1);
+/// What a client's connection says when the grace period cut it short.
+const FORCED: &str = "shut down by the server: the grace period after the stop ended";
 /// After the grace period, how long the shut-down stragglers get.
 const STRAGGLER_LIMIT: Duration = Duration::from_secs(2);
 /// How long the accept loop waits before retrying after a failed `accept`
@@ -374,6 +376,10 @@ pub fn format_event(event: &Event) -> String {
     };
     if let Some(info) = &event.kernel {
         let pad = 58usize.saturating_sub(line.chars().count());
+        if info.state == State::Listen {
+            let _ = write!(line, "{:pad$}  kernel: {}", "", info.state);
+            return line;
+        }
         let _ = write!(
             line,
             "{:pad$}  kernel: {:<12} rtt {} retrans {}/{}",
@@ -523,6 +529,8 @@ pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
 
 struct Shared {
     stop: AtomicBool,
+    /// The grace period ended and the open clients' sockets were shut down.
+    forced: AtomicBool,
     /// A clone of the listening socket, to shut it down from `stop`.
     listener: TcpListener,
     /// Open clients: a clone of each stream, to shut stragglers down.
@@ -574,6 +582,7 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 stop: AtomicBool::new(false),
+                forced: AtomicBool::new(false),
                 listener: clone,
                 open: Mutex::new(HashMap::new()),
                 changed: Condvar::new(),
@@ -736,6 +745,7 @@ impl Server {
         if remaining == 0 {
             return 0;
         }
+        shared.forced.store(true, Ordering::SeqCst);
         for stream in shared.open().values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -787,7 +797,9 @@ fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
     match conn.exchange() {
         Ok(peer_closed) => conn.close(peer_closed, accepted_at),
         Err(error) => {
-            shared.errors.fetch_add(1, Ordering::SeqCst);
+            if !shared.forced.load(Ordering::SeqCst) {
+                shared.errors.fetch_add(1, Ordering::SeqCst);
+            }
             conn.event(EventKind::ClientError {
                 error: describe(&error, config.idle_timeout),
             });
@@ -845,6 +857,9 @@ impl Conn<'_> {
             // acknowledged on its own: FIN / ACK / FIN / ACK.
             let _ = sock.set_tcp_quickack(true);
             let n = (&self.stream).read(&mut buf)?;
+            if n == 0 && self.shared.forced.load(Ordering::SeqCst) {
+                return Err(io::Error::other(FORCED));
+            }
             if n == 0 {
                 self.event(EventKind::PeerClosed);
                 if responder.pending() > 0 {

@@ -1,5 +1,6 @@
 //! The command line, as clap derive types only: no logic here.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ pub enum Command {
     /// synack then creates one and is root only inside it. Where the host
     /// forbids them, the error names the setting; run `sudo synack lab`.
     Lab(LabArgs),
+    /// The tutorials' TCP server on the kernel's own stack: bind, listen,
+    /// accept, read, reply, close, narrated with the kernel's view of each
+    /// socket (TCP_INFO: state, rtt, retransmissions). Ctrl-C stops it.
+    Serve(ServeArgs),
     /// Reconstruct and judge every TCP connection in pcap/pcapng files:
     /// handshake, RTT, bytes, close, anomalies, Zeek conn_state/history.
     Inspect(InspectArgs),
@@ -138,6 +143,109 @@ pub struct InspectArgs {
     pub no_ladder: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen: ADDR:PORT, or a PORT alone for 127.0.0.1. Port 0
+    /// lets the kernel pick a free port (printed on the first line).
+    #[arg(value_name = "ADDR:PORT", default_value = "127.0.0.1:8080", value_parser = parse_listen_addr)]
+    pub addr: SocketAddr,
+
+    /// Leave SO_REUSEADDR off. A restart right after the server closed
+    /// connections first then fails with "address in use" while they sit
+    /// in TIME-WAIT (60 s on Linux).
+    #[arg(long)]
+    pub no_reuseaddr: bool,
+
+    /// The listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..=65535))]
+    pub backlog: i32,
+
+    /// Serve at most N clients at once (a thread each); more wait in the
+    /// kernel's accept queue.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_clients: u32,
+
+    /// Answer each read (or each framed message) with TEXT
+    /// [default: "hello, client" and a newline].
+    #[arg(long, value_name = "TEXT", conflicts_with = "echo")]
+    pub reply: Option<String>,
+
+    /// Send back what was read (or each framed message's body).
+    #[arg(long)]
+    pub echo: bool,
+
+    /// Read and answer whole messages: length-prefix (4-byte big-endian
+    /// length, then the message) or json-header (4-byte big-endian length
+    /// of a JSON header {"length": N, "encoding": "utf-8"}, the header,
+    /// then the body).
+    #[arg(long, value_enum, value_name = "FRAMING")]
+    pub framing: Option<FramingArg>,
+
+    /// Who closes first: the server right after its first reply (it goes
+    /// through FIN-WAIT and TIME-WAIT), or after the peer's FIN (it goes
+    /// through CLOSE-WAIT and LAST-ACK).
+    #[arg(long, value_enum, default_value_t = CloseArg::AfterPeer)]
+    pub close: CloseArg,
+
+    /// Close with SO_LINGER 0: the kernel sends RST instead of FIN and
+    /// skips TIME-WAIT.
+    #[arg(long)]
+    pub linger0: bool,
+
+    /// Close a client that sends nothing for this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// After Ctrl-C or SIGTERM, how long open clients get to finish.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// Stop after N connections.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// `--framing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FramingArg {
+    LengthPrefix,
+    JsonHeader,
+}
+
+/// `--close` of `serve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CloseArg {
+    First,
+    AfterPeer,
+}
+
+/// Parses `ADDR:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`)
+/// or a bare `PORT` (on 127.0.0.1).
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let bad = || format!("'{text}' is not ADDR:PORT (try 127.0.0.1:8080 or 8080)");
+    // Names only (a malformed number is not worth a DNS query).
+    let (host, _) = text.rsplit_once(':').ok_or_else(bad)?;
+    if !host.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("'{text}' does not resolve: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(bad)
+}
+
 /// Parses `3`, `3s`, `500ms`, `250us`, `1.5s`, `2m` into a duration
 /// (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -175,6 +283,26 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:9000"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert_eq!(
+            parse_listen_addr("9000"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:9000").map(|a| a.port()),
+            Ok(9000)
+        );
+        assert!(parse_listen_addr("[::1]:9000").is_ok_and(|a| a.is_ipv6()));
+        assert!(parse_listen_addr("300.1.2.3:80").is_err());
+        assert!(parse_listen_addr("127.0.0.1:99999").is_err());
+        assert!(parse_listen_addr("nonsense").is_err());
     }
 
     #[test]

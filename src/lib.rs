@@ -17,6 +17,7 @@ pub mod inspect_report;
 pub mod lab;
 pub mod net;
 pub mod report;
+pub mod serve;
 pub mod tcp;
 pub mod wire;
 

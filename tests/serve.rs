@@ -1,0 +1,437 @@
+//! `synack serve` end to end: the binary on 127.0.0.1 (a kernel-chosen
+//! port, read from its first line), std `TcpStream` clients, signals.
+//! No root needed; every wait is bounded.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use synack::framing::{encode_to_vec, Decoder, Framing};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running `synack serve`: its address and its stdout, line by line.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    lines: Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    fn start_on(addr: &str, args: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_synack"))
+            .arg("serve")
+            .arg(addr)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn synack serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines.recv_timeout(IO_TIMEOUT);
+        let Ok(first) = first else {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "synack serve printed nothing: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        Serve { child, addr, lines }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, signal).expect("kill");
+    }
+
+    /// Waits (bounded) for the exit; returns the status and all stdout.
+    fn wait(mut self) -> (ExitStatus, String, String) {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("synack serve did not exit within {EXIT_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let mut stdout = String::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        (status, stdout, stderr)
+    }
+
+    fn stop(self) -> (ExitStatus, String, String) {
+        self.signal(Signal::SIGINT);
+        self.wait()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Only if a test failed half-way: never leave our child behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("read reply");
+    buf
+}
+
+/// Half-closes and reads to the server's FIN.
+fn finish(mut stream: TcpStream) -> Vec<u8> {
+    stream.shutdown(Shutdown::Write).expect("FIN");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read to EOF");
+    rest
+}
+
+#[test]
+fn default_reply_and_the_kernel_view_from_the_server_side() {
+    let serve = Serve::start(&[]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    let (status, out, _) = serve.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("accepted"), "{out}");
+    assert!(out.contains("read 5 bytes"), "{out}");
+    assert!(out.contains("replied 14 bytes"), "{out}");
+    assert!(out.contains("kernel: CLOSE-WAIT"), "{out}");
+    assert!(out.contains("closed after"), "{out}");
+    assert!(
+        out.contains("stopped: 1 connection(s), 0 error(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn reply_text() {
+    let serve = Serve::start(&["--reply", "pong"]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"ping").expect("write");
+    assert_eq!(read_exactly(&mut client, 4), b"pong");
+    client.write_all(b"ping again").expect("write");
+    assert_eq!(read_exactly(&mut client, 4), b"pong");
+    assert!(finish(client).is_empty());
+    assert!(serve.stop().0.success());
+}
+
+#[test]
+fn echo() {
+    let serve = Serve::start(&["--echo"]);
+    let mut client = connect(serve.addr);
+    for text in [&b"abc"[..], b"hello, world", &[0u8, 255, 10]] {
+        client.write_all(text).expect("write");
+        assert_eq!(read_exactly(&mut client, text.len()), text);
+    }
+    assert!(finish(client).is_empty());
+    assert!(serve.stop().0.success());
+}
+
+fn framed_replies(stream: &mut TcpStream, framing: Framing, count: usize) -> Vec<Vec<u8>> {
+    let mut decoder = Decoder::new(framing);
+    let mut bodies = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..1000 {
+        if bodies.len() == count {
+            break;
+        }
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "EOF after {} replies", bodies.len());
+        decoder.push(&buf[..n]);
+        while let Some(message) = decoder.next_message().expect("decode") {
+            bodies.push(message.body);
+        }
+    }
+    bodies
+}
+
+#[test]
+fn length_prefix_several_messages_in_one_write() {
+    let serve = Serve::start(&["--framing", "length-prefix", "--echo"]);
+    let mut client = connect(serve.addr);
+    let mut wire = Vec::new();
+    for body in ["one", "two", "three", ""] {
+        wire.extend(encode_to_vec(Framing::LengthPrefix, body.as_bytes()).expect("encode"));
+    }
+    client.write_all(&wire).expect("write");
+    let bodies = framed_replies(&mut client, Framing::LengthPrefix, 4);
+    assert_eq!(bodies, [&b"one"[..], b"two", b"three", b""]);
+    assert!(finish(client).is_empty());
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert_eq!(out.matches("message of").count(), 4, "{out}");
+}
+
+#[test]
+fn json_header_one_message_split_over_several_writes() {
+    let serve = Serve::start(&["--framing", "json-header", "--reply", "got it"]);
+    let mut client = connect(serve.addr);
+    let wire = encode_to_vec(Framing::JsonHeader, b"a message cut in pieces").expect("encode");
+    for piece in [
+        &wire[..2],
+        &wire[2..9],
+        &wire[9..wire.len() - 3],
+        &wire[wire.len() - 3..],
+    ] {
+        client.write_all(piece).expect("write");
+        // Let each piece travel as its own segment.
+        thread::sleep(Duration::from_millis(20));
+    }
+    let bodies = framed_replies(&mut client, Framing::JsonHeader, 1);
+    assert_eq!(bodies, [b"got it"]);
+    // Several messages in one write too, answered one by one.
+    let mut two = encode_to_vec(Framing::JsonHeader, b"x").expect("encode");
+    two.extend(encode_to_vec(Framing::JsonHeader, b"y").expect("encode"));
+    client.write_all(&two).expect("write");
+    assert_eq!(framed_replies(&mut client, Framing::JsonHeader, 2).len(), 2);
+    assert!(finish(client).is_empty());
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert!(out.contains("message of 23 bytes"), "{out}");
+    assert!(out.matches("read ").count() >= 4, "{out}");
+}
+
+#[test]
+fn a_bad_frame_closes_that_client_only() {
+    let serve = Serve::start(&["--framing", "json-header", "--echo"]);
+    let mut bad = connect(serve.addr);
+    bad.write_all(b"\x00\x00\x00\x05{bad}").expect("write");
+    let mut rest = Vec::new();
+    let _ = bad.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    let mut good = connect(serve.addr);
+    good.write_all(&encode_to_vec(Framing::JsonHeader, b"ok").expect("encode"))
+        .expect("write");
+    assert_eq!(framed_replies(&mut good, Framing::JsonHeader, 1), [b"ok"]);
+    assert!(finish(good).is_empty());
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert!(out.contains("bad JSON header"), "{out}");
+}
+
+#[test]
+fn close_first_puts_the_server_through_fin_wait_and_time_wait() {
+    let serve = Serve::start(&["--close", "first"]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    let mut got = Vec::new();
+    // The reply, then the server's FIN (EOF) before we close anything.
+    client
+        .read_to_end(&mut got)
+        .expect("read to the server's FIN");
+    assert_eq!(got, b"hello, client\n");
+    // Our ACK of the server's FIN is delayed (Linux enters ping-pong mode
+    // on a FIN): wait past it, so the server sits in FIN-WAIT-2 a while.
+    thread::sleep(Duration::from_millis(150));
+    drop(client);
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert!(out.contains("FIN-WAIT-1 -> FIN-WAIT-2"), "{out}");
+    assert!(out.contains("TIME-WAIT"), "{out}");
+}
+
+#[test]
+fn linger0_aborts_with_rst() {
+    let serve = Serve::start(&["--close", "first", "--linger0"]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let error = loop {
+        match client.read(&mut buf) {
+            Ok(0) => panic!("a FIN, not a RST, after {got:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+        assert!(got.len() <= 14, "{got:?}");
+    };
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error}");
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert!(out.contains("aborted with RST"), "{out}");
+}
+
+#[test]
+fn no_reuseaddr_fails_while_time_wait_holds_the_port() {
+    // A first run that closes first leaves its connection in TIME-WAIT on
+    // the server's port.
+    let first = Serve::start(&["--close", "first", "--count", "1"]);
+    let port = first.addr.port();
+    let mut client = connect(first.addr);
+    client.write_all(b"hello").expect("write");
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).expect("reply and FIN");
+    drop(client);
+    let (status, _, _) = first.wait();
+    assert!(status.success());
+
+    let addr = format!("127.0.0.1:{port}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", &addr, "--no-reuseaddr"])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("address in use"), "{err}");
+    assert!(err.contains("TIME-WAIT"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    // With SO_REUSEADDR (the default) the restart binds at once.
+    let again = Serve::start_on(&addr, &["--count", "1"]);
+    assert_eq!(again.addr.port(), port);
+    let mut client = connect(again.addr);
+    client.write_all(b"hi").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    assert!(again.wait().0.success());
+}
+
+#[test]
+fn address_in_use_by_a_listener_exits_2() {
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = holder.local_addr().expect("addr").to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", &addr])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.starts_with("synack: cannot listen on"), "{err}");
+    assert!(err.contains("address in use"), "{err}");
+    assert!(err.contains("another socket is listening"), "{err}");
+}
+
+#[test]
+fn bad_addresses_exit_2_without_a_panic() {
+    for addr in [
+        "nonsense",
+        "300.1.2.3:80",
+        "127.0.0.1:99999",
+        "192.0.2.1:8080",
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+            .args(["serve", addr])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{addr}: {err}");
+        assert!(!err.contains("panicked"), "{addr}: {err}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", "192.0.2.1:8080"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("not an address of this host"), "{err}");
+}
+
+#[test]
+fn sigint_with_an_idle_client_exits_0_after_the_grace_period() {
+    let serve = Serve::start(&["--grace", "300ms"]);
+    let mut idle = connect(serve.addr);
+    // Make sure the server has accepted it before the signal.
+    idle.write_all(b"x").expect("write");
+    assert_eq!(read_exactly(&mut idle, 14), b"hello, client\n");
+    let started = Instant::now();
+    let (status, out, _) = serve.stop();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        out.contains("stopping: no more accepts; 1 open client(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 shut down at the end of the grace period"),
+        "{out}"
+    );
+    // The server shut our connection down.
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+}
+
+#[test]
+fn sigterm_exits_0_and_refuses_new_connections() {
+    let serve = Serve::start(&[]);
+    let addr = serve.addr;
+    serve.signal(Signal::SIGTERM);
+    let (status, out, _) = serve.wait();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err());
+}
+
+#[test]
+fn max_clients_queues_the_next_client_until_one_leaves() {
+    let serve = Serve::start(&["--max-clients", "1"]);
+    let mut first = connect(serve.addr);
+    first.write_all(b"1").expect("write");
+    assert_eq!(read_exactly(&mut first, 14), b"hello, client\n");
+    // The second handshake completes in the kernel (backlog) but nobody
+    // reads for it until the first client leaves.
+    let mut second = connect(serve.addr);
+    second.write_all(b"2").expect("write");
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 14];
+    let early = second.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
+        "{early:?}"
+    );
+    assert!(finish(first).is_empty());
+    second.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    assert_eq!(read_exactly(&mut second, 14), b"hello, client\n");
+    assert!(finish(second).is_empty());
+    let (status, out, _) = serve.stop();
+    assert!(status.success());
+    assert!(out.contains("1 clients open (--max-clients)"), "{out}");
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{assert_clean_capture, flag_names, host_network, tshark_tcp};
+use common::{assert_clean_capture, assert_lab_ok, flag_names, host_network, tshark_tcp};
 
 fn synack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_synack"))
@@ -28,14 +28,7 @@ fn the_default_lab_is_a_textbook_exchange_that_tshark_accepts() {
     let pcap = dir.path().join("lab.pcap");
     let before = host_network();
     let out = run_lab(&pcap, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(before, host_network(), "the lab left something on the host");
+    let stdout = assert_lab_ok(&out, &before);
 
     let frames = assert_clean_capture(&pcap);
     assert_eq!(

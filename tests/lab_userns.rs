@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_clean_capture, flag_names, host_network};
+use common::{assert_clean_capture, assert_lab_ok, flag_names, host_network};
 use nix::unistd::{Gid, Uid, User};
 
 /// The unprivileged user the test runs the lab as, and its primary group.
@@ -68,14 +68,7 @@ fn nobody_runs_the_lab_in_a_user_namespace_and_owns_the_pcap() {
         dir.path(),
         &["lab", "--time-wait", "0", "-w", pcap_arg],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(before, host_network(), "the lab left something on the host");
+    let stdout = assert_lab_ok(&out, &before);
 
     let meta = std::fs::metadata(&pcap).expect("the pcap exists");
     assert_eq!(

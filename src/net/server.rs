@@ -144,14 +144,7 @@ fn converse(
         .set_read_timeout(Some(cfg.timeout))
         .map_err(|e| ("setsockopt(SO_RCVTIMEO)", e))?;
     let mut buf = [0u8; 4096];
-    let n = stream.read(&mut buf).map_err(|e| ("recv", e))?;
-    emit(
-        tx,
-        ServerEvent::Received {
-            data: buf[..n].to_vec(),
-        },
-        Some(&stream),
-    );
+    let n = recv_and_report(&mut stream, &mut buf, tx)?;
     if n > 0 {
         if !cfg.reply.is_empty() {
             stream.write_all(&cfg.reply).map_err(|e| ("sendall", e))?;
@@ -166,15 +159,7 @@ fn converse(
         // Read until EOF (the client's FIN), unless we close first.
         let reads = if cfg.close_first { 0 } else { MAX_READS };
         for _ in 0..reads {
-            let n = stream.read(&mut buf).map_err(|e| ("recv", e))?;
-            emit(
-                tx,
-                ServerEvent::Received {
-                    data: buf[..n].to_vec(),
-                },
-                Some(&stream),
-            );
-            if n == 0 {
+            if recv_and_report(&mut stream, &mut buf, tx)? == 0 {
                 break;
             }
         }
@@ -192,6 +177,18 @@ fn converse(
     drop(stream);
     emit(tx, ServerEvent::Closed, None);
     Ok(())
+}
+
+/// One `recv()`, reported with what it returned (empty: EOF).
+fn recv_and_report(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    tx: &Notify,
+) -> Result<usize, (&'static str, io::Error)> {
+    let n = stream.read(buf).map_err(|e| ("recv", e))?;
+    let data = buf[..n].to_vec();
+    emit(tx, ServerEvent::Received { data }, Some(stream));
+    Ok(n)
 }
 
 /// `accept()` that gives up after `timeout`.

@@ -142,6 +142,24 @@ pub fn tshark_tcp(pcap: &Path) -> Vec<TsharkTcp> {
         .collect()
 }
 
+/// Asserts that a lab run exited 0 and left the host's network as
+/// `before` had it; returns its stdout.
+pub fn assert_lab_ok(out: &std::process::Output, before: &(String, String)) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        before,
+        &host_network(),
+        "the lab left something on the host"
+    );
+    stdout
+}
+
 /// Every TCP frame of `pcap` as tshark reads it, after checking that there
 /// is at least one and that each has good checksums, is well formed and
 /// carries no expert warning or error.

@@ -7,10 +7,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::capture::analyze::{
-    Closer, ConnectionReport, Direction, FileSummary, LadderRow, LinkTypeCount,
-};
-use crate::tcp::State;
+use crate::capture::analyze::{Closer, ConnectionReport, Direction, FileSummary, LinkTypeCount};
+use crate::ladder::{self, Cell, Middle, Rung, Way};
 
 /// One file, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -60,16 +58,6 @@ impl<'a> FileReport<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Style {
     pub color: bool,
-}
-
-impl Style {
-    fn paint(self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
 }
 
 fn endpoint(e: &crate::capture::analyze::Endpoint) -> String {
@@ -201,41 +189,32 @@ fn serde_plain<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// The width of the arrow column of the ladder.
-const ARROW_WIDTH: usize = 58;
-/// The width of a state column.
-const STATE_WIDTH: usize = 13;
-
-fn state_cell(state: Option<State>) -> String {
-    state.map_or_else(String::new, |s| s.name().to_string())
-}
-
-fn pad(text: &str, width: usize) -> String {
-    let n = text.chars().count();
-    if n >= width {
-        text.to_string()
-    } else {
-        format!("{text}{}", " ".repeat(width - n))
-    }
-}
-
-fn arrow(row: &LadderRow) -> String {
-    let mut label = format!("[{}] seq={}", row.flags, row.seq);
-    if let Some(ack) = row.ack {
-        let _ = write!(label, " ack={ack}");
-    }
-    let _ = write!(label, " len={} win={}", row.len, row.window);
-    let dashes = ARROW_WIDTH.saturating_sub(label.chars().count() + 3).max(2);
-    match row.direction {
-        Direction::C2s => format!("{label} {}▶", "─".repeat(dashes)),
-        Direction::S2c => format!("◀{} {label}", "─".repeat(dashes)),
-    }
+/// The ladder rows of one connection: a state is shown where it changed.
+fn rungs(c: &ConnectionReport) -> Vec<Rung> {
+    c.ladder
+        .iter()
+        .map(|row| Rung {
+            t_us: row.t_us as f64,
+            middle: Middle::Arrow {
+                way: match row.direction {
+                    Direction::C2s => Way::ClientToServer,
+                    Direction::S2c => Way::ServerToClient,
+                },
+                label: ladder::segment_label(row.flags, row.seq, row.ack, row.len, row.window),
+                color: ladder::Color::for_flags(row.flags),
+            },
+            client: row.client_state.map(Cell::changed),
+            server: row.server_state.map(Cell::changed),
+            notes: row.notes.iter().map(|n| n.to_string()).collect(),
+        })
+        .collect()
 }
 
 /// The ladder diagram of one connection: the client on the left, the
 /// server on the right, one arrow per segment with flags, relative
 /// seq/ack, length, window, the time since the previous segment, and each
-/// end's state when it changes.
+/// end's state when it changes (drawn by [`crate::ladder`], which the lab's
+/// `--ladder` shares).
 pub fn ladder(c: &ConnectionReport, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -247,69 +226,12 @@ pub fn ladder(c: &ConnectionReport, style: Style) -> String {
         c.close.kind.name(),
         c.zeek.conn_state
     );
-    let _ = writeln!(
-        out,
-        "{:>10} {:>10}  {} {} server",
-        "t (s)",
-        "Δt (s)",
-        pad("client", STATE_WIDTH),
-        pad("", ARROW_WIDTH),
-    );
-    let mut client_state = c.states.client.first().copied();
-    let mut server_state = c.states.server.first().copied();
-    let _ = writeln!(
-        out,
-        "{:>10} {:>10}  {} {} {}",
-        "",
-        "",
-        pad(&state_cell(client_state), STATE_WIDTH),
-        pad("", ARROW_WIDTH),
-        state_cell(server_state)
-    );
-    let mut prev_us = 0u64;
-    for row in &c.ladder {
-        if row.client_state.is_some() {
-            client_state = row.client_state;
-        }
-        if row.server_state.is_some() {
-            server_state = row.server_state;
-        }
-        let code = if row.flags.rst() {
-            "31"
-        } else if row.flags.syn() {
-            "32"
-        } else if row.flags.fin() {
-            "33"
-        } else {
-            "0"
-        };
-        let left = if row.client_state.is_some() {
-            style.paint("36", &pad(&state_cell(client_state), STATE_WIDTH))
-        } else {
-            pad("", STATE_WIDTH)
-        };
-        let right = if row.server_state.is_some() {
-            style.paint("36", &state_cell(server_state))
-        } else {
-            String::new()
-        };
-        let notes = if row.notes.is_empty() {
-            String::new()
-        } else {
-            style.paint("35", &format!("  [{}]", row.notes.join(", ")))
-        };
-        let _ = writeln!(
-            out,
-            "{:>10.6} {:>10.6}  {} {} {}{}",
-            row.t_us as f64 / 1e6,
-            row.t_us.saturating_sub(prev_us) as f64 / 1e6,
-            left,
-            style.paint(code, &pad(&arrow(row), ARROW_WIDTH)),
-            right,
-            notes
-        );
-        prev_us = row.t_us;
-    }
+    out.push_str(&ladder::render(
+        c.states.client.first().copied(),
+        c.states.server.first().copied(),
+        &rungs(c),
+        style.color,
+    ));
     if c.ladder_omitted > 0 {
         let _ = writeln!(out, "… {} more segment(s) not shown", c.ladder_omitted);
     }

@@ -15,6 +15,8 @@ pub mod capture;
 pub mod framing;
 pub mod inspect_report;
 pub mod lab;
+pub mod ladder;
+pub mod narrate;
 pub mod net;
 pub mod report;
 pub mod serve;

@@ -1,0 +1,427 @@
+//! Ladder diagrams, shared by `synack inspect` (stored captures) and
+//! `synack lab --ladder` / `--mermaid` (a run as it happened): the client
+//! on the left, the server on the right, one arrow per segment in the
+//! direction it travelled, with each side's state beside it.
+//!
+//! Pure: rows in, text out.
+
+use std::fmt::Write as _;
+
+use crate::tcp::State;
+
+/// The width of the arrow column.
+pub const ARROW_WIDTH: usize = 58;
+/// The width of the client's state column.
+pub const STATE_WIDTH: usize = 13;
+
+/// Which way an arrow points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// One side's state beside a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell {
+    pub state: State,
+    /// The row changed it (shown in colour).
+    pub changed: bool,
+}
+
+impl Cell {
+    /// A state the row changed.
+    pub fn changed(state: State) -> Cell {
+        Cell {
+            state,
+            changed: true,
+        }
+    }
+}
+
+/// What the middle of a row shows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Middle {
+    /// A segment (or another frame) travelling one way.
+    Arrow {
+        way: Way,
+        label: String,
+        color: Color,
+    },
+    /// Something one side did without a frame (a socket call, a timer):
+    /// written next to that side's column.
+    Event { client_side: bool, text: String },
+}
+
+/// The colour of an arrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    Plain,
+    Syn,
+    Fin,
+    Rst,
+    /// Not TCP (ARP).
+    Other,
+}
+
+impl Color {
+    /// The colour for a segment with these flags.
+    pub fn for_flags(flags: crate::wire::Flags) -> Color {
+        if flags.rst() {
+            Color::Rst
+        } else if flags.syn() {
+            Color::Syn
+        } else if flags.fin() {
+            Color::Fin
+        } else {
+            Color::Plain
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Color::Plain => "0",
+            Color::Syn => "32",
+            Color::Fin => "33",
+            Color::Rst => "31",
+            Color::Other => "2",
+        }
+    }
+}
+
+/// One row of a ladder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rung {
+    /// Microseconds since the start (negative before it).
+    pub t_us: f64,
+    pub middle: Middle,
+    /// The client's state to show, if any.
+    pub client: Option<Cell>,
+    pub server: Option<Cell>,
+    /// Remarks after the server's column (anomalies).
+    pub notes: Vec<String>,
+}
+
+/// The label of a segment's arrow: `[SYN, ACK] seq=0 ack=1 len=0 win=65160`
+/// (relative numbers, as Wireshark shows them).
+pub fn segment_label(
+    flags: crate::wire::Flags,
+    seq: u32,
+    ack: Option<u32>,
+    len: u32,
+    window: u16,
+) -> String {
+    let mut label = format!("[{flags}] seq={seq}");
+    if let Some(ack) = ack {
+        let _ = write!(label, " ack={ack}");
+    }
+    let _ = write!(label, " len={len} win={window}");
+    label
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n >= width {
+        text.to_string()
+    } else {
+        format!("{text}{}", " ".repeat(width - n))
+    }
+}
+
+fn pad_left(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n >= width {
+        text.to_string()
+    } else {
+        format!("{}{text}", " ".repeat(width - n))
+    }
+}
+
+fn middle(m: &Middle) -> String {
+    match m {
+        Middle::Arrow { way, label, .. } => {
+            let dashes = ARROW_WIDTH.saturating_sub(label.chars().count() + 3).max(2);
+            match way {
+                Way::ClientToServer => format!("{label} {}▶", "─".repeat(dashes)),
+                Way::ServerToClient => format!("◀{} {label}", "─".repeat(dashes)),
+            }
+        }
+        Middle::Event {
+            client_side: true,
+            text,
+        } => format!("· {text}"),
+        Middle::Event {
+            client_side: false,
+            text,
+        } => pad_left(&format!("{text} ·"), ARROW_WIDTH),
+    }
+}
+
+/// The ladder: a heading, the initial states, then one line per rung with
+/// the time since the start and since the previous rung (never negative),
+/// in seconds.
+pub fn render(
+    initial_client: Option<State>,
+    initial_server: Option<State>,
+    rungs: &[Rung],
+    color: bool,
+) -> String {
+    let state = |s: Option<State>| s.map_or_else(String::new, |s| s.name().to_string());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10}  {} {} server",
+        "t (s)",
+        "Δt (s)",
+        pad("client", STATE_WIDTH),
+        pad("", ARROW_WIDTH),
+    );
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10}  {} {} {}",
+        "",
+        "",
+        pad(&state(initial_client), STATE_WIDTH),
+        pad("", ARROW_WIDTH),
+        state(initial_server)
+    );
+    let mut prev = rungs.first().map_or(0.0, |r| r.t_us);
+    for rung in rungs {
+        let cell = |c: Option<Cell>, width: usize| match c {
+            Some(c) if c.changed => paint(color, "36", &pad(c.state.name(), width)),
+            Some(c) => pad(c.state.name(), width),
+            None => pad("", width),
+        };
+        let code = match &rung.middle {
+            Middle::Arrow { color, .. } => color.code(),
+            Middle::Event { .. } => "35",
+        };
+        let notes = if rung.notes.is_empty() {
+            String::new()
+        } else {
+            paint(color, "35", &format!("  [{}]", rung.notes.join(", ")))
+        };
+        let _ = writeln!(
+            out,
+            "{:>10.6} {:>10.6}  {} {} {}{}",
+            rung.t_us / 1e6,
+            (rung.t_us - prev).max(0.0) / 1e6,
+            cell(rung.client, STATE_WIDTH),
+            paint(color, code, &pad(&middle(&rung.middle), ARROW_WIDTH)),
+            cell(rung.server, 0),
+            notes
+        );
+        prev = rung.t_us;
+    }
+    out
+}
+
+/// Text that is safe inside a Mermaid message or note: no `;` (ends a
+/// statement), no `#` (starts an entity code), no line breaks, no `<`/`>`
+/// (read as HTML), and no leading `wrap:`/`nowrap:` directive.
+pub fn mermaid_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| match c {
+            ';' => ',',
+            '#' => '№',
+            '\n' | '\r' => ' ',
+            '<' => '‹',
+            '>' => '›',
+            c => c,
+        })
+        .collect();
+    out = out.trim().to_string();
+    for directive in ["wrap:", "nowrap:"] {
+        if out.to_ascii_lowercase().starts_with(directive) {
+            out.insert(0, '·');
+        }
+    }
+    if out.is_empty() {
+        out.push('·');
+    }
+    out
+}
+
+/// The same rows as a Mermaid `sequenceDiagram`: participants Client and
+/// Server, one message per segment (dotted for frames that are not TCP),
+/// a note for every state change and every event.
+pub fn mermaid(
+    initial_client: Option<State>,
+    initial_server: Option<State>,
+    rungs: &[Rung],
+) -> String {
+    let mut out = String::from("sequenceDiagram\n    participant Client\n    participant Server\n");
+    if let Some(s) = initial_client {
+        let _ = writeln!(out, "    Note over Client: {}", s.name());
+    }
+    if let Some(s) = initial_server {
+        let _ = writeln!(out, "    Note over Server: {}", s.name());
+    }
+    for rung in rungs {
+        match &rung.middle {
+            Middle::Arrow { way, label, color } => {
+                let (from, to) = match way {
+                    Way::ClientToServer => ("Client", "Server"),
+                    Way::ServerToClient => ("Server", "Client"),
+                };
+                let arrow = if *color == Color::Other {
+                    "-->>"
+                } else {
+                    "->>"
+                };
+                let _ = writeln!(out, "    {from}{arrow}{to}: {}", mermaid_text(label));
+            }
+            Middle::Event { client_side, text } => {
+                let side = if *client_side {
+                    "left of Client"
+                } else {
+                    "right of Server"
+                };
+                let _ = writeln!(out, "    Note {side}: {}", mermaid_text(text));
+            }
+        }
+        let changed = |c: Option<Cell>| c.filter(|c| c.changed).map(|c| c.state.name());
+        match (changed(rung.client), changed(rung.server)) {
+            (Some(c), Some(s)) => {
+                let _ = writeln!(out, "    Note over Client: {c}");
+                let _ = writeln!(out, "    Note over Server: {s}");
+            }
+            (Some(c), None) => {
+                let _ = writeln!(out, "    Note over Client: {c}");
+            }
+            (None, Some(s)) => {
+                let _ = writeln!(out, "    Note over Server: {s}");
+            }
+            (None, None) => {}
+        }
+        if !rung.notes.is_empty() {
+            let _ = writeln!(
+                out,
+                "    Note over Client,Server: {}",
+                mermaid_text(&rung.notes.join(", "))
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Flags;
+    use State::*;
+
+    fn arrow(t_us: f64, way: Way, flags: Flags, seq: u32, ack: Option<u32>) -> Middle {
+        let _ = t_us;
+        Middle::Arrow {
+            way,
+            label: segment_label(flags, seq, ack, 0, 512),
+            color: Color::for_flags(flags),
+        }
+    }
+
+    fn handshake() -> Vec<Rung> {
+        vec![
+            Rung {
+                t_us: 0.0,
+                middle: arrow(0.0, Way::ClientToServer, Flags::SYN, 0, None),
+                client: Some(Cell::changed(SynSent)),
+                server: Some(Cell::changed(SynReceived)),
+                notes: vec![],
+            },
+            Rung {
+                t_us: 31.0,
+                middle: arrow(31.0, Way::ServerToClient, Flags::SYN_ACK, 0, Some(1)),
+                client: Some(Cell::changed(Established)),
+                server: Some(Cell {
+                    state: SynReceived,
+                    changed: false,
+                }),
+                notes: vec![],
+            },
+            Rung {
+                t_us: 80.0,
+                middle: arrow(80.0, Way::ClientToServer, Flags::ACK, 1, Some(1)),
+                client: Some(Cell {
+                    state: Established,
+                    changed: false,
+                }),
+                server: Some(Cell::changed(Established)),
+                notes: vec![],
+            },
+            Rung {
+                t_us: 115.0,
+                middle: Middle::Event {
+                    client_side: false,
+                    text: "accept() → 198.18.0.2:40000".into(),
+                },
+                client: None,
+                server: None,
+                notes: vec![],
+            },
+        ]
+    }
+
+    #[test]
+    fn the_ladder_is_golden() {
+        let text = render(Some(Closed), Some(Listen), &handshake(), false);
+        let expected = "     t (s)     Δt (s)  client                                                                   server
+                       CLOSED                                                                   LISTEN
+  0.000000   0.000000  SYN-SENT      [SYN] seq=0 len=0 win=512 ──────────────────────────────▶  SYN-RECEIVED
+  0.000031   0.000031  ESTABLISHED   ◀─────────────────── [SYN, ACK] seq=0 ack=1 len=0 win=512  SYN-RECEIVED
+  0.000080   0.000049  ESTABLISHED   [ACK] seq=1 ack=1 len=0 win=512 ────────────────────────▶  ESTABLISHED
+  0.000115   0.000035                                             accept() → 198.18.0.2:40000 · 
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn colour_marks_changes_and_flags() {
+        let text = render(Some(Closed), Some(Listen), &handshake(), true);
+        assert!(text.contains("\x1b[32m[SYN] seq=0"), "{text}");
+        assert!(text.contains("\x1b[36mSYN-SENT"), "{text}");
+        // An unchanged state is not painted.
+        assert_eq!(text.matches("\x1b[36mSYN-RECEIVED").count(), 1, "{text}");
+        assert!(text.contains("\x1b[0m SYN-RECEIVED\n"), "{text}");
+    }
+
+    #[test]
+    fn mermaid_is_golden() {
+        let text = mermaid(Some(Closed), Some(Listen), &handshake());
+        let expected = "sequenceDiagram
+    participant Client
+    participant Server
+    Note over Client: CLOSED
+    Note over Server: LISTEN
+    Client->>Server: [SYN] seq=0 len=0 win=512
+    Note over Client: SYN-SENT
+    Note over Server: SYN-RECEIVED
+    Server->>Client: [SYN, ACK] seq=0 ack=1 len=0 win=512
+    Note over Client: ESTABLISHED
+    Client->>Server: [ACK] seq=1 ack=1 len=0 win=512
+    Note over Server: ESTABLISHED
+    Note right of Server: accept() → 198.18.0.2:40000
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn mermaid_text_cannot_break_the_diagram() {
+        assert_eq!(mermaid_text("a; b # c\nd <e>"), "a, b № c d ‹e›");
+        assert_eq!(mermaid_text("wrap: x"), "·wrap: x");
+        assert_eq!(mermaid_text(""), "·");
+        assert_eq!(
+            mermaid_text("recv() → 5 bytes \"hello\": ok"),
+            "recv() → 5 bytes \"hello\": ok"
+        );
+    }
+}

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
+use std::path::PathBuf;
 use synack::framing::Framing;
-use synack::lab::{self, LabConfig, Output};
+
+use synack::lab::{self, LabConfig, Narration, Output};
 use synack::report::Style;
 use synack::serve::{self, EventKind};
 
@@ -122,7 +124,54 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// Whether to colour, for outputs other than the narration (`--ladder`).
+fn use_color(cli: &Cli) -> bool {
+    match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// The lab's output files: the capture (its default name follows
+/// `--pcapng`), the server side and the Mermaid file, all different.
+fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
+    let pcap = args.write.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.pcapng {
+            "synack-lab.pcapng"
+        } else {
+            "synack-lab.pcap"
+        })
+    });
+    let mut seen = vec![("-w", &pcap)];
+    for (flag, path) in [
+        ("--server-side", &args.server_side),
+        ("--mermaid", &args.mermaid),
+    ] {
+        if let Some(path) = path {
+            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+                anyhow::bail!(
+                    "{flag} {} is also the file of {other}: give each output its own file",
+                    path.display()
+                );
+            }
+            seen.push((flag, path));
+        }
+    }
+    let narration = Narration {
+        pcapng: args.pcapng,
+        server_side: args.server_side.clone(),
+        ladder: args.ladder,
+        mermaid: args.mermaid.clone(),
+        explain: args.explain,
+        color: false,
+    };
+    Ok((pcap, narration))
+}
+
 fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
+    let (pcap, mut narration) = lab_files(args)?;
+    narration.color = use_color(cli);
     let cfg = LabConfig {
         port: args.port,
         data: args.data.clone().into_bytes(),
@@ -133,8 +182,9 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         server_closes_first: args.close == Closer::Server,
         refused: args.refused,
         isn: args.isn,
-        pcap: args.write.clone(),
+        pcap,
         output: output(cli, args.json),
+        narration,
     };
     let stop = stop_flag()?;
     if let Some(count) = args.count {

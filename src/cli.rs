@@ -62,14 +62,39 @@ pub enum ColorChoice {
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
-    /// Where to write the capture of every frame the client sent and received.
-    #[arg(
-        short = 'w',
-        long = "write",
-        value_name = "FILE",
-        default_value = "synack-lab.pcap"
-    )]
-    pub write: PathBuf,
+    /// Where to write the capture of every frame the client sent and
+    /// received; a name ending in .pcapng writes pcapng [default:
+    /// synack-lab.pcap, or synack-lab.pcapng with --pcapng].
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Write the capture as pcapng, with a comment on every frame saying
+    /// what it is and what it did (Wireshark: Packet comments; tshark:
+    /// frame.comment).
+    #[arg(long)]
+    pub pcapng: bool,
+
+    /// Also capture the server's end of the veth (srv0) into FILE, at the
+    /// same time, with kernel timestamps (pcap, or pcapng when FILE ends in
+    /// .pcapng).
+    #[arg(long, value_name = "FILE", conflicts_with = "count")]
+    pub server_side: Option<PathBuf>,
+
+    /// After the run, draw it as a ladder diagram: client and server
+    /// columns, an arrow per segment with flags, relative seq/ack, length,
+    /// Δt, and each side's state.
+    #[arg(long, conflicts_with = "count")]
+    pub ladder: bool,
+
+    /// Write the run as a Mermaid sequenceDiagram into FILE (for slides and
+    /// Markdown documents).
+    #[arg(long, value_name = "FILE", conflicts_with = "count")]
+    pub mermaid: Option<PathBuf>,
+
+    /// After each segment, one plain-language sentence on what it did and
+    /// the RFC 9293 section it follows.
+    #[arg(long, conflicts_with = "count")]
+    pub explain: bool,
 
     /// Application data the client sends after the handshake.
     #[arg(long, value_name = "TEXT", default_value = "hello")]

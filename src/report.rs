@@ -96,6 +96,20 @@ pub enum LabEvent {
         t_us: f64,
         text: String,
     },
+    /// `--explain`: what the segment just before did, in one sentence, and
+    /// the RFC 9293 sections it follows (`["3.5", "3.4.1"]`).
+    Explain {
+        t_us: f64,
+        dir: Direction,
+        #[serde(serialize_with = "flags_text")]
+        flags: Flags,
+        text: String,
+        rfc9293: Vec<&'static str>,
+    },
+    /// `--ladder`: the whole run as a ladder diagram (several lines).
+    Ladder {
+        text: String,
+    },
     Summary(Summary),
 }
 
@@ -195,7 +209,40 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             )
         }
         LabEvent::Note { t_us, text } => format!("{}  {text}", time(*t_us)),
+        LabEvent::Explain { text, rfc9293, .. } => format!(
+            "{:>13}  {}",
+            "",
+            paint(style, "2", &format!("↳ {}", explanation(text, rfc9293)))
+        ),
+        LabEvent::Ladder { text } => format!("ladder:\n{}", text.trim_end()),
         LabEvent::Summary(summary) => format_summary(summary),
+    }
+}
+
+/// `The SYN opens … (RFC 9293 §3.5, §3.4.1).`
+fn explanation(text: &str, sections: &[&str]) -> String {
+    let sections: Vec<String> = sections.iter().map(|s| format!("§{s}")).collect();
+    format!("{text} (RFC 9293 {}).", sections.join(", "))
+}
+
+/// An explanation on a line of its own, for `-q --explain` where the
+/// segment line above it is not printed: time, direction and flags first.
+pub fn format_explain_alone(event: &LabEvent) -> Option<String> {
+    match event {
+        LabEvent::Explain {
+            t_us,
+            dir,
+            flags,
+            text,
+            rfc9293,
+        } => Some(format!(
+            "{}  {:<15}  {:<10} {}",
+            time(*t_us),
+            dir.arrow(),
+            format!("[{}]", compact_flags(*flags)),
+            explanation(text, rfc9293)
+        )),
+        _ => None,
     }
 }
 
@@ -367,6 +414,31 @@ mod tests {
         assert_eq!(value["ack_rel"], 1);
         assert_eq!(value["client"][0][1], "ESTABLISHED");
         assert_eq!(value["server_state"], "SYN-RECEIVED");
+    }
+
+    #[test]
+    fn explanations_follow_their_segment_or_stand_alone() {
+        let event = LabEvent::Explain {
+            t_us: 0.0,
+            dir: Direction::ClientToServer,
+            flags: Flags::SYN,
+            text: "The SYN opens the connection".into(),
+            rfc9293: vec!["3.5", "3.4.1"],
+        };
+        assert_eq!(
+            format_text(&event, Style::default()),
+            "               ↳ The SYN opens the connection (RFC 9293 §3.5, §3.4.1)."
+        );
+        assert_eq!(
+            format_explain_alone(&event).as_deref(),
+            Some(
+                "         0 µs  client → server  [SYN]      The SYN opens the connection (RFC 9293 §3.5, §3.4.1)."
+            )
+        );
+        let json: serde_json::Value = serde_json::from_str(&format_json(&event)).unwrap();
+        assert_eq!(json["event"], "explain");
+        assert_eq!(json["flags"], "SYN");
+        assert_eq!(json["rfc9293"][1], "3.4.1");
     }
 
     #[test]

@@ -22,8 +22,8 @@ use crate::net::server::{Server, ServerConfig};
 use crate::tcp::State;
 
 use super::client::{Client, FrameRecord, Observer};
-use super::reporter::{Message, Output, Reporter};
-use super::{client_params, create_pcap, LabConfig, LabError};
+use super::reporter::{Extras, Message, Output, Reporter};
+use super::{client_params, open_capture, LabConfig, LabError};
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -123,9 +123,10 @@ pub fn run(
     labnet::build_veth_pair()?;
     labnet::build_kernel_client_pair()?;
 
-    let pcap = create_pcap(&cfg.pcap, ns)?;
+    let capture = open_capture(cfg, ns)?;
     let (tx, rx) = mpsc::channel::<Message>();
-    let reporter = Reporter::spawn(rx, pcap, Output::Quiet, cfg.port).map_err(LabError::Report)?;
+    let reporter = Reporter::spawn(rx, capture, Output::Quiet, cfg.port, Extras::default())
+        .map_err(LabError::Report)?;
 
     let server_cfg = |ip| ServerConfig {
         addr: SocketAddrV4::new(ip, cfg.port),

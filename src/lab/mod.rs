@@ -22,17 +22,19 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::capture::writer::{CaptureWriter, Format, Interface};
 use crate::net::labnet::{self, Namespace, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::net::server::{Server, ServerConfig};
 use crate::net::sockinfo::SockDiag;
+use crate::net::tap::{ServerSideCapture, Tap};
 use crate::report::{LabEvent, Summary};
 use crate::tcp::{self, State};
 use crate::wire::SeqNumber;
 
 use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
 pub use reporter::Output;
-use reporter::{Message, Reporter};
+use reporter::{Extras, Message, Reporter};
 
 /// Everything `synack lab` can be asked for.
 #[derive(Clone, Debug)]
@@ -52,6 +54,26 @@ pub struct LabConfig {
     pub isn: Option<u32>,
     pub pcap: PathBuf,
     pub output: Output,
+    /// Comments, server side, ladder, Mermaid, explanations (issue 6).
+    pub narration: Narration,
+}
+
+/// What the lab narrates besides its lines of text.
+#[derive(Clone, Debug, Default)]
+pub struct Narration {
+    /// Write the capture as pcapng, with a comment on every frame (also
+    /// chosen by a `.pcapng` file name).
+    pub pcapng: bool,
+    /// Capture the server's end of the veth (srv0) into this file too.
+    pub server_side: Option<PathBuf>,
+    /// Print a ladder diagram at the end.
+    pub ladder: bool,
+    /// Write the run as a Mermaid sequence diagram into this file.
+    pub mermaid: Option<PathBuf>,
+    /// A sentence with its RFC 9293 section after each segment.
+    pub explain: bool,
+    /// Colours in the ladder.
+    pub color: bool,
 }
 
 /// Why the lab could not run, or how it failed.
@@ -67,6 +89,8 @@ pub enum LabError {
     },
     #[error("opening an AF_PACKET socket on {CLIENT_IF}: {0}")]
     Link(#[source] io::Error),
+    #[error("opening an AF_PACKET socket on {SERVER_IF} for --server-side: {0}")]
+    ServerSide(#[source] io::Error),
     #[error("creating {path}: {source}")]
     Pcap {
         path: PathBuf,
@@ -113,9 +137,45 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     labnet::build_lab_network(ns)?;
     let setup = setup_start.elapsed();
 
-    let pcap = create_pcap(&cfg.pcap, ns)?;
+    let capture = open_capture(cfg, ns)?;
+    let narration = &cfg.narration;
+    let mermaid = match &narration.mermaid {
+        Some(path) => Some((path.clone(), create_pcap(path, ns)?)),
+        None => None,
+    };
+    // The server side's socket opens before anything is sent, so its file
+    // starts with the first ARP request.
+    let server_side = match &narration.server_side {
+        Some(path) => {
+            let writer = create_pcap(path, ns)?;
+            let iface = Interface {
+                name: SERVER_IF.to_string(),
+                description: format!("the server's end of the lab's veth ({SERVER_IP})"),
+            };
+            let writer = CaptureWriter::new(writer, Format::for_path(path, false), &iface)
+                .map_err(|e| LabError::Pcap {
+                    path: path.clone(),
+                    source: io::Error::other(e),
+                })?;
+            let tap = Tap::open(SERVER_IF).map_err(LabError::ServerSide)?;
+            Some(ServerSideCapture::start(tap, writer).map_err(LabError::ServerSide)?)
+        }
+        None => None,
+    };
     let (tx, rx) = mpsc::channel::<Message>();
-    let reporter = Reporter::spawn(rx, pcap, cfg.output, cfg.port).map_err(LabError::Report)?;
+    let extras = Extras {
+        explain: narration.explain,
+        ladder: narration.ladder,
+        mermaid,
+        color: narration.color,
+        server_initial: Some(if cfg.refused {
+            State::Closed
+        } else {
+            State::Listen
+        }),
+    };
+    let reporter =
+        Reporter::spawn(rx, capture, cfg.output, cfg.port, extras).map_err(LabError::Report)?;
     let send = |msg: Message| {
         // The reporter lives until every sender is dropped.
         let _ = tx.send(msg);
@@ -197,14 +257,25 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             }
         }
         Err(err) => {
-            // Flush the capture and the narration before reporting.
+            // Flush the captures and the narration before reporting.
             drop(tx);
             if let Err(e) = reporter.finish() {
                 log::warn!("finishing the capture: {e}");
             }
+            if let Some(capture) = server_side {
+                if let Err(e) = capture.finish() {
+                    log::warn!("finishing the server-side capture: {e}");
+                }
+            }
             return Err(err.into());
         }
     };
+    // The server's last frames are on srv0 by now: drain and close its file
+    // before the summary says the run is over.
+    if let Some(capture) = server_side {
+        let frames = capture.finish().map_err(LabError::ServerSide)?;
+        log::debug!("server side: {frames} frames captured on {SERVER_IF}");
+    }
     let summary = Summary {
         handshake_rtt_us: outcome.handshake_rtt.map(micros),
         cycle_us: outcome
@@ -255,6 +326,28 @@ fn client_params(
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Creates the client's capture (pcap, or pcapng with a comment per frame)
+/// and writes its header.
+fn open_capture(
+    cfg: &LabConfig,
+    ns: Namespace,
+) -> Result<CaptureWriter<BufWriter<File>>, LabError> {
+    let file = create_pcap(&cfg.pcap, ns)?;
+    let iface = Interface {
+        name: CLIENT_IF.to_string(),
+        description: format!("synack's client ({CLIENT_IP}), the client's end of the lab's veth"),
+    };
+    CaptureWriter::new(
+        file,
+        Format::for_path(&cfg.pcap, cfg.narration.pcapng),
+        &iface,
+    )
+    .map_err(|e| LabError::Pcap {
+        path: cfg.pcap.clone(),
+        source: io::Error::other(e),
+    })
 }
 
 /// Creates the capture file; it belongs to the user who ran the lab, so

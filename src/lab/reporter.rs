@@ -1,14 +1,19 @@
 //! The lab's reporter thread: it takes every frame and server call from a
-//! channel, writes the pcap and prints the narration, so none of that runs
-//! on the client's hot path.
+//! channel, writes the capture (with a comment per frame in pcapng) and
+//! prints the narration, the explanations and at the end the ladder, and
+//! writes the Mermaid diagram, so none of that runs on the client's hot
+//! path.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::capture::writer::PcapRecorder;
+use crate::capture::writer::CaptureWriter;
+use crate::ladder::{self, Cell, Middle, Rung, Way};
+use crate::narrate::{self, Narrator};
 use crate::net::server::ServerEvent;
 use crate::report::{self, Direction, LabEvent, SegmentLine, Style};
 use crate::tcp::State;
@@ -50,6 +55,22 @@ pub enum Message {
 /// held this long so the narration comes out in the order things happened.
 const REORDER_WINDOW: Duration = Duration::from_millis(5);
 
+/// What the reporter adds to the narration lines (issue 6).
+#[derive(Default)]
+pub struct Extras {
+    /// A sentence with its RFC 9293 sections after each segment.
+    pub explain: bool,
+    /// The ladder diagram at the end.
+    pub ladder: bool,
+    /// Where to write the Mermaid diagram at the end (the file is open).
+    pub mermaid: Option<(PathBuf, BufWriter<File>)>,
+    /// ANSI colours in the ladder.
+    pub color: bool,
+    /// The server's state before the first frame (LISTEN, or CLOSED when
+    /// nothing listens); the client starts CLOSED.
+    pub server_initial: Option<State>,
+}
+
 pub struct Reporter {
     thread: JoinHandle<io::Result<()>>,
 }
@@ -61,11 +82,11 @@ impl Reporter {
     /// Writing the pcap header, or starting the thread.
     pub fn spawn(
         rx: Receiver<Message>,
-        pcap: BufWriter<File>,
+        recorder: CaptureWriter<BufWriter<File>>,
         output: Output,
         server_port: u16,
+        extras: Extras,
     ) -> io::Result<Reporter> {
-        let recorder = PcapRecorder::new(pcap).map_err(io::Error::other)?;
         let thread = thread::Builder::new()
             .name("lab-reporter".into())
             .spawn(move || {
@@ -80,6 +101,11 @@ impl Reporter {
                     irs: None,
                     _server_port: server_port,
                     header_printed: false,
+                    narrator: Narrator::new(),
+                    rungs: (extras.ladder || extras.mermaid.is_some()).then(Vec::new),
+                    last_server: extras.server_initial,
+                    ladder_printed: false,
+                    extras,
                 };
                 loop {
                     match rx.recv_timeout(REORDER_WINDOW) {
@@ -109,7 +135,7 @@ impl Reporter {
 }
 
 struct ReporterState {
-    recorder: PcapRecorder<BufWriter<File>>,
+    recorder: CaptureWriter<BufWriter<File>>,
     output: Output,
     out: io::StdoutLock<'static>,
     /// Times are shown relative to the first SYN; events wait for it, and
@@ -121,6 +147,15 @@ struct ReporterState {
     irs: Option<SeqNumber>,
     _server_port: u16,
     header_printed: bool,
+    /// Follows the segments for comments and explanations.
+    narrator: Narrator,
+    /// The ladder's rows so far, in time order (when a ladder or a Mermaid
+    /// diagram was asked for).
+    rungs: Option<Vec<Rung>>,
+    /// The server's state on the last rung.
+    last_server: Option<State>,
+    ladder_printed: bool,
+    extras: Extras,
 }
 
 /// An event waiting to be printed: when it happened, the order it arrived
@@ -129,6 +164,24 @@ struct Held {
     at: Instant,
     seq: u64,
     make: Box<dyn FnOnce(f64) -> LabEvent + Send>,
+    rung: Option<Seed>,
+}
+
+/// A ladder row before its time is known; the server's column is settled
+/// in time order, where "changed" can be told.
+enum Seed {
+    Arrow {
+        way: Way,
+        label: String,
+        color: ladder::Color,
+        client: Cell,
+        server: Option<State>,
+    },
+    Event {
+        client_side: bool,
+        text: String,
+        client: Option<Cell>,
+    },
 }
 
 impl ReporterState {
@@ -138,42 +191,80 @@ impl ReporterState {
                 record,
                 server_state,
             } => {
+                let wall = record.wall;
+                let bytes = record.bytes.clone();
+                let comment = self.on_frame(record, server_state)?;
                 self.recorder
-                    .record(record.wall, &record.bytes)
-                    .map_err(io::Error::other)?;
-                self.on_frame(record, server_state)
+                    .record(wall, &bytes, comment.as_deref())
+                    .map_err(io::Error::other)
             }
             Message::Server { at, event, state } => {
                 let call = describe_server_call(&event);
-                self.emit_at(at, move |t_us| LabEvent::Server {
+                let rung = Seed::Event {
+                    client_side: false,
+                    text: call.clone(),
+                    client: None,
+                };
+                self.emit_with(at, Some(rung), move |t_us| LabEvent::Server {
                     t_us,
                     call,
                     server_state: state,
                 })
             }
             Message::Note { at, text, changes } => {
-                let _ = changes;
-                self.emit_at(at, move |t_us| LabEvent::Note {
+                // Only a note that changed the client's state is a rung.
+                let rung = changes.last().map(|(_, to)| Seed::Event {
+                    client_side: true,
+                    text: text.clone(),
+                    client: Some(Cell::changed(*to)),
+                });
+                self.emit_with(at, rung, move |t_us| LabEvent::Note {
                     t_us,
                     text: format!("client {text}"),
                 })
             }
             Message::Event(event) => {
                 self.print_ready(true)?;
+                if matches!(event, LabEvent::Summary(_)) {
+                    self.print_ladder()?;
+                }
                 self.print(&event)
             }
         }
     }
 
-    fn on_frame(&mut self, record: FrameRecord, server_state: Option<State>) -> io::Result<()> {
+    /// Narrates a frame; returns its pcapng comment when the capture keeps
+    /// comments.
+    fn on_frame(
+        &mut self,
+        record: FrameRecord,
+        server_state: Option<State>,
+    ) -> io::Result<Option<String>> {
         let FrameRecord { dir, at, kind, .. } = record;
+        let comments = self.recorder.keeps_comments();
         match kind {
             FrameKind::Arp(arp) => {
                 let text = match arp.op {
                     ArpOp::Request => format!("who has {}? tell {}", arp.target_ip, arp.sender_ip),
                     ArpOp::Reply => format!("{} is at {}", arp.sender_ip, arp.sender_mac),
                 };
-                self.emit_at(at, move |t_us| LabEvent::Arp { t_us, dir, text })
+                let comment = comments.then(|| narrate::arp_comment(dir, &text));
+                let rung = Seed::Arrow {
+                    way: way(dir),
+                    label: format!("ARP {text}"),
+                    color: ladder::Color::Other,
+                    client: Cell {
+                        state: State::Closed,
+                        changed: false,
+                    },
+                    server: None,
+                };
+                self.emit_with(at, Some(rung), move |t_us| LabEvent::Arp {
+                    t_us,
+                    dir,
+                    text,
+                })?;
+                Ok(comment)
             }
             FrameKind::Segment {
                 segment,
@@ -212,11 +303,41 @@ impl ReporterState {
                     note,
                     checksums_ok,
                 };
-                self.emit_at(at, move |t_us| {
+                let ctx = self.narrator.step(&line);
+                let comment = comments.then(|| narrate::comment(&line, &ctx));
+                let explanation = self.extras.explain.then(|| narrate::explain(&line, &ctx));
+                let rung = Seed::Arrow {
+                    way: way(dir),
+                    label: ladder::segment_label(
+                        line.flags,
+                        line.seq_rel,
+                        line.ack_rel,
+                        line.len as u32,
+                        line.win,
+                    ),
+                    color: ladder::Color::for_flags(line.flags),
+                    client: Cell {
+                        state: line.client_state,
+                        changed: !line.client.is_empty(),
+                    },
+                    server: line.server_state,
+                };
+                let flags = line.flags;
+                self.emit_with(at, Some(rung), move |t_us| {
                     LabEvent::Segment(SegmentLine { t_us, ..line })
-                })
+                })?;
+                if let Some(exp) = explanation {
+                    self.emit_at(at, move |t_us| LabEvent::Explain {
+                        t_us,
+                        dir,
+                        flags,
+                        text: exp.text,
+                        rfc9293: exp.sections,
+                    })?;
+                }
+                Ok(comment)
             }
-            FrameKind::Noise => Ok(()),
+            FrameKind::Noise => Ok(None),
         }
     }
 
@@ -225,12 +346,97 @@ impl ReporterState {
         at: Instant,
         make: impl FnOnce(f64) -> LabEvent + Send + 'static,
     ) -> io::Result<()> {
+        self.emit_with(at, None, make)
+    }
+
+    /// Holds an event (and its ladder row) until the reorder window passed.
+    fn emit_with(
+        &mut self,
+        at: Instant,
+        rung: Option<Seed>,
+        make: impl FnOnce(f64) -> LabEvent + Send + 'static,
+    ) -> io::Result<()> {
         self.held.push(Held {
             at,
             seq: self.next_seq,
             make: Box::new(make),
+            rung: if self.rungs.is_some() { rung } else { None },
         });
         self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Turns a held row into a ladder rung, in time order.
+    fn add_rung(&mut self, t_us: f64, seed: Seed) {
+        let Some(rungs) = self.rungs.as_mut() else {
+            return;
+        };
+        let rung = match seed {
+            Seed::Arrow {
+                way,
+                label,
+                color,
+                client,
+                server,
+            } => {
+                let is_tcp = color != ladder::Color::Other;
+                let server = server.map(|state| Cell {
+                    state,
+                    changed: self.last_server != Some(state),
+                });
+                if let Some(cell) = server {
+                    self.last_server = Some(cell.state);
+                }
+                Rung {
+                    t_us,
+                    middle: Middle::Arrow { way, label, color },
+                    client: is_tcp.then_some(client),
+                    server,
+                    notes: Vec::new(),
+                }
+            }
+            Seed::Event {
+                client_side,
+                text,
+                client,
+            } => Rung {
+                t_us,
+                middle: Middle::Event { client_side, text },
+                client,
+                server: None,
+                notes: Vec::new(),
+            },
+        };
+        rungs.push(rung);
+    }
+
+    /// Prints the ladder (once), and writes the Mermaid diagram.
+    fn print_ladder(&mut self) -> io::Result<()> {
+        if self.ladder_printed {
+            return Ok(());
+        }
+        self.ladder_printed = true;
+        let Some(rungs) = self.rungs.take() else {
+            return Ok(());
+        };
+        let server_initial = self.extras.server_initial;
+        if let Some((path, mut file)) = self.extras.mermaid.take() {
+            let text = ladder::mermaid(Some(State::Closed), server_initial, &rungs);
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.flush())
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+                })?;
+        }
+        if self.extras.ladder {
+            let text = ladder::render(
+                Some(State::Closed),
+                server_initial,
+                &rungs,
+                self.extras.color,
+            );
+            self.print(&LabEvent::Ladder { text })?;
+        }
         Ok(())
     }
 
@@ -262,7 +468,11 @@ impl ReporterState {
                 .count()
         };
         for held in self.held.drain(..ready).collect::<Vec<_>>() {
-            let event = (held.make)(signed_micros(held.at, base));
+            let t_us = signed_micros(held.at, base);
+            if let Some(seed) = held.rung {
+                self.add_rung(t_us, seed);
+            }
+            let event = (held.make)(t_us);
             self.print(&event)?;
         }
         Ok(())
@@ -271,10 +481,15 @@ impl ReporterState {
     fn print(&mut self, event: &LabEvent) -> io::Result<()> {
         match self.output {
             Output::Json => writeln!(self.out, "{}", report::format_json(event)),
+            // Quiet: the summary, and what was asked for by name.
             Output::Quiet => match event {
-                LabEvent::Summary(_) => {
+                LabEvent::Summary(_) | LabEvent::Ladder { .. } => {
                     writeln!(self.out, "{}", report::format_text(event, Style::default()))
                 }
+                LabEvent::Explain { .. } => match report::format_explain_alone(event) {
+                    Some(line) => writeln!(self.out, "{line}"),
+                    None => Ok(()),
+                },
                 _ => Ok(()),
             },
             Output::Text(style) => {
@@ -297,8 +512,17 @@ impl ReporterState {
 
     fn finish(mut self) -> io::Result<()> {
         self.print_ready(true)?;
+        // A run that failed has no summary: the ladder shows how far it got.
+        self.print_ladder()?;
         self.out.flush()?;
         self.recorder.into_inner().flush()
+    }
+}
+
+fn way(dir: Direction) -> Way {
+    match dir {
+        Direction::ClientToServer => Way::ClientToServer,
+        Direction::ServerToClient => Way::ServerToClient,
     }
 }
 

@@ -7,4 +7,5 @@ pub mod link;
 pub mod server;
 pub mod sockinfo;
 mod sys;
+pub mod tap;
 pub mod userns;

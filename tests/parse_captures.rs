@@ -330,9 +330,62 @@ fn synack_lab_captures_read_as_their_scenarios() {
             "lab_refused.pcap",
             "false rst_server Some(Server) Syn REJ Sr 0 0 1/1 0/0",
         ),
+        (
+            "lab_default.pcapng",
+            "true fin_4way Some(Client) Syn SF ShADadFf 0 0 6/5 5/13",
+        ),
     ] {
         let c = only(name);
         assert_eq!(verdict(&c), expected, "{name}");
         assert_eq!(c.server.port, 8080, "{name}");
     }
+}
+
+/// `synack lab --isn 1000 --pcapng`: one Ethernet interface (cli0) in
+/// nanoseconds, a comment on every frame, and the same reading as the
+/// lab's pcap.
+#[test]
+fn the_lab_pcapng_carries_its_narration() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+
+    let (summary, _) = read("lab_default.pcapng");
+    assert_eq!(summary.packets, 13);
+    assert_eq!(summary.link_types[0].link_type, 1);
+    let bytes = std::fs::read(capture("lab_default.pcapng")).expect("reads");
+    let mut reader = PcapNgReader::new(&bytes[..]).expect("a pcapng");
+    let mut comments = Vec::new();
+    let mut interfaces = 0;
+    while let Some(block) = reader.next_block() {
+        match block.expect("a block") {
+            Block::InterfaceDescription(idb) => {
+                interfaces += 1;
+                assert!(idb
+                    .options
+                    .contains(&InterfaceDescriptionOption::IfTsResol(9)));
+                assert!(idb
+                    .options
+                    .contains(&InterfaceDescriptionOption::IfName("cli0".into())));
+            }
+            Block::EnhancedPacket(epb) => {
+                let comment = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                    _ => None,
+                });
+                comments.push(comment.expect("every frame has a comment"));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(interfaces, 1);
+    assert_eq!(comments.len(), 13);
+    assert!(comments[0].starts_with("ARP request from the client"));
+    assert!(comments[2].starts_with(
+        "SYN: client ISN 0x000003e8, offers MSS 1460, SACK, timestamps, window scale 7; client CLOSED → SYN-SENT"
+    ));
+    assert_eq!(
+        comments[12],
+        "ACK: acks the server's FIN; client TIME-WAIT; server LAST-ACK → CLOSED"
+    );
 }

@@ -7,6 +7,9 @@
 //!   segments to send out.
 //! - [`capture`]: pcap writing over any `io::Write`.
 //! - [`report`]: the narration, one line per segment, and JSON.
+//! - [`narrate`]: what each segment is and did, in words: the pcapng
+//!   comments and the `--explain` sentences with their RFC 9293 sections.
+//! - [`ladder`]: ladder diagrams (inspect and `lab --ladder`) and Mermaid.
 //! - [`net`]: the only privileged code: the lab's namespace and veth pair,
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.

@@ -274,7 +274,14 @@ impl ReporterState {
                 note,
             } => {
                 if dir == Direction::ClientToServer && segment.flags.syn() && !segment.flags.ack() {
-                    self.iss.get_or_insert(segment.seq);
+                    // A SYN with a new ISN opens a new connection (the
+                    // benchmark runs many): numbers and the narration's
+                    // memory start again. A retransmitted SYN keeps its ISN.
+                    if self.iss != Some(segment.seq) {
+                        self.iss = Some(segment.seq);
+                        self.irs = None;
+                        self.narrator = Narrator::new();
+                    }
                     self.first_syn.get_or_insert(at);
                 }
                 if dir == Direction::ServerToClient && segment.flags.syn() {

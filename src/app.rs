@@ -171,7 +171,8 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
 
 fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     let (pcap, mut narration) = lab_files(args)?;
-    narration.color = use_color(cli);
+    // JSON carries the ladder as plain text.
+    narration.color = use_color(cli) && !args.json;
     let cfg = LabConfig {
         port: args.port,
         data: args.data.clone().into_bytes(),

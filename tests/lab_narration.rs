@@ -448,3 +448,47 @@ fn one_file_for_two_outputs_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn nobody_gets_the_server_side_and_the_comments_too() {
+    require_root!();
+    require_tool!("tshark");
+    require_tool!("setpriv");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let user = nix::unistd::User::from_name("nobody")
+        .expect("reading the user database")
+        .expect("a user 'nobody'");
+    // A directory nobody can write, with a copy of the binary it can run.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("synack");
+    std::fs::copy(env!("CARGO_BIN_EXE_synack"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let before = host_network();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &user.uid.to_string(),
+            "--regid",
+            &user.gid.to_string(),
+        ])
+        .args(["--clear-groups"])
+        .arg(&bin)
+        .args(["-q", "lab", "--time-wait", "0", "--pcapng", "--ladder"])
+        .args(["--server-side", "server.pcap", "--mermaid", "run.mmd"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = assert_lab_ok(&out, &before);
+    assert!(stdout.contains("ladder:"), "{stdout}");
+    for name in ["synack-lab.pcapng", "server.pcap", "run.mmd"] {
+        let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+        assert_eq!(meta.uid(), user.uid.as_raw(), "{name}");
+    }
+    let client = dir.path().join("synack-lab.pcapng");
+    let commented = tshark_fields(&client, Some("tcp && frame.comment"), &["frame.number"]);
+    assert_eq!(commented.len(), 11);
+    let server = assert_clean_capture(&dir.path().join("server.pcap"));
+    assert_eq!(server.len(), 11);
+}

@@ -1,12 +1,13 @@
 //! The lab's server: a real `std::net::TcpListener` on the kernel's TCP
 //! stack, written the way the socket tutorials write it (bind, listen,
-//! accept, recv, sendall, recv until EOF, close), in its own thread. It
+//! accept, recv, sendall, recv until EOF, close), in its own thread; or,
+//! for `--udp`, a `std::net::UdpSocket` (bind, recvfrom, sendto). It
 //! reports each socket call as a [`ServerEvent`].
 //!
 //! Privileged only through where it runs (inside the lab's namespace).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,11 +16,41 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, Socket, Type};
 
 use super::sockinfo;
+use crate::framing::{self, Decoder, Framing};
 use crate::tcp::State;
 
 /// An upper bound on reads after the first one (each one bounded by the
 /// read timeout).
 const MAX_READS: usize = 1024;
+/// The server's read buffer: one `recv()` returns at most this much.
+const READ_BUF_LEN: usize = 64 * 1024;
+/// How often a sticky server looks at its receive queue while it waits.
+const QUEUE_POLL: Duration = Duration::from_millis(1);
+
+/// How the server reads what the client writes.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// How many application writes (messages, when framed) the client
+    /// sends: the server answers each read (each message, when framed) and,
+    /// when it closes first, closes after the last.
+    pub writes: usize,
+    /// Sticky packets: before its first `recv()`, wait until this many
+    /// bytes sit in the socket's receive queue, as a busy server would.
+    pub sticky_bytes: Option<usize>,
+    /// Read whole framed messages and frame each reply.
+    pub framing: Option<Framing>,
+}
+
+impl Default for Reading {
+    /// One write, read as it comes, answered unframed.
+    fn default() -> Reading {
+        Reading {
+            writes: 1,
+            sticky_bytes: None,
+            framing: None,
+        }
+    }
+}
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
@@ -38,6 +69,8 @@ pub struct ServerConfig {
     /// Close right after the reply instead of reading until the client's
     /// EOF: the server closes first.
     pub close_first: bool,
+    /// Plain, sticky or framed reads.
+    pub reading: Reading,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -47,8 +80,20 @@ pub enum ServerEvent {
     Accepted { peer: SocketAddr },
     /// `recv()` returned `data` (empty: EOF, the client's FIN).
     Received { data: Vec<u8> },
+    /// The sticky server waited until `queued` bytes of `writes`
+    /// application writes sat in its receive queue.
+    Waited { queued: usize, writes: usize },
+    /// The first `recv()` of a sticky server returned `writes` application
+    /// writes joined in `len` bytes.
+    Sticky { writes: usize, len: usize },
+    /// The framing decoder took one whole message out of what was read.
+    Message { body: Vec<u8>, framing: Framing },
     /// `sendall()` wrote this many bytes.
     Sent { len: usize },
+    /// `recvfrom()` returned one datagram (UDP).
+    Datagram { data: Vec<u8>, peer: SocketAddr },
+    /// `sendto()` sent one datagram of `len` bytes (UDP).
+    SentTo { len: usize, peer: SocketAddr },
     /// `setsockopt(TCP_QUICKACK, 1)`.
     QuickAck,
     /// `close()`.
@@ -105,6 +150,65 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The UDP counterpart (`synack lab --udp`): binds a
+    /// `std::net::UdpSocket` on the caller's thread, then in a new thread
+    /// answers each of `datagrams` datagrams with one `reply` datagram
+    /// (none when it is empty) and closes. No accept, no connection: each
+    /// `recvfrom()` returns exactly one datagram.
+    ///
+    /// # Errors
+    /// `bind()` errors.
+    pub fn start_udp(
+        addr: SocketAddrV4,
+        reply: Vec<u8>,
+        datagrams: usize,
+        timeout: Duration,
+        notify: Notify,
+    ) -> io::Result<Server> {
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_read_timeout(Some(timeout))?;
+        let thread = thread::Builder::new()
+            .name("lab-udp-server".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; READ_BUF_LEN];
+                for _ in 0..datagrams {
+                    let (n, peer) = match socket.recv_from(&mut buf) {
+                        Ok(got) => got,
+                        Err(error) => {
+                            let call = "recvfrom";
+                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            return;
+                        }
+                    };
+                    let data = buf[..n].to_vec();
+                    emit_udp(&notify, ServerEvent::Datagram { data, peer });
+                    if reply.is_empty() {
+                        continue;
+                    }
+                    match socket.send_to(&reply, peer) {
+                        Ok(len) => emit_udp(&notify, ServerEvent::SentTo { len, peer }),
+                        Err(error) => {
+                            let call = "sendto";
+                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            return;
+                        }
+                    }
+                }
+                drop(socket);
+                emit_udp(&notify, ServerEvent::Closed);
+            })?;
+        Ok(Server {
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Reports a call of the UDP server (no TCP state to show).
+fn emit_udp(tx: &Notify, event: ServerEvent) {
+    tx(Instant::now(), event, None);
+}
+
 /// Reports a call, with the kernel's view of `socket` when there is one.
 fn emit(tx: &Notify, event: ServerEvent, socket: Option<&TcpStream>) {
     let at = Instant::now();
@@ -143,25 +247,49 @@ fn converse(
     stream
         .set_read_timeout(Some(cfg.timeout))
         .map_err(|e| ("setsockopt(SO_RCVTIMEO)", e))?;
-    let mut buf = [0u8; 4096];
-    let n = recv_and_report(&mut stream, &mut buf, tx)?;
-    if n > 0 {
-        if !cfg.reply.is_empty() {
-            stream.write_all(&cfg.reply).map_err(|e| ("sendall", e))?;
-            emit(
-                tx,
-                ServerEvent::Sent {
-                    len: cfg.reply.len(),
-                },
-                Some(&stream),
-            );
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    let reading = &cfg.reading;
+    if let Some(bytes) = reading.sticky_bytes {
+        let queued = wait_until_queued(&stream, bytes.min(READ_BUF_LEN), cfg.timeout, &mut buf)
+            .map_err(|e| ("recv(MSG_PEEK)", e))?;
+        let writes = reading.writes;
+        emit(tx, ServerEvent::Waited { queued, writes }, Some(&stream));
+    }
+    let mut decoder = reading.framing.map(Decoder::new);
+    // Answered reads (or messages), then read until EOF (the client's
+    // FIN), unless we close first.
+    let mut answered = 0;
+    for read in 0..MAX_READS {
+        if cfg.close_first && answered >= reading.writes.max(1) {
+            break;
         }
-        // Read until EOF (the client's FIN), unless we close first.
-        let reads = if cfg.close_first { 0 } else { MAX_READS };
-        for _ in 0..reads {
-            if recv_and_report(&mut stream, &mut buf, tx)? == 0 {
-                break;
+        let n = recv_and_report(&mut stream, &mut buf, tx)?;
+        if n == 0 {
+            break;
+        }
+        if read == 0 && reading.sticky_bytes.is_some() {
+            let writes = reading.writes;
+            emit(tx, ServerEvent::Sticky { writes, len: n }, None);
+        }
+        let Some(decoder) = decoder.as_mut() else {
+            reply(&mut stream, &cfg.reply, tx)?;
+            answered += 1;
+            continue;
+        };
+        decoder.push(&buf[..n]);
+        while let Some(message) = decoder
+            .next_message()
+            .map_err(|e| ("decode", io::Error::new(io::ErrorKind::InvalidData, e)))?
+        {
+            let framing = decoder.framing();
+            let body = message.body;
+            emit(tx, ServerEvent::Message { body, framing }, None);
+            if !cfg.reply.is_empty() {
+                let framed = framing::encode_to_vec(framing, &cfg.reply)
+                    .map_err(|e| ("encode", io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+                reply(&mut stream, &framed, tx)?;
             }
+            answered += 1;
         }
     }
     if cfg.quickack && !cfg.close_first {
@@ -177,6 +305,42 @@ fn converse(
     drop(stream);
     emit(tx, ServerEvent::Closed, None);
     Ok(())
+}
+
+/// `sendall(reply)`, reported; nothing for an empty reply.
+fn reply(
+    stream: &mut TcpStream,
+    reply: &[u8],
+    tx: &Notify,
+) -> Result<(), (&'static str, io::Error)> {
+    if reply.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(reply).map_err(|e| ("sendall", e))?;
+    emit(tx, ServerEvent::Sent { len: reply.len() }, Some(stream));
+    Ok(())
+}
+
+/// Waits (bounded by `timeout`) until `bytes` bytes sit in the receive
+/// queue, looking with `recv(MSG_PEEK)`, which leaves them there; returns
+/// how many were queued. Stops early at EOF or when the time is up.
+fn wait_until_queued(
+    stream: &TcpStream,
+    bytes: usize,
+    timeout: Duration,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let mut queued = 0;
+    while Instant::now() < deadline {
+        // Blocks until at least one byte is there (SO_RCVTIMEO bounds it).
+        queued = stream.peek(buf)?;
+        if queued == 0 || queued >= bytes {
+            break;
+        }
+        thread::sleep(QUEUE_POLL);
+    }
+    Ok(queued)
 }
 
 /// One `recv()`, reported with what it returned (empty: EOF).

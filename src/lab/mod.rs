@@ -531,3 +531,100 @@ impl Observer for LabObserver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(data: &[&str]) -> LabConfig {
+        LabConfig {
+            port: 8080,
+            data: data.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            sticky: false,
+            framing: None,
+            udp: false,
+            offer: Offer::default(),
+            reply: b"hello, client".to_vec(),
+            time_wait: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            quickack: true,
+            server_closes_first: false,
+            refused: false,
+            isn: Some(1000),
+            pcap: PathBuf::from("x.pcap"),
+            output: Output::Quiet,
+        }
+    }
+
+    #[test]
+    fn plain_writes_are_the_data_less_the_empty_ones() {
+        let c = cfg(&["hello", "", "world"]);
+        assert_eq!(c.writes().unwrap(), [b"hello".to_vec(), b"world".to_vec()]);
+        // One reply per read, one read per write.
+        assert_eq!(c.expected_reply_len(), 26);
+    }
+
+    #[test]
+    fn a_sticky_server_reads_once_and_answers_once() {
+        let c = LabConfig {
+            sticky: true,
+            ..cfg(&["hello", "world"])
+        };
+        assert_eq!(c.expected_reply_len(), 13);
+        // Over UDP every datagram is read, and answered, alone.
+        let u = LabConfig {
+            udp: true,
+            ..cfg(&["hello", "world"])
+        };
+        assert_eq!(u.expected_reply_len(), 26);
+    }
+
+    #[test]
+    fn framed_writes_and_replies_carry_their_frames() {
+        let c = LabConfig {
+            framing: Some(Framing::LengthPrefix),
+            sticky: true,
+            ..cfg(&["hello", ""])
+        };
+        // The empty message is still a 4-byte frame, and is answered.
+        assert_eq!(
+            c.writes().unwrap(),
+            [b"\0\0\0\x05hello".to_vec(), b"\0\0\0\0".to_vec()]
+        );
+        assert_eq!(c.expected_reply_len(), 2 * (4 + 13));
+        let quiet = LabConfig {
+            reply: Vec::new(),
+            ..c
+        };
+        assert_eq!(quiet.expected_reply_len(), 0);
+    }
+
+    #[test]
+    fn the_client_offers_what_the_config_says() {
+        let c = LabConfig {
+            offer: Offer {
+                mss: 100,
+                wscale: None,
+                sack: false,
+                timestamps: false,
+                window: 30_000,
+                explain: true,
+            },
+            ..cfg(&["hello"])
+        };
+        let p = client_params(&c, c.isn, c.time_wait, None);
+        assert_eq!(p.conn.mss, 100);
+        assert_eq!(p.conn.wscale, None);
+        assert!(!p.conn.sack_permitted && !p.conn.timestamps);
+        assert_eq!(p.conn.window, 30_000);
+        assert_eq!(p.conn.iss, SeqNumber(1000));
+        // Today's defaults are Linux's.
+        let d = client_params(&cfg(&["hello"]), None, Duration::ZERO, None);
+        let linux = tcp::Config::new(1, 2, SeqNumber(0));
+        assert_eq!(
+            (d.conn.mss, d.conn.wscale, d.conn.window),
+            (linux.mss, linux.wscale, linux.window)
+        );
+        assert!(d.conn.sack_permitted && d.conn.timestamps);
+    }
+}

@@ -178,6 +178,12 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     } else {
         args.data.iter().map(|d| d.clone().into_bytes()).collect()
     };
+    if args.count.is_some() && data.len() > 1 {
+        anyhow::bail!(
+            "--count times one write per cycle: give --data once (the kernel's client in the \
+             benchmark sends one write too)"
+        );
+    }
     if args.sticky && data.len() < 2 {
         anyhow::bail!(
             "--sticky needs at least two application writes to join: give --data twice or more \

@@ -121,6 +121,11 @@ fn combinations_the_wire_cannot_say_are_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("at most 262140"));
     synack()
+        .args(["lab", "--count", "5", "--data", "a", "--data", "b"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give --data once"));
+    synack()
         .args(["lab", "--sticky", "--data", "alone"])
         .assert()
         .code(2)

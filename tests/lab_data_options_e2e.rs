@@ -122,7 +122,7 @@ fn sticky_packets_two_writes_one_read() {
     assert_contains(
         &stdout,
         &[
-            "(10 bytes) were all queued",
+            "writes (10 bytes) had all arrived",
             "recv() → 10 bytes \"helloworld\"",
             "2 writes, 1 read of 10 bytes",
         ],
@@ -280,7 +280,7 @@ fn every_option_on_is_answered_and_used() {
             "agreed: window scale: both sides offered it (ours 14",
             "agreed: SACK permitted by both",
             "agreed: timestamps: both offered them",
-            "later segments say 61 (× 16384 = 999424 bytes)",
+            "later segments 61 × 16384 = 999424 bytes",
         ],
     );
 }

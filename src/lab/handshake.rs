@@ -101,7 +101,7 @@ fn windows(ours: &tcp::Config, their_window: u16, agreed: &Negotiated) -> String
         Some((shift, _)) => {
             let field = (ours.window >> shift).min(u32::from(u16::MAX));
             format!(
-                "; later segments say {field} (× {} = {} bytes)",
+                ", later segments {field} × {} = {} bytes",
                 1u32 << shift,
                 field << shift
             )
@@ -109,8 +109,8 @@ fn windows(ours: &tcp::Config, their_window: u16, agreed: &Negotiated) -> String
         None => String::new(),
     };
     format!(
-        "windows: ours {} bytes (the SYN said {ours_field}{scaled}), the server's {their_window} \
-         bytes",
+        "windows: ours {} bytes: the SYN says {ours_field}{scaled}; the server's SYN-ACK says \
+         {their_window} bytes",
         ours.window
     )
 }
@@ -172,7 +172,11 @@ mod tests {
         assert!(lines[1].contains("×1024"));
         assert!(lines[2].starts_with("SACK permitted by both"));
         assert!(lines[3].contains("echoes our TSval 17"), "{}", lines[3]);
-        assert!(lines[4].contains("later segments say 501 (× 128 = 64128 bytes)"));
+        assert!(
+            lines[4].contains("the SYN says 64240, later segments 501 × 128 = 64128 bytes"),
+            "{}",
+            lines[4]
+        );
     }
 
     #[test]

@@ -364,8 +364,8 @@ fn describe_server_call(event: &ServerEvent) -> String {
         ),
         ServerEvent::Sent { len } => format!("sendall() {len} bytes"),
         ServerEvent::Waited { queued, writes } => format!(
-            "busy until the client's {writes} writes ({queued} bytes) were all queued \
-             (recv with MSG_PEEK), as a slow server would be; now recv()"
+            "busy until the client's {writes} writes ({queued} bytes) had all arrived (it \
+             looked with recv(MSG_PEEK)), as a slow server is"
         ),
         ServerEvent::Sticky { writes, len } => format!(
             "{writes} writes, 1 read of {len} bytes: TCP is a byte stream and keeps no \

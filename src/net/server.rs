@@ -41,6 +41,17 @@ pub struct Reading {
     pub framing: Option<Framing>,
 }
 
+impl Reading {
+    /// How many answers the client waits for: one per message when framed,
+    /// one for the single read of a sticky server, else one per write.
+    pub fn answers(&self) -> usize {
+        match (self.framing, self.sticky_bytes) {
+            (None, Some(_)) => 1,
+            _ => self.writes.max(1),
+        }
+    }
+}
+
 impl Default for Reading {
     /// One write, read as it comes, answered unframed.
     fn default() -> Reading {
@@ -260,7 +271,7 @@ fn converse(
     // FIN), unless we close first.
     let mut answered = 0;
     for read in 0..MAX_READS {
-        if cfg.close_first && answered >= reading.writes.max(1) {
+        if cfg.close_first && answered >= reading.answers() {
             break;
         }
         let n = recv_and_report(&mut stream, &mut buf, tx)?;

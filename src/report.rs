@@ -409,6 +409,38 @@ mod tests {
     }
 
     #[test]
+    fn a_datagram_line_names_ports_length_and_text() {
+        let d = DatagramLine {
+            t_us: 29.4,
+            dir: Direction::ClientToServer,
+            src_port: 43610,
+            dst_port: 8080,
+            number: 2,
+            len: 5,
+            text: "world".into(),
+            checksums_ok: true,
+        };
+        let line = format_text(&LabEvent::Datagram(d.clone()), Style::default());
+        for part in [
+            "29 µs",
+            "client → server",
+            "[UDP]",
+            "port 43610 → 8080",
+            " 5 ",
+            "datagram #2 \"world\"",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        assert!(!line.contains("bad checksum"));
+        let json: serde_json::Value =
+            serde_json::from_str(&format_json(&LabEvent::Datagram(d))).unwrap();
+        assert_eq!(json["event"], "datagram");
+        assert_eq!(json["dir"], "c2s");
+        assert_eq!(json["number"], 2);
+        assert_eq!(json["text"], "world");
+    }
+
+    #[test]
     fn the_summary_names_the_pcap_and_time_wait() {
         let text = format_text(
             &LabEvent::Summary(Summary {

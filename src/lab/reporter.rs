@@ -363,10 +363,19 @@ fn describe_server_call(event: &ServerEvent) -> String {
             String::from_utf8_lossy(data)
         ),
         ServerEvent::Sent { len } => format!("sendall() {len} bytes"),
-        ServerEvent::Waited { queued, writes } => format!(
+        ServerEvent::Waited {
+            queued,
+            expected,
+            writes,
+        } if queued >= expected => format!(
             "busy until the client's {writes} writes ({queued} bytes) had all arrived (it \
              looked with recv(MSG_PEEK)), as a slow server is"
         ),
+        ServerEvent::Waited {
+            queued, expected, ..
+        } => {
+            format!("stopped waiting with {queued} of the {expected} bytes queued (EOF or time up)")
+        }
         ServerEvent::Sticky { writes, len } => format!(
             "{writes} writes, 1 read of {len} bytes: TCP is a byte stream and keeps no \
              message boundaries (\"sticky packets\", 粘包)"

@@ -91,9 +91,14 @@ pub enum ServerEvent {
     Accepted { peer: SocketAddr },
     /// `recv()` returned `data` (empty: EOF, the client's FIN).
     Received { data: Vec<u8> },
-    /// The sticky server waited until `queued` bytes of `writes`
-    /// application writes sat in its receive queue.
-    Waited { queued: usize, writes: usize },
+    /// The sticky server waited until the `expected` bytes of `writes`
+    /// application writes sat in its receive queue; `queued` were there
+    /// when it stopped waiting (fewer at EOF or when the time was up).
+    Waited {
+        queued: usize,
+        expected: usize,
+        writes: usize,
+    },
     /// The first `recv()` of a sticky server returned `writes` application
     /// writes joined in `len` bytes.
     Sticky { writes: usize, len: usize },
@@ -123,6 +128,7 @@ pub type Notify = Box<dyn Fn(Instant, ServerEvent, Option<State>) + Send>;
 /// The running server thread.
 pub struct Server {
     thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
 }
 
 impl Server {
@@ -137,6 +143,7 @@ impl Server {
         socket.bind(&SocketAddr::V4(cfg.addr).into())?;
         socket.listen(128)?;
         let listener: TcpListener = socket.into();
+        let addr = listener.local_addr()?;
         let thread = thread::Builder::new()
             .name("lab-server".into())
             .spawn(move || {
@@ -148,7 +155,13 @@ impl Server {
             })?;
         Ok(Server {
             thread: Some(thread),
+            addr,
         })
+    }
+
+    /// The address it listens on (the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Waits for the thread to end.
@@ -179,6 +192,7 @@ impl Server {
     ) -> io::Result<Server> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(timeout))?;
+        let addr = socket.local_addr()?;
         let thread = thread::Builder::new()
             .name("lab-udp-server".into())
             .spawn(move || {
@@ -211,6 +225,7 @@ impl Server {
             })?;
         Ok(Server {
             thread: Some(thread),
+            addr,
         })
     }
 }
@@ -261,10 +276,16 @@ fn converse(
     let mut buf = vec![0u8; READ_BUF_LEN];
     let reading = &cfg.reading;
     if let Some(bytes) = reading.sticky_bytes {
-        let queued = wait_until_queued(&stream, bytes.min(READ_BUF_LEN), cfg.timeout, &mut buf)
+        let expected = bytes.min(READ_BUF_LEN);
+        let queued = wait_until_queued(&stream, expected, cfg.timeout, &mut buf)
             .map_err(|e| ("recv(MSG_PEEK)", e))?;
         let writes = reading.writes;
-        emit(tx, ServerEvent::Waited { queued, writes }, Some(&stream));
+        let waited = ServerEvent::Waited {
+            queued,
+            expected,
+            writes,
+        };
+        emit(tx, waited, Some(&stream));
     }
     let mut decoder = reading.framing.map(Decoder::new);
     // Answered reads (or messages), then read until EOF (the client's
@@ -385,5 +406,201 @@ fn accept_within(listener: &TcpListener, timeout: Duration) -> io::Result<(TcpSt
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(errno.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server's reading modes against a client on loopback (no
+    //! privileges; the kernel picks the port).
+
+    use super::*;
+    use std::net::Shutdown;
+    use std::sync::mpsc::{self, Receiver};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    /// Long enough for a write to reach the server before the next one.
+    const GAP: Duration = Duration::from_millis(30);
+
+    fn start(reading: Reading, close_first: bool) -> (Server, Receiver<ServerEvent>, TcpStream) {
+        let (tx, rx) = mpsc::channel();
+        let server = Server::start(
+            ServerConfig {
+                addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+                reply: b"hello, client".to_vec(),
+                quickack: true,
+                timeout: TIMEOUT,
+                connections: 1,
+                close_first,
+                reading,
+            },
+            Box::new(move |_, event, _| {
+                let _ = tx.send(event);
+            }),
+        )
+        .expect("server starts");
+        let client = TcpStream::connect(server.local_addr()).expect("connects");
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        (server, rx, client)
+    }
+
+    /// Every event up to `close()`, then the thread's end.
+    fn events(server: Server, rx: &Receiver<ServerEvent>) -> Vec<ServerEvent> {
+        let mut all = Vec::new();
+        while let Ok(event) = rx.recv_timeout(TIMEOUT) {
+            let closed = matches!(event, ServerEvent::Closed | ServerEvent::Failed { .. });
+            all.push(event);
+            if closed {
+                break;
+            }
+        }
+        server.join();
+        all
+    }
+
+    fn reads(events: &[ServerEvent]) -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Received { data } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        client.read_exact(&mut buf).expect("the reply");
+        buf
+    }
+
+    #[test]
+    fn plain_reads_are_answered_one_by_one() {
+        let reading = Reading {
+            writes: 2,
+            ..Reading::default()
+        };
+        let (server, rx, mut client) = start(reading, false);
+        client.write_all(b"hello").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.write_all(b"world").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.shutdown(Shutdown::Write).unwrap();
+        let events = events(server, &rx);
+        assert_eq!(
+            reads(&events),
+            [b"hello".to_vec(), b"world".to_vec(), Vec::new()]
+        );
+    }
+
+    #[test]
+    fn a_sticky_server_reads_two_writes_at_once_and_answers_once() {
+        let reading = Reading {
+            writes: 2,
+            sticky_bytes: Some(10),
+            framing: None,
+        };
+        let (server, rx, mut client) = start(reading, false);
+        client.write_all(b"hello").unwrap();
+        thread::sleep(GAP);
+        client.write_all(b"world").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.shutdown(Shutdown::Write).unwrap();
+        let events = events(server, &rx);
+        assert_eq!(reads(&events), [b"helloworld".to_vec(), Vec::new()]);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            ServerEvent::Waited {
+                queued: 10,
+                expected: 10,
+                writes: 2
+            }
+        )));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Sticky { writes: 2, len: 10 })));
+        let sent = events
+            .iter()
+            .filter(|e| matches!(e, ServerEvent::Sent { .. }))
+            .count();
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn a_framed_server_reads_whole_messages_however_they_come() {
+        let framing = Framing::LengthPrefix;
+        let reading = Reading {
+            writes: 2,
+            sticky_bytes: None,
+            framing: Some(framing),
+        };
+        let (server, rx, mut client) = start(reading, true);
+        let mut wire = framing::encode_to_vec(framing, b"hello").unwrap();
+        framing::encode(framing, b"world", &mut wire).unwrap();
+        // The first message cut in two (the rest goes once the server has
+        // read the first part), the second glued to its end.
+        client.write_all(&wire[..3]).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.recv_timeout(TIMEOUT) {
+            let read = matches!(event, ServerEvent::Received { .. });
+            seen.push(event);
+            if read {
+                break;
+            }
+        }
+        client.write_all(&wire[3..]).unwrap();
+        let one = framing::encode_to_vec(framing, b"hello, client").unwrap();
+        let mut replies = read_exactly(&mut client, 2 * one.len());
+        assert_eq!(replies.split_off(one.len()), one);
+        assert_eq!(replies, one);
+        // Closing first after its two answers: EOF, without our FIN.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        let mut events = seen;
+        events.extend(self::events(server, &rx));
+        assert_eq!(reads(&events)[0], wire[..3]);
+        let messages: Vec<Vec<u8>> = events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Message { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(messages, [b"hello".to_vec(), b"world".to_vec()]);
+    }
+
+    #[test]
+    fn the_udp_server_reads_each_datagram_alone() {
+        let (tx, rx) = mpsc::channel();
+        let server = Server::start_udp(
+            SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            b"hi".to_vec(),
+            2,
+            TIMEOUT,
+            Box::new(move |_, event, _| {
+                let _ = tx.send(event);
+            }),
+        )
+        .expect("binds");
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // Both datagrams queued before the server reads either.
+        client.send_to(b"hello", server.local_addr()).unwrap();
+        client.send_to(b"world", server.local_addr()).unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, _) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hi");
+        }
+        let events = events(server, &rx);
+        let datagrams: Vec<Vec<u8>> = events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Datagram { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(datagrams, [b"hello".to_vec(), b"world".to_vec()]);
     }
 }

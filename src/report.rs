@@ -60,6 +60,23 @@ pub struct SegmentLine {
     pub checksums_ok: bool,
 }
 
+/// One UDP datagram as the narration shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatagramLine {
+    /// Microseconds since the first datagram.
+    pub t_us: f64,
+    pub dir: Direction,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Its number among the datagrams that went this way, from 1.
+    pub number: usize,
+    pub len: usize,
+    /// The payload as text (lossy).
+    pub text: String,
+    /// Both checksums were right.
+    pub checksums_ok: bool,
+}
+
 fn flags_text<S: serde::Serializer>(flags: &Flags, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(flags)
 }
@@ -85,6 +102,8 @@ pub enum LabEvent {
         text: String,
     },
     Segment(SegmentLine),
+    /// A UDP datagram (`--udp`).
+    Datagram(DatagramLine),
     /// A socket call of the server, with the kernel's view of its socket.
     Server {
         t_us: f64,
@@ -181,6 +200,26 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             format!("{}  {:<15}  ARP        {text}", time(*t_us), dir.arrow())
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
+        LabEvent::Datagram(d) => {
+            let dir_color = match d.dir {
+                Direction::ClientToServer => "36",
+                Direction::ServerToClient => "33",
+            };
+            let mut line = format!(
+                "{}  {}  {:<10} {:<45} {:>4}         datagram #{} {:?}",
+                time(d.t_us),
+                paint(style, dir_color, &format!("{:<15}", d.dir.arrow())),
+                "[UDP]",
+                format!("port {} → {}", d.src_port, d.dst_port),
+                d.len,
+                d.number,
+                d.text
+            );
+            if !d.checksums_ok {
+                line.push_str("  (bad checksum)");
+            }
+            line
+        }
         LabEvent::Server {
             t_us,
             call,
@@ -367,6 +406,38 @@ mod tests {
         assert_eq!(value["ack_rel"], 1);
         assert_eq!(value["client"][0][1], "ESTABLISHED");
         assert_eq!(value["server_state"], "SYN-RECEIVED");
+    }
+
+    #[test]
+    fn a_datagram_line_names_ports_length_and_text() {
+        let d = DatagramLine {
+            t_us: 29.4,
+            dir: Direction::ClientToServer,
+            src_port: 43610,
+            dst_port: 8080,
+            number: 2,
+            len: 5,
+            text: "world".into(),
+            checksums_ok: true,
+        };
+        let line = format_text(&LabEvent::Datagram(d.clone()), Style::default());
+        for part in [
+            "29 µs",
+            "client → server",
+            "[UDP]",
+            "port 43610 → 8080",
+            " 5 ",
+            "datagram #2 \"world\"",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        assert!(!line.contains("bad checksum"));
+        let json: serde_json::Value =
+            serde_json::from_str(&format_json(&LabEvent::Datagram(d))).unwrap();
+        assert_eq!(json["event"], "datagram");
+        assert_eq!(json["dir"], "c2s");
+        assert_eq!(json["number"], 2);
+        assert_eq!(json["text"], "world");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::writer::PcapRecorder;
 use crate::net::server::ServerEvent;
-use crate::report::{self, Direction, LabEvent, SegmentLine, Style};
+use crate::report::{self, DatagramLine, Direction, LabEvent, SegmentLine, Style};
 use crate::tcp::State;
 use crate::wire::{ArpOp, SeqNumber};
 
@@ -42,6 +42,11 @@ pub enum Message {
         at: Instant,
         text: String,
         changes: Vec<(State, State)>,
+    },
+    /// What the handshake agreed, one line per option.
+    Options {
+        at: Instant,
+        lines: Vec<String>,
     },
     Event(LabEvent),
 }
@@ -158,6 +163,15 @@ impl ReporterState {
                     text: format!("client {text}"),
                 })
             }
+            Message::Options { at, lines } => {
+                for line in lines {
+                    self.emit_at(at, move |t_us| LabEvent::Note {
+                        t_us,
+                        text: format!("  agreed: {line}"),
+                    })?;
+                }
+                Ok(())
+            }
             Message::Event(event) => {
                 self.print_ready(true)?;
                 self.print(&event)
@@ -214,6 +228,29 @@ impl ReporterState {
                 };
                 self.emit_at(at, move |t_us| {
                     LabEvent::Segment(SegmentLine { t_us, ..line })
+                })
+            }
+            FrameKind::Datagram {
+                datagram,
+                checksums_ok,
+                number,
+            } => {
+                if dir == Direction::ClientToServer {
+                    // No SYN over UDP: times count from the first datagram.
+                    self.first_syn.get_or_insert(at);
+                }
+                let line = DatagramLine {
+                    t_us: 0.0,
+                    dir,
+                    src_port: datagram.src_port,
+                    dst_port: datagram.dst_port,
+                    number,
+                    len: datagram.payload.len(),
+                    text: String::from_utf8_lossy(&datagram.payload).into_owned(),
+                    checksums_ok,
+                };
+                self.emit_at(at, move |t_us| {
+                    LabEvent::Datagram(DatagramLine { t_us, ..line })
                 })
             }
             FrameKind::Noise => Ok(()),
@@ -280,7 +317,10 @@ impl ReporterState {
             Output::Text(style) => {
                 let is_frame = matches!(
                     event,
-                    LabEvent::Segment(_) | LabEvent::Arp { .. } | LabEvent::Server { .. }
+                    LabEvent::Segment(_)
+                        | LabEvent::Datagram(_)
+                        | LabEvent::Arp { .. }
+                        | LabEvent::Server { .. }
                 );
                 if is_frame && !self.header_printed {
                     self.header_printed = true;
@@ -323,6 +363,35 @@ fn describe_server_call(event: &ServerEvent) -> String {
             String::from_utf8_lossy(data)
         ),
         ServerEvent::Sent { len } => format!("sendall() {len} bytes"),
+        ServerEvent::Waited {
+            queued,
+            expected,
+            writes,
+        } if queued >= expected => format!(
+            "busy until the client's {writes} writes ({queued} bytes) had all arrived (it \
+             looked with recv(MSG_PEEK)), as a slow server is"
+        ),
+        ServerEvent::Waited {
+            queued, expected, ..
+        } => {
+            format!("stopped waiting with {queued} of the {expected} bytes queued (EOF or time up)")
+        }
+        ServerEvent::Sticky { writes, len } => format!(
+            "{writes} writes, 1 read of {len} bytes: TCP is a byte stream and keeps no \
+             message boundaries (\"sticky packets\", 粘包)"
+        ),
+        ServerEvent::Message { body, framing } => format!(
+            "{} message: {} bytes {:?}",
+            framing.name(),
+            body.len(),
+            String::from_utf8_lossy(body)
+        ),
+        ServerEvent::Datagram { data, peer } => format!(
+            "recvfrom() → {} bytes {:?} from {peer}: one datagram, boundaries kept",
+            data.len(),
+            String::from_utf8_lossy(data)
+        ),
+        ServerEvent::SentTo { len, peer } => format!("sendto() {len} bytes to {peer}"),
         ServerEvent::QuickAck => "setsockopt(TCP_QUICKACK): ACK the FIN at once".into(),
         ServerEvent::Closed => "close()".into(),
         ServerEvent::Failed { call, error } => format!("{call}() failed: {error}"),

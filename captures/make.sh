@@ -59,4 +59,17 @@ rm -f "$out/two_interfaces.tmp.pcapng"
 size=$(stat -c %s "$out/four_way_client.pcap")
 head -c $((size - 10)) "$out/four_way_client.pcap" >"$out/truncated.pcap"
 
+# synack's own lab: the data and SYN-option scenarios (each in the lab's
+# private namespace; needs the synack binary, built with `cargo build`).
+synack=${SYNACK:-$here/../target/debug/synack}
+if [ -x "$synack" ]; then
+  "$synack" -q lab --time-wait 0 --isn 1000 --mss 100 \
+    --reply "$(printf '%.0sabcdefghij' $(seq 30))" -w "$out/lab_mss100.pcap"
+  "$synack" -q lab --time-wait 0 --isn 1000 --sticky --data hello --data world \
+    -w "$out/lab_sticky.pcap"
+  "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap"
+else
+  echo "make.sh: no synack binary at $synack (set SYNACK=…): lab captures not made" >&2
+fi
+
 ls -l "$out"/*.pcap "$out"/*.pcapng

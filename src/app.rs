@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
-
-use synack::lab::{self, LabConfig, Narration, Output};
+use synack::lab::{self, LabConfig, Narration, Offer, Output};
 use synack::report::Style;
 use synack::serve::{self, EventKind};
 
@@ -56,10 +55,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         (Some(text), false) => serve::Reply::Text(text.clone().into_bytes()),
         (None, false) => serve::Reply::Text(serve::DEFAULT_REPLY.as_bytes().to_vec()),
     };
-    config.framing = args.framing.map(|f| match f {
-        FramingArg::LengthPrefix => Framing::LengthPrefix,
-        FramingArg::JsonHeader => Framing::JsonHeader,
-    });
+    config.framing = args.framing.map(framing);
     config.close = match args.close {
         CloseArg::First => serve::CloseMode::First,
         CloseArg::AfterPeer => serve::CloseMode::AfterPeer,
@@ -93,6 +89,14 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .context("installing the SIGINT and SIGTERM handlers")?;
     server.run();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--framing`, for `serve` and `lab` alike.
+fn framing(arg: FramingArg) -> Framing {
+    match arg {
+        FramingArg::LengthPrefix => Framing::LengthPrefix,
+        FramingArg::JsonHeader => Framing::JsonHeader,
+    }
 }
 
 fn output(cli: &Cli, json: bool) -> Output {
@@ -169,13 +173,79 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
     Ok((pcap, narration))
 }
 
+/// What the client offers in its SYN: today's Linux defaults unless a
+/// flag says otherwise. Usage errors (exit status 2) for combinations
+/// that cannot be said on the wire.
+fn offer(cli: &Cli, args: &LabArgs) -> Result<Offer> {
+    let default = Offer::default();
+    let wscale = if args.no_wscale {
+        None
+    } else {
+        args.wscale.or(default.wscale)
+    };
+    let window = args.window.unwrap_or(default.window);
+    if window > u32::from(u16::MAX) && wscale.is_none() {
+        anyhow::bail!(
+            "--window {window} needs window scaling: without it the 16-bit window field says \
+             at most 65535 (drop --no-wscale, or ask for 65535 or less)"
+        );
+    }
+    if let Some(shift) = wscale {
+        if window >> shift > u32::from(u16::MAX) {
+            anyhow::bail!(
+                "--window {window} does not fit the 16-bit window field with --wscale {shift} \
+                 (at most {}): ask for a larger --wscale",
+                u32::from(u16::MAX) << shift
+            );
+        }
+    }
+    let explain = cli.verbose > 0
+        || args.mss.is_some()
+        || args.wscale.is_some()
+        || args.no_wscale
+        || args.sack
+        || args.no_sack
+        || args.timestamps
+        || args.no_timestamps
+        || args.window.is_some();
+    Ok(Offer {
+        mss: args.mss.unwrap_or(default.mss),
+        wscale,
+        sack: !args.no_sack,
+        timestamps: !args.no_timestamps,
+        window,
+        explain,
+    })
+}
+
 fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     let (pcap, mut narration) = lab_files(args)?;
     // JSON carries the ladder as plain text.
     narration.color = use_color(cli) && !args.json;
+    let data = if args.data.is_empty() {
+        vec![b"hello".to_vec()]
+    } else {
+        args.data.iter().map(|d| d.clone().into_bytes()).collect()
+    };
+    if args.count.is_some() && data.len() > 1 {
+        anyhow::bail!(
+            "--count times one write per cycle: give --data once (the kernel's client in the \
+             benchmark sends one write too)"
+        );
+    }
+    if args.sticky && data.len() < 2 {
+        anyhow::bail!(
+            "--sticky needs at least two application writes to join: give --data twice or more \
+             (e.g. --sticky --data hello --data world)"
+        );
+    }
     let cfg = LabConfig {
         port: args.port,
-        data: args.data.clone().into_bytes(),
+        data,
+        sticky: args.sticky,
+        framing: args.framing.map(framing),
+        udp: args.udp,
+        offer: offer(cli, args)?,
         reply: args.reply.clone().into_bytes(),
         time_wait: args.time_wait,
         timeout: args.timeout,

@@ -96,9 +96,68 @@ pub struct LabArgs {
     #[arg(long, conflicts_with = "count")]
     pub explain: bool,
 
-    /// Application data the client sends after the handshake.
-    #[arg(long, value_name = "TEXT", default_value = "hello")]
-    pub data: String,
+    /// Application data the client sends after the handshake. Repeat it
+    /// for several application writes: each one is one send() and one
+    /// segment (or one datagram with --udp), and without --sticky the next
+    /// one waits until the server has read the last [default: hello].
+    #[arg(long, value_name = "TEXT")]
+    pub data: Vec<String>,
+
+    /// Show TCP's "sticky packets" (粘包): the server reads only once all
+    /// the --data writes have arrived, so one recv() returns them joined.
+    #[arg(long)]
+    pub sticky: bool,
+
+    /// Frame every --data message and every reply (the fix for sticky
+    /// packets, as `synack serve --framing`): length-prefix (4-byte
+    /// big-endian length, then the message) or json-header (4-byte length
+    /// of a JSON header {"length": N, "encoding": "utf-8"}, the header, the
+    /// body). The server reads whole messages, one at a time.
+    #[arg(long, value_enum, value_name = "FRAMING")]
+    pub framing: Option<FramingArg>,
+
+    /// The same exchange over UDP: a std::net::UdpSocket server, datagrams
+    /// built by hand. No handshake, no teardown, message boundaries kept.
+    #[arg(long, conflicts_with_all = [
+        "close", "refused", "delayed_ack", "isn", "count", "framing", "sticky", "mss",
+        "wscale", "no_wscale", "sack", "no_sack", "timestamps", "no_timestamps", "window",
+    ])]
+    pub udp: bool,
+
+    /// The MSS the client announces in its SYN (and keeps to itself): the
+    /// largest segment the server may send it [default: 1460].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(48..))]
+    pub mss: Option<u16>,
+
+    /// The window scale shift the client offers (0–14; RFC 7323)
+    /// [default: 7].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=14))]
+    pub wscale: Option<u8>,
+
+    /// Offer no window scale option: window fields are plain bytes.
+    #[arg(long, conflicts_with = "wscale")]
+    pub no_wscale: bool,
+
+    /// Offer SACK (the default; RFC 2018).
+    #[arg(long, overrides_with = "no_sack")]
+    pub sack: bool,
+
+    /// Do not offer SACK.
+    #[arg(long, overrides_with = "sack")]
+    pub no_sack: bool,
+
+    /// Offer timestamps (the default; RFC 7323).
+    #[arg(long, overrides_with = "no_timestamps")]
+    pub timestamps: bool,
+
+    /// Do not offer timestamps.
+    #[arg(long, overrides_with = "timestamps")]
+    pub no_timestamps: bool,
+
+    /// The client's receive window in bytes; above 65535 it needs window
+    /// scaling [default: 64240].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_073_725_440))]
+    pub window: Option<u32>,
 
     /// The server's reply (an empty string: no reply).
     #[arg(long, value_name = "TEXT", default_value = "hello, client")]
@@ -144,7 +203,8 @@ pub struct LabArgs {
 
     /// Run N full cycles and print latency figures against the kernel's own
     /// client, measured in the same run (a benchmark).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000),
+          conflicts_with_all = ["sticky", "framing"])]
     pub count: Option<u32>,
 }
 

@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Direction, SegmentLine};
+use crate::report::{DatagramLine, Direction, SegmentLine};
 use crate::tcp::State;
 
 /// Who sent a segment.
@@ -375,7 +375,7 @@ fn server_states(seg: &SegmentLine, ctx: &Context) -> Option<String> {
 pub fn arp_comment(dir: Direction, text: &str) -> String {
     match dir {
         Direction::ClientToServer if text.starts_with("who has") => format!(
-            "ARP request from the client: {text} (the client needs the server's MAC before its SYN)"
+            "ARP request from the client: {text} (the client needs the server's MAC before it can send)"
         ),
         Direction::ClientToServer => {
             format!("ARP reply from the client: {text} (no kernel owns the client's address, so synack answers)")
@@ -385,6 +385,37 @@ pub fn arp_comment(dir: Direction, text: &str) -> String {
         }
         Direction::ServerToClient => format!("ARP reply from the server: {text}"),
     }
+}
+
+/// The pcapng comment of a UDP datagram (`--udp`): what it carries, and
+/// what UDP leaves out.
+pub fn datagram_comment(d: &DatagramLine) -> String {
+    let who = sender(d.dir);
+    let mut text = format!(
+        "UDP datagram #{} from the {who}: {} bytes {:?}, one send() = one datagram; no connection, \
+         no sequence or acknowledgment numbers",
+        d.number, d.len, d.text
+    );
+    if !d.checksums_ok {
+        text.push_str("; bad checksum");
+    }
+    text
+}
+
+/// The `--explain` sentence of a UDP datagram. UDP is RFC 768, not RFC
+/// 9293, so it cites no RFC 9293 section.
+pub fn datagram_explain(d: &DatagramLine) -> Explanation {
+    let who = sender(d.dir);
+    let peer = receiver(d.dir);
+    explained(
+        format!(
+            "The {who} sends datagram #{} ({} bytes) with no handshake before it: the {peer} \
+             reads it whole, in one recvfrom(), or never; nothing acknowledges or repeats it \
+             (UDP, RFC 768)",
+            d.number, d.len
+        ),
+        &[],
+    )
 }
 
 /// One sentence and the RFC 9293 sections it follows.
@@ -398,6 +429,9 @@ pub struct Explanation {
 impl std::fmt::Display for Explanation {
     /// `The SYN opens … (RFC 9293 §3.5).`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sections.is_empty() {
+            return write!(f, "{}.", self.text);
+        }
         let sections: Vec<String> = self.sections.iter().map(|s| format!("§{s}")).collect();
         write!(f, "{} (RFC 9293 {}).", self.text, sections.join(", "))
     }

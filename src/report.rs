@@ -60,8 +60,32 @@ pub struct SegmentLine {
     pub checksums_ok: bool,
 }
 
+/// One UDP datagram as the narration shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatagramLine {
+    /// Microseconds since the first datagram.
+    pub t_us: f64,
+    pub dir: Direction,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Its number among the datagrams that went this way, from 1.
+    pub number: usize,
+    pub len: usize,
+    /// The payload as text (lossy).
+    pub text: String,
+    /// Both checksums were right.
+    pub checksums_ok: bool,
+}
+
 fn flags_text<S: serde::Serializer>(flags: &Flags, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(flags)
+}
+
+fn opt_flags_text<S: serde::Serializer>(flags: &Option<Flags>, s: S) -> Result<S::Ok, S::Error> {
+    match flags {
+        Some(flags) => s.collect_str(flags),
+        None => s.serialize_none(),
+    }
 }
 
 fn options_text<S: serde::Serializer>(opts: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
@@ -85,6 +109,8 @@ pub enum LabEvent {
         text: String,
     },
     Segment(SegmentLine),
+    /// A UDP datagram (`--udp`).
+    Datagram(DatagramLine),
     /// A socket call of the server, with the kernel's view of its socket.
     Server {
         t_us: f64,
@@ -101,8 +127,9 @@ pub enum LabEvent {
     Explain {
         t_us: f64,
         dir: Direction,
-        #[serde(serialize_with = "flags_text")]
-        flags: Flags,
+        /// The segment's flags (none for a UDP datagram).
+        #[serde(serialize_with = "opt_flags_text")]
+        flags: Option<Flags>,
         text: String,
         rfc9293: Vec<&'static str>,
     },
@@ -195,6 +222,26 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             format!("{}  {:<15}  ARP        {text}", time(*t_us), dir.arrow())
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
+        LabEvent::Datagram(d) => {
+            let dir_color = match d.dir {
+                Direction::ClientToServer => "36",
+                Direction::ServerToClient => "33",
+            };
+            let mut line = format!(
+                "{}  {}  {:<10} {:<45} {:>4}         datagram #{} {:?}",
+                time(d.t_us),
+                paint(style, dir_color, &format!("{:<15}", d.dir.arrow())),
+                "[UDP]",
+                format!("port {} → {}", d.src_port, d.dst_port),
+                d.len,
+                d.number,
+                d.text
+            );
+            if !d.checksums_ok {
+                line.push_str("  (bad checksum)");
+            }
+            line
+        }
         LabEvent::Server {
             t_us,
             call,
@@ -221,6 +268,9 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
 
 /// `The SYN opens … (RFC 9293 §3.5, §3.4.1).`
 fn explanation(text: &str, sections: &[&str]) -> String {
+    if sections.is_empty() {
+        return format!("{text}.");
+    }
     let sections: Vec<String> = sections.iter().map(|s| format!("§{s}")).collect();
     format!("{text} (RFC 9293 {}).", sections.join(", "))
 }
@@ -239,7 +289,10 @@ pub fn format_explain_alone(event: &LabEvent) -> Option<String> {
             "{}  {:<15}  {:<10} {}",
             time(*t_us),
             dir.arrow(),
-            format!("[{}]", compact_flags(*flags)),
+            flags.map_or_else(
+                || "[UDP]".to_string(),
+                |f| format!("[{}]", compact_flags(f))
+            ),
             explanation(text, rfc9293)
         )),
         _ => None,
@@ -421,7 +474,7 @@ mod tests {
         let event = LabEvent::Explain {
             t_us: 0.0,
             dir: Direction::ClientToServer,
-            flags: Flags::SYN,
+            flags: Some(Flags::SYN),
             text: "The SYN opens the connection".into(),
             rfc9293: vec!["3.5", "3.4.1"],
         };
@@ -439,6 +492,38 @@ mod tests {
         assert_eq!(json["event"], "explain");
         assert_eq!(json["flags"], "SYN");
         assert_eq!(json["rfc9293"][1], "3.4.1");
+    }
+
+    #[test]
+    fn a_datagram_line_names_ports_length_and_text() {
+        let d = DatagramLine {
+            t_us: 29.4,
+            dir: Direction::ClientToServer,
+            src_port: 43610,
+            dst_port: 8080,
+            number: 2,
+            len: 5,
+            text: "world".into(),
+            checksums_ok: true,
+        };
+        let line = format_text(&LabEvent::Datagram(d.clone()), Style::default());
+        for part in [
+            "29 µs",
+            "client → server",
+            "[UDP]",
+            "port 43610 → 8080",
+            " 5 ",
+            "datagram #2 \"world\"",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        assert!(!line.contains("bad checksum"));
+        let json: serde_json::Value =
+            serde_json::from_str(&format_json(&LabEvent::Datagram(d))).unwrap();
+        assert_eq!(json["event"], "datagram");
+        assert_eq!(json["dir"], "c2s");
+        assert_eq!(json["number"], 2);
+        assert_eq!(json["text"], "world");
     }
 
     #[test]

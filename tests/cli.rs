@@ -55,6 +55,107 @@ fn bad_options_exit_2_with_one_clear_message() {
 }
 
 #[test]
+fn tcp_only_options_are_refused_with_udp() {
+    for flag in [
+        vec!["--mss", "100"],
+        vec!["--wscale", "3"],
+        vec!["--no-wscale"],
+        vec!["--sack"],
+        vec!["--no-sack"],
+        vec!["--timestamps"],
+        vec!["--no-timestamps"],
+        vec!["--window", "1000"],
+        vec!["--isn", "1000"],
+        vec!["--close", "server"],
+        vec!["--delayed-ack"],
+        vec!["--refused"],
+        vec!["--framing", "length-prefix"],
+        vec!["--sticky"],
+    ] {
+        let mut args = vec!["lab", "--udp"];
+        args.extend(&flag);
+        synack()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot be used with"))
+            .stderr(predicate::str::contains(flag[0]))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn handshake_option_values_out_of_range_exit_2() {
+    for args in [
+        vec!["lab", "--wscale", "15"],
+        vec!["lab", "--mss", "10"],
+        vec!["lab", "--mss", "65536"],
+        vec!["lab", "--window", "0"],
+        vec!["lab", "--wscale", "3", "--no-wscale"],
+        vec!["lab", "--framing", "xml"],
+        vec![
+            "lab", "--count", "3", "--sticky", "--data", "a", "--data", "b",
+        ],
+    ] {
+        synack()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("error"))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn combinations_the_wire_cannot_say_are_usage_errors() {
+    synack()
+        .args(["lab", "--window", "100000", "--no-wscale"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--window 100000 needs window scaling",
+        ));
+    synack()
+        .args(["lab", "--window", "10000000", "--wscale", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("at most 262140"));
+    synack()
+        .args(["lab", "--count", "5", "--data", "a", "--data", "b"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give --data once"));
+    synack()
+        .args(["lab", "--sticky", "--data", "alone"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--sticky needs at least two"));
+}
+
+#[test]
+fn the_lab_help_explains_the_data_and_option_flags() {
+    let out = synack().args(["lab", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--data <TEXT>",
+        "--sticky",
+        "--framing <FRAMING>",
+        "--udp",
+        "--mss <N>",
+        "--wscale <N>",
+        "--no-wscale",
+        "--sack",
+        "--no-sack",
+        "--timestamps",
+        "--no-timestamps",
+        "--window <N>",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(help.contains("[default: 1460]") && help.contains("[default: 64240]"));
+}
+
+#[test]
 fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
     if !nix::unistd::geteuid().is_root() {
         // Without root the lab stops earlier, at the namespace; see

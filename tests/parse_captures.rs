@@ -389,3 +389,37 @@ fn the_lab_pcapng_carries_its_narration() {
         "ACK: acks the server's FIN; client TIME-WAIT; server LAST-ACK → CLOSED"
     );
 }
+
+/// The lab's data and option scenarios (captures/README.md): a 300-byte
+/// reply to MSS 100, two writes read as one, and UDP.
+#[test]
+fn synack_lab_data_and_option_captures_read_as_their_scenarios() {
+    let mss = only("lab_mss100.pcap");
+    // 9 segments from the client, 8 from the server: the 300-byte reply
+    // came as 88 + 88 + 88 + 36 (MSS 100 less the timestamps option).
+    assert_eq!(
+        verdict(&mss),
+        "true fin_4way Some(Client) Syn SF ShADadFf 0 0 9/8 5/300"
+    );
+    let ours = mss.handshake.client_options.expect("SYN options");
+    assert_eq!(ours.mss, Some(100));
+    assert!(ours.sack_permitted && ours.timestamps);
+    assert_eq!(ours.window_scale, Some(7));
+    assert_eq!(mss.anomalies.bad_checksum, 0);
+    assert_eq!(mss.offloaded_checksums, 0);
+
+    // Two 5-byte writes, one 13-byte reply to the one read.
+    let sticky = only("lab_sticky.pcap");
+    assert_eq!(
+        verdict(&sticky),
+        "true fin_4way Some(Client) Syn SF ShADadFf 0 0 7/6 10/13"
+    );
+
+    // UDP only: six frames (ARP both ways, two datagrams each way), no TCP
+    // connection, nothing wrong with the file.
+    let (summary, conns) = read("lab_udp.pcap");
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    assert_eq!((summary.packets, summary.tcp_packets), (6, 0));
+    assert!(conns.is_empty());
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+}

@@ -18,7 +18,7 @@ use nix::sched::{unshare, CloneFlags};
 
 use crate::net::labnet::{self, CLIENT_IF, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP};
 use crate::net::link::PnetLink;
-use crate::net::server::{Server, ServerConfig};
+use crate::net::server::{Reading, Server, ServerConfig};
 use crate::tcp::State;
 
 use super::client::{Client, FrameRecord, Observer};
@@ -135,6 +135,7 @@ pub fn run(
         timeout: cfg.timeout,
         connections: count,
         close_first: cfg.server_closes_first,
+        reading: Reading::default(),
     };
     let start_server = |ip| {
         Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {
@@ -209,7 +210,7 @@ fn spawn_kernel_client(
     let (tid_tx, tid_rx) = mpsc::channel::<Result<i32, String>>();
     let (moved_tx, moved_rx) = mpsc::channel::<()>();
     let server = SocketAddrV4::new(KERNEL_SERVER_IP, cfg.port);
-    let data = cfg.data.clone();
+    let data = cfg.data.concat();
     let reply_len = cfg.reply.len();
     let timeout = cfg.timeout;
     let handle = thread::Builder::new()

@@ -8,10 +8,11 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::handshake;
 use crate::net::link::Link;
 use crate::report::Direction;
 use crate::tcp::{self, Connection, Event, SendReason, State};
-use crate::wire::{self, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr, SegmentRepr};
+use crate::wire::{self, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr, SegmentRepr, UdpRepr};
 
 /// How often an unanswered ARP request is repeated.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -25,8 +26,12 @@ pub struct ClientParams {
     pub local_ip: Ipv4Addr,
     pub remote_ip: Ipv4Addr,
     pub conn: tcp::Config,
-    /// Sent once the connection is established.
-    pub data: Vec<u8>,
+    /// The application writes, sent in order once the connection is
+    /// established: each one is one `send()` (one segment when it fits the
+    /// MSS), or one datagram with `udp`.
+    pub data: Vec<Vec<u8>>,
+    /// Send the writes as UDP datagrams: no connection at all.
+    pub udp: bool,
     /// Close after this many reply bytes arrived (0: once our data is
     /// acknowledged).
     pub expect_reply: usize,
@@ -60,6 +65,13 @@ pub enum FrameKind {
         /// Why it was sent ("handshake ACK") or what it was.
         note: String,
     },
+    /// A UDP datagram of the exchange (`--udp`).
+    Datagram {
+        datagram: UdpRepr,
+        checksums_ok: bool,
+        /// Its number among the datagrams sent, or received, from 1.
+        number: usize,
+    },
     /// Not for this connection (other protocols, other ports).
     Noise,
 }
@@ -75,6 +87,14 @@ pub trait Observer {
     fn interrupted(&self) -> bool {
         false
     }
+    /// Whether write number `index` (from 0) may go now; the lab holds a
+    /// write back until the server application has read the one before.
+    fn may_write(&mut self, _index: usize) -> bool {
+        true
+    }
+    /// What the handshake agreed, explained line by line, right after the
+    /// SYN-ACK.
+    fn negotiated(&mut self, _at: Instant, _lines: Vec<String>) {}
 }
 
 /// How a run ended badly.
@@ -92,6 +112,15 @@ pub enum ClientError {
     Reset { state: State },
     #[error("interrupted in {state}")]
     Interrupted { state: State },
+    #[error(
+        "UDP: {got} of the {expected} reply bytes arrived within {after:?}; nothing \
+         retransmits a lost datagram"
+    )]
+    NoReply {
+        got: usize,
+        expected: usize,
+        after: Duration,
+    },
     #[error("cannot {0}")]
     InvalidState(#[from] tcp::InvalidState),
     #[error("building a frame: {0}")]
@@ -132,6 +161,8 @@ pub struct Client<'a, L: Link, O: Observer> {
     ip_ident: u16,
     outcome: Outcome,
     last_syn_at: Option<Instant>,
+    /// UDP datagrams of the exchange received so far.
+    datagrams_received: usize,
 }
 
 impl<'a, L: Link, O: Observer> Client<'a, L, O> {
@@ -149,6 +180,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             ip_ident: 0,
             outcome: Outcome::default(),
             last_syn_at: None,
+            datagrams_received: 0,
         }
     }
 
@@ -162,9 +194,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let start = Instant::now();
         let deadline = start + self.params.timeout;
         self.resolve_server(deadline)?;
+        if self.params.udp {
+            return self.exchange_datagrams(deadline);
+        }
         let events = self.conn.connect(Instant::now())?;
         self.dispatch(events, None)?;
-        let mut data_sent = false;
+        let mut writes_sent = 0;
         let mut close_sent = false;
         for _ in 0..MAX_TURNS {
             if self.observer.interrupted() {
@@ -188,16 +223,17 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 let events = self.conn.poll(now);
                 self.dispatch(events, None)?;
             }
+            let data_sent = writes_sent == self.params.data.len();
             match self.conn.state() {
-                State::Established if !data_sent => {
-                    data_sent = true;
-                    if !self.params.data.is_empty() {
-                        let data = self.params.data.clone();
-                        let events = self.conn.send(Instant::now(), &data)?;
-                        self.outcome.bytes_sent += data.len();
-                        self.dispatch(events, None)?;
-                    }
+                State::Established if !data_sent && self.observer.may_write(writes_sent) => {
+                    let data = self.params.data[writes_sent].clone();
+                    writes_sent += 1;
+                    let events = self.conn.send(Instant::now(), &data)?;
+                    self.outcome.bytes_sent += data.len();
+                    self.dispatch(events, None)?;
                 }
+                // Held back until the server read the write before.
+                State::Established if !data_sent => {}
                 State::Established | State::CloseWait if data_sent && !close_sent => {
                     let acked = self.conn.snd_una() == self.conn.snd_nxt();
                     let replied = self.outcome.bytes_received >= self.params.expect_reply;
@@ -225,6 +261,67 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             state: self.conn.state(),
             after: start.elapsed(),
         })
+    }
+
+    /// `--udp`: each write goes as one datagram, at once (there is no
+    /// connection to open); then the replies are awaited until the whole
+    /// expected reply arrived. Nothing is acknowledged or retransmitted.
+    fn exchange_datagrams(mut self, deadline: Instant) -> Result<Outcome, ClientError> {
+        let start = Instant::now();
+        for (index, payload) in self.params.data.clone().into_iter().enumerate() {
+            let datagram = UdpRepr {
+                src_port: self.params.conn.local_port,
+                dst_port: self.params.conn.remote_port,
+                payload,
+            };
+            self.ip_ident = self.ip_ident.wrapping_add(1);
+            let ip = Ipv4Repr {
+                src: self.params.local_ip,
+                dst: self.params.remote_ip,
+                ident: self.ip_ident,
+                ttl: wire::DEFAULT_TTL,
+            };
+            let remote_mac = self.remote_mac.unwrap_or(MacAddr::broadcast());
+            let bytes = wire::emit_udp(self.local_mac, remote_mac, &ip, &datagram)?;
+            self.outcome.bytes_sent += datagram.payload.len();
+            let kind = FrameKind::Datagram {
+                datagram,
+                checksums_ok: true,
+                number: index + 1,
+            };
+            let at = self.transmit(bytes, kind)?;
+            self.outcome.first_syn_at.get_or_insert(at);
+            self.outcome.last_sent_at = Some(at);
+        }
+        for _ in 0..MAX_TURNS {
+            if self.outcome.bytes_received >= self.params.expect_reply {
+                self.outcome.server_mac = self.remote_mac;
+                return Ok(self.outcome);
+            }
+            if self.observer.interrupted() {
+                return Err(ClientError::Interrupted {
+                    state: self.conn.state(),
+                });
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            if let Some(bytes) = self.link.recv(deadline)? {
+                self.on_frame(bytes)?;
+            }
+        }
+        Err(ClientError::NoReply {
+            got: self.outcome.bytes_received,
+            expected: self.params.expect_reply,
+            after: start.elapsed(),
+        })
+    }
+
+    fn is_our_datagram(&self, frame: &wire::UdpFrame) -> bool {
+        frame.ip.src == self.params.remote_ip
+            && frame.ip.dst == self.params.local_ip
+            && frame.datagram.src_port == self.params.conn.remote_port
+            && frame.datagram.dst_port == self.params.conn.local_port
     }
 
     /// ARP for the server (RFC 826): a SYN sent to the broadcast MAC is
@@ -309,6 +406,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 let events = self.conn.on_segment(at, &segment);
                 let changes = Event::state_changes(&events);
                 let note = describe_incoming(&segment, &events);
+                let opened = changes.contains(&(State::SynSent, State::Established));
+                let syn_ack_options = segment.options;
+                let syn_ack_window = segment.window;
                 self.observer.frame(FrameRecord {
                     dir: Direction::ServerToClient,
                     at,
@@ -322,7 +422,33 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                         note,
                     },
                 });
+                if let (true, Some(agreed)) = (opened, self.conn.negotiated()) {
+                    let lines = handshake::explain(
+                        self.conn.config(),
+                        &syn_ack_options,
+                        syn_ack_window,
+                        &agreed,
+                    );
+                    self.observer.negotiated(at, lines);
+                }
                 self.dispatch(events, Some(at))?;
+            }
+            Ok(Frame::Udp(frame)) if self.params.udp && self.is_our_datagram(&frame) => {
+                self.datagrams_received += 1;
+                let payload = &frame.datagram.payload;
+                self.outcome.bytes_received += payload.len();
+                self.outcome.received.extend_from_slice(payload);
+                self.observer.frame(FrameRecord {
+                    dir: Direction::ServerToClient,
+                    at,
+                    wall,
+                    bytes,
+                    kind: FrameKind::Datagram {
+                        datagram: frame.datagram,
+                        checksums_ok: frame.checksums_ok,
+                        number: self.datagrams_received,
+                    },
+                });
             }
             _ => self.observer.frame(FrameRecord {
                 dir: Direction::ServerToClient,

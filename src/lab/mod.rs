@@ -11,21 +11,23 @@
 
 pub mod bench;
 pub mod client;
+pub mod handshake;
 mod reporter;
 
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
+use crate::framing::{self, Framing, FramingError};
 use crate::net::labnet::{self, Namespace, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
-use crate::net::server::{Server, ServerConfig};
+use crate::net::server::{Reading, Server, ServerConfig, ServerEvent};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
 use crate::report::{LabEvent, Summary};
@@ -40,7 +42,16 @@ use reporter::{Extras, Message, Reporter};
 #[derive(Clone, Debug)]
 pub struct LabConfig {
     pub port: u16,
-    pub data: Vec<u8>,
+    /// The client's application writes, in order (unframed).
+    pub data: Vec<Vec<u8>>,
+    /// The server reads only once every write has arrived.
+    pub sticky: bool,
+    /// Frame each write and each reply; the server reads whole messages.
+    pub framing: Option<Framing>,
+    /// The same exchange over UDP.
+    pub udp: bool,
+    /// What the client offers in its SYN.
+    pub offer: Offer,
     pub reply: Vec<u8>,
     pub time_wait: Duration,
     pub timeout: Duration,
@@ -76,6 +87,76 @@ pub struct Narration {
     pub color: bool,
 }
 
+/// The options of the client's SYN (RFC 9293 §3.7.1, RFC 7323, RFC 2018)
+/// and its receive window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub mss: u16,
+    /// The window scale shift offered; `None` offers none.
+    pub wscale: Option<u8>,
+    pub sack: bool,
+    pub timestamps: bool,
+    /// The receive window in bytes.
+    pub window: u32,
+    /// Narrate what the server answered to each option.
+    pub explain: bool,
+}
+
+impl Default for Offer {
+    /// What Linux 6.x offers: MSS 1460, window scale 7, SACK, timestamps,
+    /// a 64240-byte window.
+    fn default() -> Offer {
+        Offer {
+            mss: tcp::DEFAULT_MSS,
+            wscale: Some(tcp::DEFAULT_WSCALE),
+            sack: true,
+            timestamps: true,
+            window: tcp::DEFAULT_WINDOW,
+            explain: false,
+        }
+    }
+}
+
+impl LabConfig {
+    /// The bytes of each application write as they go on the wire (framed
+    /// when asked).
+    ///
+    /// # Errors
+    /// A message too long for the framing's 32-bit length.
+    /// An empty write sends nothing, so it is left out (a framed empty
+    /// message is a 4-byte frame, and stays).
+    pub fn writes(&self) -> Result<Vec<Vec<u8>>, FramingError> {
+        let mut writes = Vec::with_capacity(self.data.len());
+        for body in &self.data {
+            let bytes = match self.framing {
+                Some(framing) => framing::encode_to_vec(framing, body)?,
+                None => body.clone(),
+            };
+            if !bytes.is_empty() {
+                writes.push(bytes);
+            }
+        }
+        Ok(writes)
+    }
+
+    /// How many reply bytes the client waits for before it closes: one
+    /// reply per read of the server (one read in all when sticky), or one
+    /// framed reply per message.
+    pub fn expected_reply_len(&self) -> usize {
+        let writes = self.writes().map_or(0, |w| w.len());
+        if self.reply.is_empty() {
+            return 0;
+        }
+        match self.framing {
+            Some(framing) => {
+                framing::encode_to_vec(framing, &self.reply).map_or(0, |f| f.len()) * writes
+            }
+            None if self.sticky && !self.udp => self.reply.len() * writes.min(1),
+            None => self.reply.len() * writes,
+        }
+    }
+}
+
 /// Why the lab could not run, or how it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -99,6 +180,8 @@ pub enum LabError {
     },
     #[error("the client: {0}")]
     Client(#[from] ClientError),
+    #[error("framing the data: {0}")]
+    Framing(#[from] FramingError),
     #[error("{0}")]
     Report(#[source] io::Error),
 }
@@ -115,6 +198,7 @@ impl LabError {
                     | ClientError::Refused { .. }
                     | ClientError::Reset { .. }
                     | ClientError::NoArpReply { .. }
+                    | ClientError::NoReply { .. }
             )
         )
     }
@@ -168,11 +252,12 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         ladder: narration.ladder,
         mermaid,
         color: narration.color,
-        server_initial: Some(if cfg.refused {
-            State::Closed
-        } else {
-            State::Listen
-        }),
+        client_initial: (!cfg.udp).then_some(State::Closed),
+        server_initial: match (cfg.udp, cfg.refused) {
+            (true, _) => None,
+            (false, true) => Some(State::Closed),
+            (false, false) => Some(State::Listen),
+        },
     };
     let reporter =
         Reporter::spawn(rx, capture, cfg.output, cfg.port, extras).map_err(LabError::Report)?;
@@ -182,15 +267,42 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     };
     send(Message::Event(LabEvent::Setup {
         setup_us: setup.as_micros() as u64,
-        server: format!("{SERVER_IF} {SERVER_IP}/24 (kernel TCP, std::net::TcpListener)"),
+        server: if cfg.udp {
+            format!("{SERVER_IF} {SERVER_IP}/24 (kernel UDP, std::net::UdpSocket)")
+        } else {
+            format!("{SERVER_IF} {SERVER_IP}/24 (kernel TCP, std::net::TcpListener)")
+        },
         client: format!("{CLIENT_IF} (no IPv4; synack plays {CLIENT_IP})"),
     }));
 
     let server_addr = SocketAddrV4::new(SERVER_IP, cfg.port);
+    let writes = cfg.writes()?;
+    let is_framed = cfg.framing.is_some();
+    // How many of the client's writes the server application has taken
+    // (reads with data, or whole messages): without --sticky the client
+    // sends the next write only after the server read the last.
+    let taken = Arc::new(AtomicUsize::new(0));
     let server = if cfg.refused {
         None
+    } else if cfg.udp {
+        let server_tx = tx.clone();
+        let server = Server::start_udp(
+            server_addr,
+            cfg.reply.clone(),
+            writes.len(),
+            cfg.timeout,
+            Box::new(move |at, event, state| {
+                let _ = server_tx.send(Message::Server { at, event, state });
+            }),
+        )
+        .map_err(|source| LabError::Server {
+            addr: server_addr,
+            source,
+        })?;
+        Some(server)
     } else {
         let server_tx = tx.clone();
+        let server_taken = Arc::clone(&taken);
         let server = Server::start(
             ServerConfig {
                 addr: server_addr,
@@ -199,8 +311,21 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
                 timeout: cfg.timeout,
                 connections: 1,
                 close_first: cfg.server_closes_first,
+                reading: Reading {
+                    writes: writes.len(),
+                    sticky_bytes: cfg.sticky.then(|| writes.iter().map(Vec::len).sum()),
+                    framing: cfg.framing,
+                },
             },
             Box::new(move |at, event, state| {
+                let took_a_write = match &event {
+                    ServerEvent::Message { .. } => is_framed,
+                    ServerEvent::Received { data } => !is_framed && !data.is_empty(),
+                    _ => false,
+                };
+                if took_a_write {
+                    server_taken.fetch_add(1, Ordering::SeqCst);
+                }
                 let _ = server_tx.send(Message::Server { at, event, state });
             }),
         )
@@ -215,6 +340,8 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
     let local_port = params.conn.local_port;
     let mut observer = LabObserver {
+        taken: (!cfg.sticky).then_some(taken),
+        explain_options: cfg.offer.explain,
         tx: tx.clone(),
         interrupted,
         server: server_addr,
@@ -237,6 +364,14 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             // The server has closed by now; its thread ends at once.
             if let Some(server) = server {
                 server.join();
+            }
+            if cfg.udp {
+                send(Message::Event(LabEvent::Note {
+                    t_us: outcome
+                        .first_syn_at
+                        .map_or(0.0, |first| micros(Instant::now() - first)),
+                    text: udp_epilogue(writes.len(), &outcome),
+                }));
             }
             outcome
         }
@@ -278,8 +413,10 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     }
     let summary = Summary {
         handshake_rtt_us: outcome.handshake_rtt.map(micros),
+        // Over UDP there is no cycle to time: no SYN, no last ACK.
         cycle_us: outcome
             .first_syn_at
+            .filter(|_| !cfg.udp)
             .zip(outcome.last_sent_at)
             .map(|(first, last)| micros(last - first)),
         bytes_c2s: outcome.bytes_sent,
@@ -287,7 +424,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         frames: outcome.frames,
         retransmissions: outcome.retransmissions,
         final_state: outcome.final_state,
-        time_wait_ms: if cfg.refused {
+        time_wait_ms: if cfg.refused || cfg.udp {
             0
         } else {
             cfg.time_wait.as_millis() as u64
@@ -301,6 +438,16 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     Ok(summary)
 }
 
+/// What a UDP exchange did not have, said once it is over.
+fn udp_epilogue(datagrams: usize, outcome: &client::Outcome) -> String {
+    format!(
+        "UDP: no handshake, no teardown, no ACKs, no retransmissions: {datagrams} datagram(s) \
+         out, their replies back ({} bytes), and each recvfrom() returned exactly one datagram \
+         (boundaries kept, unlike TCP's byte stream)",
+        outcome.bytes_received
+    )
+}
+
 /// What the client of one lab cycle does: a fresh ephemeral port, the ISN
 /// given or a random one.
 fn client_params(
@@ -312,12 +459,20 @@ fn client_params(
     let iss = SeqNumber(isn.unwrap_or_else(random_u32));
     let mut conn = tcp::Config::new(ephemeral_port(), cfg.port, iss);
     conn.time_wait = time_wait;
+    conn.mss = cfg.offer.mss;
+    conn.wscale = cfg.offer.wscale;
+    conn.sack_permitted = cfg.offer.sack;
+    conn.timestamps = cfg.offer.timestamps;
+    conn.window = cfg.offer.window;
     ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,
         conn,
-        data: cfg.data.clone(),
-        expect_reply: cfg.reply.len(),
+        // Checked when the lab starts (`LabConfig::writes`); a benchmark
+        // cycle sends the writes unframed.
+        data: cfg.writes().unwrap_or_else(|_| cfg.data.clone()),
+        expect_reply: cfg.expected_reply_len(),
+        udp: cfg.udp,
         timeout: cfg.timeout,
         server_mac,
         wait_for_peer_close: cfg.server_closes_first,
@@ -406,6 +561,11 @@ pub fn random_u32() -> u32 {
 /// turn it off.
 struct LabObserver {
     tx: Sender<Message>,
+    /// How many writes the server application took, when the client
+    /// waits for each to be read before the next.
+    taken: Option<Arc<AtomicUsize>>,
+    /// Narrate what the server answered to each SYN option.
+    explain_options: bool,
     interrupted: Arc<AtomicBool>,
     server: SocketAddrV4,
     client: SocketAddrV4,
@@ -451,5 +611,115 @@ impl Observer for LabObserver {
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
+    }
+
+    fn may_write(&mut self, index: usize) -> bool {
+        self.taken
+            .as_ref()
+            .is_none_or(|taken| taken.load(Ordering::SeqCst) >= index)
+    }
+
+    fn negotiated(&mut self, at: Instant, lines: Vec<String>) {
+        if self.explain_options {
+            let _ = self.tx.send(Message::Options { at, lines });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(data: &[&str]) -> LabConfig {
+        LabConfig {
+            port: 8080,
+            data: data.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            sticky: false,
+            framing: None,
+            udp: false,
+            offer: Offer::default(),
+            reply: b"hello, client".to_vec(),
+            time_wait: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            quickack: true,
+            server_closes_first: false,
+            refused: false,
+            isn: Some(1000),
+            pcap: PathBuf::from("x.pcap"),
+            output: Output::Quiet,
+            narration: Narration::default(),
+        }
+    }
+
+    #[test]
+    fn plain_writes_are_the_data_less_the_empty_ones() {
+        let c = cfg(&["hello", "", "world"]);
+        assert_eq!(c.writes().unwrap(), [b"hello".to_vec(), b"world".to_vec()]);
+        // One reply per read, one read per write.
+        assert_eq!(c.expected_reply_len(), 26);
+    }
+
+    #[test]
+    fn a_sticky_server_reads_once_and_answers_once() {
+        let c = LabConfig {
+            sticky: true,
+            ..cfg(&["hello", "world"])
+        };
+        assert_eq!(c.expected_reply_len(), 13);
+        // Over UDP every datagram is read, and answered, alone.
+        let u = LabConfig {
+            udp: true,
+            ..cfg(&["hello", "world"])
+        };
+        assert_eq!(u.expected_reply_len(), 26);
+    }
+
+    #[test]
+    fn framed_writes_and_replies_carry_their_frames() {
+        let c = LabConfig {
+            framing: Some(Framing::LengthPrefix),
+            sticky: true,
+            ..cfg(&["hello", ""])
+        };
+        // The empty message is still a 4-byte frame, and is answered.
+        assert_eq!(
+            c.writes().unwrap(),
+            [b"\0\0\0\x05hello".to_vec(), b"\0\0\0\0".to_vec()]
+        );
+        assert_eq!(c.expected_reply_len(), 2 * (4 + 13));
+        let quiet = LabConfig {
+            reply: Vec::new(),
+            ..c
+        };
+        assert_eq!(quiet.expected_reply_len(), 0);
+    }
+
+    #[test]
+    fn the_client_offers_what_the_config_says() {
+        let c = LabConfig {
+            offer: Offer {
+                mss: 100,
+                wscale: None,
+                sack: false,
+                timestamps: false,
+                window: 30_000,
+                explain: true,
+            },
+            ..cfg(&["hello"])
+        };
+        let p = client_params(&c, c.isn, c.time_wait, None);
+        assert_eq!(p.conn.mss, 100);
+        assert_eq!(p.conn.wscale, None);
+        assert!(!p.conn.sack_permitted && !p.conn.timestamps);
+        assert_eq!(p.conn.window, 30_000);
+        assert_eq!(p.conn.iss, SeqNumber(1000));
+        // Today's defaults are Linux's.
+        let d = client_params(&cfg(&["hello"]), None, Duration::ZERO, None);
+        let linux = tcp::Config::new(1, 2, SeqNumber(0));
+        assert_eq!(
+            (d.conn.mss, d.conn.wscale, d.conn.window),
+            (linux.mss, linux.wscale, linux.window)
+        );
+        assert!(d.conn.sack_permitted && d.conn.timestamps);
     }
 }

@@ -15,7 +15,7 @@ use crate::capture::writer::CaptureWriter;
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 use crate::narrate::{self, Narrator};
 use crate::net::server::ServerEvent;
-use crate::report::{self, Direction, LabEvent, SegmentLine, Style};
+use crate::report::{self, DatagramLine, Direction, LabEvent, SegmentLine, Style};
 use crate::tcp::State;
 use crate::wire::{ArpOp, SeqNumber};
 
@@ -48,6 +48,11 @@ pub enum Message {
         text: String,
         changes: Vec<(State, State)>,
     },
+    /// What the handshake agreed, one line per option.
+    Options {
+        at: Instant,
+        lines: Vec<String>,
+    },
     Event(LabEvent),
 }
 
@@ -66,8 +71,10 @@ pub struct Extras {
     pub mermaid: Option<(PathBuf, BufWriter<File>)>,
     /// ANSI colours in the ladder.
     pub color: bool,
+    /// The client's state before the first frame (CLOSED; none over UDP).
+    pub client_initial: Option<State>,
     /// The server's state before the first frame (LISTEN, or CLOSED when
-    /// nothing listens); the client starts CLOSED.
+    /// nothing listens; none over UDP).
     pub server_initial: Option<State>,
 }
 
@@ -174,7 +181,8 @@ enum Seed {
         way: Way,
         label: String,
         color: ladder::Color,
-        client: Cell,
+        /// None for frames that are not TCP.
+        client: Option<Cell>,
         server: Option<State>,
     },
     Event {
@@ -223,6 +231,15 @@ impl ReporterState {
                     text: format!("client {text}"),
                 })
             }
+            Message::Options { at, lines } => {
+                for line in lines {
+                    self.emit_at(at, move |t_us| LabEvent::Note {
+                        t_us,
+                        text: format!("  agreed: {line}"),
+                    })?;
+                }
+                Ok(())
+            }
             Message::Event(event) => {
                 self.print_ready(true)?;
                 if matches!(event, LabEvent::Summary(_)) {
@@ -253,10 +270,7 @@ impl ReporterState {
                     way: way(dir),
                     label: format!("ARP {text}"),
                     color: ladder::Color::Other,
-                    client: Cell {
-                        state: State::Closed,
-                        changed: false,
-                    },
+                    client: None,
                     server: None,
                 };
                 self.emit_with(at, Some(rung), move |t_us| LabEvent::Arp {
@@ -323,10 +337,10 @@ impl ReporterState {
                         line.win,
                     ),
                     color: ladder::Color::for_flags(line.flags),
-                    client: Cell {
+                    client: Some(Cell {
                         state: line.client_state,
                         changed: !line.client.is_empty(),
-                    },
+                    }),
                     server: line.server_state,
                 };
                 let flags = line.flags;
@@ -337,7 +351,52 @@ impl ReporterState {
                     self.emit_at(at, move |t_us| LabEvent::Explain {
                         t_us,
                         dir,
-                        flags,
+                        flags: Some(flags),
+                        text: exp.text,
+                        rfc9293: exp.sections,
+                    })?;
+                }
+                Ok(comment)
+            }
+            FrameKind::Datagram {
+                datagram,
+                checksums_ok,
+                number,
+            } => {
+                if dir == Direction::ClientToServer {
+                    // No SYN over UDP: times count from the first datagram.
+                    self.first_syn.get_or_insert(at);
+                }
+                let line = DatagramLine {
+                    t_us: 0.0,
+                    dir,
+                    src_port: datagram.src_port,
+                    dst_port: datagram.dst_port,
+                    number,
+                    len: datagram.payload.len(),
+                    text: String::from_utf8_lossy(&datagram.payload).into_owned(),
+                    checksums_ok,
+                };
+                let comment = comments.then(|| narrate::datagram_comment(&line));
+                let explanation = self
+                    .extras
+                    .explain
+                    .then(|| narrate::datagram_explain(&line));
+                let rung = Seed::Arrow {
+                    way: way(dir),
+                    label: format!("[UDP] #{number} len={}", line.len),
+                    color: ladder::Color::Plain,
+                    client: None,
+                    server: None,
+                };
+                self.emit_with(at, Some(rung), move |t_us| {
+                    LabEvent::Datagram(DatagramLine { t_us, ..line })
+                })?;
+                if let Some(exp) = explanation {
+                    self.emit_at(at, move |t_us| LabEvent::Explain {
+                        t_us,
+                        dir,
+                        flags: None,
                         text: exp.text,
                         rfc9293: exp.sections,
                     })?;
@@ -386,7 +445,6 @@ impl ReporterState {
                 client,
                 server,
             } => {
-                let is_tcp = color != ladder::Color::Other;
                 let server = server.map(|state| Cell {
                     state,
                     changed: self.last_server != Some(state),
@@ -397,7 +455,7 @@ impl ReporterState {
                 Rung {
                     t_us,
                     middle: Middle::Arrow { way, label, color },
-                    client: is_tcp.then_some(client),
+                    client,
                     server,
                     notes: Vec::new(),
                 }
@@ -428,7 +486,7 @@ impl ReporterState {
         };
         let server_initial = self.extras.server_initial;
         if let Some((path, mut file)) = self.extras.mermaid.take() {
-            let text = ladder::mermaid(Some(State::Closed), server_initial, &rungs);
+            let text = ladder::mermaid(self.extras.client_initial, server_initial, &rungs);
             file.write_all(text.as_bytes())
                 .and_then(|()| file.flush())
                 .map_err(|e| {
@@ -437,7 +495,7 @@ impl ReporterState {
         }
         if self.extras.ladder {
             let text = ladder::render(
-                Some(State::Closed),
+                self.extras.client_initial,
                 server_initial,
                 &rungs,
                 self.extras.color,
@@ -502,7 +560,10 @@ impl ReporterState {
             Output::Text(style) => {
                 let is_frame = matches!(
                     event,
-                    LabEvent::Segment(_) | LabEvent::Arp { .. } | LabEvent::Server { .. }
+                    LabEvent::Segment(_)
+                        | LabEvent::Datagram(_)
+                        | LabEvent::Arp { .. }
+                        | LabEvent::Server { .. }
                 );
                 if is_frame && !self.header_printed {
                     self.header_printed = true;
@@ -554,6 +615,35 @@ fn describe_server_call(event: &ServerEvent) -> String {
             String::from_utf8_lossy(data)
         ),
         ServerEvent::Sent { len } => format!("sendall() {len} bytes"),
+        ServerEvent::Waited {
+            queued,
+            expected,
+            writes,
+        } if queued >= expected => format!(
+            "busy until the client's {writes} writes ({queued} bytes) had all arrived (it \
+             looked with recv(MSG_PEEK)), as a slow server is"
+        ),
+        ServerEvent::Waited {
+            queued, expected, ..
+        } => {
+            format!("stopped waiting with {queued} of the {expected} bytes queued (EOF or time up)")
+        }
+        ServerEvent::Sticky { writes, len } => format!(
+            "{writes} writes, 1 read of {len} bytes: TCP is a byte stream and keeps no \
+             message boundaries (\"sticky packets\", 粘包)"
+        ),
+        ServerEvent::Message { body, framing } => format!(
+            "{} message: {} bytes {:?}",
+            framing.name(),
+            body.len(),
+            String::from_utf8_lossy(body)
+        ),
+        ServerEvent::Datagram { data, peer } => format!(
+            "recvfrom() → {} bytes {:?} from {peer}: one datagram, boundaries kept",
+            data.len(),
+            String::from_utf8_lossy(data)
+        ),
+        ServerEvent::SentTo { len, peer } => format!("sendto() {len} bytes to {peer}"),
         ServerEvent::QuickAck => "setsockopt(TCP_QUICKACK): ACK the FIN at once".into(),
         ServerEvent::Closed => "close()".into(),
         ServerEvent::Failed { call, error } => format!("{call}() failed: {error}"),

@@ -498,7 +498,7 @@ fn half_close_and_simultaneous_close_get_their_sections() {
 fn arp_frames_are_commented_too() {
     assert_eq!(
         arp_comment(C2S, "who has 198.18.0.1? tell 198.18.0.2"),
-        "ARP request from the client: who has 198.18.0.1? tell 198.18.0.2 (the client needs the server's MAC before its SYN)"
+        "ARP request from the client: who has 198.18.0.1? tell 198.18.0.2 (the client needs the server's MAC before it can send)"
     );
     assert!(arp_comment(S2C, "198.18.0.1 is at 02:00:00:00:00:01")
         .starts_with("ARP reply from the server"));
@@ -515,4 +515,25 @@ fn without_the_kernel_view_the_server_part_is_left_out() {
         told[0].0,
         "SYN: client ISN 0x000003e8, offers MSS 1460, SACK, timestamps, window scale 7; client CLOSED → SYN-SENT"
     );
+}
+
+#[test]
+fn udp_datagrams_are_commented_without_tcp_words() {
+    let d = crate::report::DatagramLine {
+        t_us: 0.0,
+        dir: C2S,
+        src_port: 40000,
+        dst_port: 8080,
+        number: 2,
+        len: 5,
+        text: "world".into(),
+        checksums_ok: true,
+    };
+    assert_eq!(
+        datagram_comment(&d),
+        "UDP datagram #2 from the client: 5 bytes \"world\", one send() = one datagram; no connection, no sequence or acknowledgment numbers"
+    );
+    let exp = datagram_explain(&d);
+    assert!(exp.sections.is_empty());
+    assert!(exp.to_string().ends_with("(UDP, RFC 768)."), "{exp}");
 }

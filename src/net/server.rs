@@ -1,12 +1,13 @@
 //! The lab's server: a real `std::net::TcpListener` on the kernel's TCP
 //! stack, written the way the socket tutorials write it (bind, listen,
-//! accept, recv, sendall, recv until EOF, close), in its own thread. It
+//! accept, recv, sendall, recv until EOF, close), in its own thread; or,
+//! for `--udp`, a `std::net::UdpSocket` (bind, recvfrom, sendto). It
 //! reports each socket call as a [`ServerEvent`].
 //!
 //! Privileged only through where it runs (inside the lab's namespace).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,11 +16,52 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, Socket, Type};
 
 use super::sockinfo;
+use crate::framing::{self, Decoder, Framing};
 use crate::tcp::State;
 
 /// An upper bound on reads after the first one (each one bounded by the
 /// read timeout).
 const MAX_READS: usize = 1024;
+/// The server's read buffer: one `recv()` returns at most this much.
+const READ_BUF_LEN: usize = 64 * 1024;
+/// How often a sticky server looks at its receive queue while it waits.
+const QUEUE_POLL: Duration = Duration::from_millis(1);
+
+/// How the server reads what the client writes.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// How many application writes (messages, when framed) the client
+    /// sends: the server answers each read (each message, when framed) and,
+    /// when it closes first, closes after the last.
+    pub writes: usize,
+    /// Sticky packets: before its first `recv()`, wait until this many
+    /// bytes sit in the socket's receive queue, as a busy server would.
+    pub sticky_bytes: Option<usize>,
+    /// Read whole framed messages and frame each reply.
+    pub framing: Option<Framing>,
+}
+
+impl Reading {
+    /// How many answers the client waits for: one per message when framed,
+    /// one for the single read of a sticky server, else one per write.
+    pub fn answers(&self) -> usize {
+        match (self.framing, self.sticky_bytes) {
+            (None, Some(_)) => 1,
+            _ => self.writes.max(1),
+        }
+    }
+}
+
+impl Default for Reading {
+    /// One write, read as it comes, answered unframed.
+    fn default() -> Reading {
+        Reading {
+            writes: 1,
+            sticky_bytes: None,
+            framing: None,
+        }
+    }
+}
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
@@ -38,6 +80,8 @@ pub struct ServerConfig {
     /// Close right after the reply instead of reading until the client's
     /// EOF: the server closes first.
     pub close_first: bool,
+    /// Plain, sticky or framed reads.
+    pub reading: Reading,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -47,8 +91,25 @@ pub enum ServerEvent {
     Accepted { peer: SocketAddr },
     /// `recv()` returned `data` (empty: EOF, the client's FIN).
     Received { data: Vec<u8> },
+    /// The sticky server waited until the `expected` bytes of `writes`
+    /// application writes sat in its receive queue; `queued` were there
+    /// when it stopped waiting (fewer at EOF or when the time was up).
+    Waited {
+        queued: usize,
+        expected: usize,
+        writes: usize,
+    },
+    /// The first `recv()` of a sticky server returned `writes` application
+    /// writes joined in `len` bytes.
+    Sticky { writes: usize, len: usize },
+    /// The framing decoder took one whole message out of what was read.
+    Message { body: Vec<u8>, framing: Framing },
     /// `sendall()` wrote this many bytes.
     Sent { len: usize },
+    /// `recvfrom()` returned one datagram (UDP).
+    Datagram { data: Vec<u8>, peer: SocketAddr },
+    /// `sendto()` sent one datagram of `len` bytes (UDP).
+    SentTo { len: usize, peer: SocketAddr },
     /// `setsockopt(TCP_QUICKACK, 1)`.
     QuickAck,
     /// `close()`.
@@ -67,6 +128,7 @@ pub type Notify = Box<dyn Fn(Instant, ServerEvent, Option<State>) + Send>;
 /// The running server thread.
 pub struct Server {
     thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
 }
 
 impl Server {
@@ -81,6 +143,7 @@ impl Server {
         socket.bind(&SocketAddr::V4(cfg.addr).into())?;
         socket.listen(128)?;
         let listener: TcpListener = socket.into();
+        let addr = listener.local_addr()?;
         let thread = thread::Builder::new()
             .name("lab-server".into())
             .spawn(move || {
@@ -92,7 +155,13 @@ impl Server {
             })?;
         Ok(Server {
             thread: Some(thread),
+            addr,
         })
+    }
+
+    /// The address it listens on (the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Waits for the thread to end.
@@ -103,6 +172,67 @@ impl Server {
             let _ = thread.join();
         }
     }
+}
+
+impl Server {
+    /// The UDP counterpart (`synack lab --udp`): binds a
+    /// `std::net::UdpSocket` on the caller's thread, then in a new thread
+    /// answers each of `datagrams` datagrams with one `reply` datagram
+    /// (none when it is empty) and closes. No accept, no connection: each
+    /// `recvfrom()` returns exactly one datagram.
+    ///
+    /// # Errors
+    /// `bind()` errors.
+    pub fn start_udp(
+        addr: SocketAddrV4,
+        reply: Vec<u8>,
+        datagrams: usize,
+        timeout: Duration,
+        notify: Notify,
+    ) -> io::Result<Server> {
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_read_timeout(Some(timeout))?;
+        let addr = socket.local_addr()?;
+        let thread = thread::Builder::new()
+            .name("lab-udp-server".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; READ_BUF_LEN];
+                for _ in 0..datagrams {
+                    let (n, peer) = match socket.recv_from(&mut buf) {
+                        Ok(got) => got,
+                        Err(error) => {
+                            let call = "recvfrom";
+                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            return;
+                        }
+                    };
+                    let data = buf[..n].to_vec();
+                    emit_udp(&notify, ServerEvent::Datagram { data, peer });
+                    if reply.is_empty() {
+                        continue;
+                    }
+                    match socket.send_to(&reply, peer) {
+                        Ok(len) => emit_udp(&notify, ServerEvent::SentTo { len, peer }),
+                        Err(error) => {
+                            let call = "sendto";
+                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            return;
+                        }
+                    }
+                }
+                drop(socket);
+                emit_udp(&notify, ServerEvent::Closed);
+            })?;
+        Ok(Server {
+            thread: Some(thread),
+            addr,
+        })
+    }
+}
+
+/// Reports a call of the UDP server (no TCP state to show).
+fn emit_udp(tx: &Notify, event: ServerEvent) {
+    tx(Instant::now(), event, None);
 }
 
 /// Reports a call, with the kernel's view of `socket` when there is one.
@@ -143,25 +273,55 @@ fn converse(
     stream
         .set_read_timeout(Some(cfg.timeout))
         .map_err(|e| ("setsockopt(SO_RCVTIMEO)", e))?;
-    let mut buf = [0u8; 4096];
-    let n = recv_and_report(&mut stream, &mut buf, tx)?;
-    if n > 0 {
-        if !cfg.reply.is_empty() {
-            stream.write_all(&cfg.reply).map_err(|e| ("sendall", e))?;
-            emit(
-                tx,
-                ServerEvent::Sent {
-                    len: cfg.reply.len(),
-                },
-                Some(&stream),
-            );
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    let reading = &cfg.reading;
+    if let Some(bytes) = reading.sticky_bytes {
+        let expected = bytes.min(READ_BUF_LEN);
+        let queued = wait_until_queued(&stream, expected, cfg.timeout, &mut buf)
+            .map_err(|e| ("recv(MSG_PEEK)", e))?;
+        let writes = reading.writes;
+        let waited = ServerEvent::Waited {
+            queued,
+            expected,
+            writes,
+        };
+        emit(tx, waited, Some(&stream));
+    }
+    let mut decoder = reading.framing.map(Decoder::new);
+    // Answered reads (or messages), then read until EOF (the client's
+    // FIN), unless we close first.
+    let mut answered = 0;
+    for read in 0..MAX_READS {
+        if cfg.close_first && answered >= reading.answers() {
+            break;
         }
-        // Read until EOF (the client's FIN), unless we close first.
-        let reads = if cfg.close_first { 0 } else { MAX_READS };
-        for _ in 0..reads {
-            if recv_and_report(&mut stream, &mut buf, tx)? == 0 {
-                break;
+        let n = recv_and_report(&mut stream, &mut buf, tx)?;
+        if n == 0 {
+            break;
+        }
+        if read == 0 && reading.sticky_bytes.is_some() {
+            let writes = reading.writes;
+            emit(tx, ServerEvent::Sticky { writes, len: n }, None);
+        }
+        let Some(decoder) = decoder.as_mut() else {
+            reply(&mut stream, &cfg.reply, tx)?;
+            answered += 1;
+            continue;
+        };
+        decoder.push(&buf[..n]);
+        while let Some(message) = decoder
+            .next_message()
+            .map_err(|e| ("decode", io::Error::new(io::ErrorKind::InvalidData, e)))?
+        {
+            let framing = decoder.framing();
+            let body = message.body;
+            emit(tx, ServerEvent::Message { body, framing }, None);
+            if !cfg.reply.is_empty() {
+                let framed = framing::encode_to_vec(framing, &cfg.reply)
+                    .map_err(|e| ("encode", io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+                reply(&mut stream, &framed, tx)?;
             }
+            answered += 1;
         }
     }
     if cfg.quickack && !cfg.close_first {
@@ -177,6 +337,42 @@ fn converse(
     drop(stream);
     emit(tx, ServerEvent::Closed, None);
     Ok(())
+}
+
+/// `sendall(reply)`, reported; nothing for an empty reply.
+fn reply(
+    stream: &mut TcpStream,
+    reply: &[u8],
+    tx: &Notify,
+) -> Result<(), (&'static str, io::Error)> {
+    if reply.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(reply).map_err(|e| ("sendall", e))?;
+    emit(tx, ServerEvent::Sent { len: reply.len() }, Some(stream));
+    Ok(())
+}
+
+/// Waits (bounded by `timeout`) until `bytes` bytes sit in the receive
+/// queue, looking with `recv(MSG_PEEK)`, which leaves them there; returns
+/// how many were queued. Stops early at EOF or when the time is up.
+fn wait_until_queued(
+    stream: &TcpStream,
+    bytes: usize,
+    timeout: Duration,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let mut queued = 0;
+    while Instant::now() < deadline {
+        // Blocks until at least one byte is there (SO_RCVTIMEO bounds it).
+        queued = stream.peek(buf)?;
+        if queued == 0 || queued >= bytes {
+            break;
+        }
+        thread::sleep(QUEUE_POLL);
+    }
+    Ok(queued)
 }
 
 /// One `recv()`, reported with what it returned (empty: EOF).
@@ -210,5 +406,201 @@ fn accept_within(listener: &TcpListener, timeout: Duration) -> io::Result<(TcpSt
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(errno.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server's reading modes against a client on loopback (no
+    //! privileges; the kernel picks the port).
+
+    use super::*;
+    use std::net::Shutdown;
+    use std::sync::mpsc::{self, Receiver};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    /// Long enough for a write to reach the server before the next one.
+    const GAP: Duration = Duration::from_millis(30);
+
+    fn start(reading: Reading, close_first: bool) -> (Server, Receiver<ServerEvent>, TcpStream) {
+        let (tx, rx) = mpsc::channel();
+        let server = Server::start(
+            ServerConfig {
+                addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+                reply: b"hello, client".to_vec(),
+                quickack: true,
+                timeout: TIMEOUT,
+                connections: 1,
+                close_first,
+                reading,
+            },
+            Box::new(move |_, event, _| {
+                let _ = tx.send(event);
+            }),
+        )
+        .expect("server starts");
+        let client = TcpStream::connect(server.local_addr()).expect("connects");
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        (server, rx, client)
+    }
+
+    /// Every event up to `close()`, then the thread's end.
+    fn events(server: Server, rx: &Receiver<ServerEvent>) -> Vec<ServerEvent> {
+        let mut all = Vec::new();
+        while let Ok(event) = rx.recv_timeout(TIMEOUT) {
+            let closed = matches!(event, ServerEvent::Closed | ServerEvent::Failed { .. });
+            all.push(event);
+            if closed {
+                break;
+            }
+        }
+        server.join();
+        all
+    }
+
+    fn reads(events: &[ServerEvent]) -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Received { data } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        client.read_exact(&mut buf).expect("the reply");
+        buf
+    }
+
+    #[test]
+    fn plain_reads_are_answered_one_by_one() {
+        let reading = Reading {
+            writes: 2,
+            ..Reading::default()
+        };
+        let (server, rx, mut client) = start(reading, false);
+        client.write_all(b"hello").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.write_all(b"world").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.shutdown(Shutdown::Write).unwrap();
+        let events = events(server, &rx);
+        assert_eq!(
+            reads(&events),
+            [b"hello".to_vec(), b"world".to_vec(), Vec::new()]
+        );
+    }
+
+    #[test]
+    fn a_sticky_server_reads_two_writes_at_once_and_answers_once() {
+        let reading = Reading {
+            writes: 2,
+            sticky_bytes: Some(10),
+            framing: None,
+        };
+        let (server, rx, mut client) = start(reading, false);
+        client.write_all(b"hello").unwrap();
+        thread::sleep(GAP);
+        client.write_all(b"world").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        client.shutdown(Shutdown::Write).unwrap();
+        let events = events(server, &rx);
+        assert_eq!(reads(&events), [b"helloworld".to_vec(), Vec::new()]);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            ServerEvent::Waited {
+                queued: 10,
+                expected: 10,
+                writes: 2
+            }
+        )));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Sticky { writes: 2, len: 10 })));
+        let sent = events
+            .iter()
+            .filter(|e| matches!(e, ServerEvent::Sent { .. }))
+            .count();
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn a_framed_server_reads_whole_messages_however_they_come() {
+        let framing = Framing::LengthPrefix;
+        let reading = Reading {
+            writes: 2,
+            sticky_bytes: None,
+            framing: Some(framing),
+        };
+        let (server, rx, mut client) = start(reading, true);
+        let mut wire = framing::encode_to_vec(framing, b"hello").unwrap();
+        framing::encode(framing, b"world", &mut wire).unwrap();
+        // The first message cut in two (the rest goes once the server has
+        // read the first part), the second glued to its end.
+        client.write_all(&wire[..3]).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.recv_timeout(TIMEOUT) {
+            let read = matches!(event, ServerEvent::Received { .. });
+            seen.push(event);
+            if read {
+                break;
+            }
+        }
+        client.write_all(&wire[3..]).unwrap();
+        let one = framing::encode_to_vec(framing, b"hello, client").unwrap();
+        let mut replies = read_exactly(&mut client, 2 * one.len());
+        assert_eq!(replies.split_off(one.len()), one);
+        assert_eq!(replies, one);
+        // Closing first after its two answers: EOF, without our FIN.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        let mut events = seen;
+        events.extend(self::events(server, &rx));
+        assert_eq!(reads(&events)[0], wire[..3]);
+        let messages: Vec<Vec<u8>> = events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Message { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(messages, [b"hello".to_vec(), b"world".to_vec()]);
+    }
+
+    #[test]
+    fn the_udp_server_reads_each_datagram_alone() {
+        let (tx, rx) = mpsc::channel();
+        let server = Server::start_udp(
+            SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            b"hi".to_vec(),
+            2,
+            TIMEOUT,
+            Box::new(move |_, event, _| {
+                let _ = tx.send(event);
+            }),
+        )
+        .expect("binds");
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // Both datagrams queued before the server reads either.
+        client.send_to(b"hello", server.local_addr()).unwrap();
+        client.send_to(b"world", server.local_addr()).unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, _) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hi");
+        }
+        let events = events(server, &rx);
+        let datagrams: Vec<Vec<u8>> = events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Datagram { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(datagrams, [b"hello".to_vec(), b"world".to_vec()]);
     }
 }

@@ -29,6 +29,30 @@ pub const DEFAULT_MSS: u16 = 1460;
 pub const DEFAULT_WSCALE: u8 = 7;
 /// RFC 9293 §3.4.2: 2·MSL. Linux hard-codes TIME-WAIT at 60 s.
 pub const LINUX_TIME_WAIT: Duration = Duration::from_secs(60);
+/// RFC 9293 §3.7.1: the MSS assumed when the peer's SYN carried none.
+pub const DEFAULT_PEER_MSS: u16 = 536;
+/// RFC 7323 §2.3: the largest window scale shift.
+pub const MAX_WSCALE: u8 = 14;
+/// The size of the timestamps option as Linux lays it out (two NOPs, kind
+/// 8, length 10): what each data segment loses to it (RFC 7323 §3.2).
+pub const TIMESTAMPS_OPTION_LEN: usize = 12;
+
+/// What the two SYNs agreed on (RFC 9293 §3.7.1, RFC 7323, RFC 2018): the
+/// rules the rest of the connection follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The MSS the peer announced (536 when it announced none).
+    pub peer_mss: u16,
+    /// The largest payload we put in one segment: the smaller MSS, less the
+    /// timestamps option when it is on every segment.
+    pub send_mss: usize,
+    /// `(ours, theirs)` shift counts, when both SYNs carried window scale.
+    pub wscale: Option<(u8, u8)>,
+    /// Both SYNs carried SACK-permitted.
+    pub sack: bool,
+    /// Both SYNs carried timestamps: every segment but a RST carries one.
+    pub timestamps: bool,
+}
 
 /// How a connection is set up: addresses, what to offer in the SYN, timers.
 #[derive(Clone, Debug)]
@@ -174,6 +198,10 @@ pub struct Connection {
     rcv_wscale: u8,
     /// Timestamps were agreed; the latest TSval to echo.
     ts_recent: Option<u32>,
+    /// Both SYNs carried window scale.
+    wscale_agreed: bool,
+    /// Both SYNs carried SACK-permitted.
+    sack_agreed: bool,
     /// Sent segments that take sequence space and are not yet acknowledged.
     unacked: VecDeque<SegmentRepr>,
     /// When the oldest of them was (first) sent, for an RTT sample.
@@ -201,10 +229,12 @@ impl Connection {
             snd_nxt: iss,
             snd_wnd: 0,
             rcv_nxt: SeqNumber(0),
-            peer_mss: 536,
+            peer_mss: DEFAULT_PEER_MSS,
             snd_wscale: 0,
             rcv_wscale: 0,
             ts_recent: None,
+            wscale_agreed: false,
+            sack_agreed: false,
             unacked: VecDeque::new(),
             rtt_probe: None,
             srtt: None,
@@ -243,6 +273,35 @@ impl Connection {
     }
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// What the handshake agreed, once the peer's SYN arrived.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.irs?;
+        Some(Negotiated {
+            peer_mss: self.peer_mss,
+            send_mss: self.send_mss(),
+            wscale: self
+                .wscale_agreed
+                .then_some((self.rcv_wscale, self.snd_wscale)),
+            sack: self.sack_agreed,
+            timestamps: self.ts_recent.is_some(),
+        })
+    }
+
+    /// RFC 9293 §3.7.1: data per segment is the MSS less the TCP options
+    /// that every segment carries (the timestamps, when agreed). synack
+    /// also keeps to its own announced MSS, as Linux does with
+    /// `TCP_MAXSEG`.
+    fn send_mss(&self) -> usize {
+        let options = if self.ts_recent.is_some() {
+            TIMESTAMPS_OPTION_LEN
+        } else {
+            0
+        };
+        usize::from(self.peer_mss.min(self.cfg.mss))
+            .saturating_sub(options)
+            .max(1)
     }
 
     /// When [`Connection::poll`] has work to do next, if ever.
@@ -290,7 +349,7 @@ impl Connection {
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<Vec<Event>, InvalidState> {
         self.require(&[State::Established, State::CloseWait], "send data")?;
         let mut events = Vec::new();
-        let mss = usize::from(self.peer_mss.min(self.cfg.mss)).max(1);
+        let mss = self.send_mss();
         for chunk in data.chunks(mss) {
             let seg = SegmentRepr {
                 seq: self.snd_nxt,
@@ -649,7 +708,7 @@ impl Connection {
 
     /// RFC 9293 §3.10.7.4, the four cases of segment acceptability.
     fn acceptable(&self, seg: &SegmentRepr) -> bool {
-        let rcv_wnd = self.cfg.window as usize;
+        let rcv_wnd = self.rcv_wnd() as usize;
         let len = seg.seq_len();
         let in_window = |seq: SeqNumber| seq >= self.rcv_nxt && seq < self.rcv_nxt + rcv_wnd;
         match (len, rcv_wnd) {
@@ -707,11 +766,16 @@ impl Connection {
         if let Some(mss) = syn.options.mss {
             self.peer_mss = mss;
         }
-        // RFC 7323 §2.2: scaling applies only when both SYNs carried it.
+        // RFC 7323 §2.2: scaling applies only when both SYNs carried it;
+        // §2.3: a shift above 14 is taken as 14.
         if let (Some(ours), Some(theirs)) = (self.cfg.wscale, syn.options.wscale) {
-            self.rcv_wscale = ours;
-            self.snd_wscale = theirs.min(14);
+            self.rcv_wscale = ours.min(MAX_WSCALE);
+            self.snd_wscale = theirs.min(MAX_WSCALE);
+            self.wscale_agreed = true;
         }
+        // RFC 2018 §2: SACK may be used only when both SYNs permitted it.
+        self.sack_agreed = self.cfg.sack_permitted && syn.options.sack_permitted;
+        // RFC 7323 §3.2: timestamps only when both SYNs carried them.
         if self.cfg.timestamps {
             self.ts_recent = syn.options.timestamps.map(|(val, _)| val);
         }
@@ -761,6 +825,12 @@ impl Connection {
     /// Milliseconds since the connection was made: our TSval clock.
     fn ts_now(&self, now: Instant) -> u32 {
         now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
+    /// The receive window as the peer sees it: the configured window,
+    /// capped at what the 16-bit field can say with the agreed shift.
+    fn rcv_wnd(&self) -> u32 {
+        (self.cfg.window >> self.rcv_wscale).min(u32::from(u16::MAX)) << self.rcv_wscale
     }
 
     /// Ports, ACK, window for a segment sent now; timestamps are added by

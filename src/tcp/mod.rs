@@ -5,8 +5,9 @@ mod conn;
 mod state;
 
 pub use conn::{
-    reset_for, Config, Connection, Event, InvalidState, SendReason, DEFAULT_MSS, DEFAULT_WINDOW,
-    DEFAULT_WSCALE, INITIAL_RTO, LINUX_TIME_WAIT, MAX_RTO,
+    reset_for, Config, Connection, Event, InvalidState, Negotiated, SendReason, DEFAULT_MSS,
+    DEFAULT_PEER_MSS, DEFAULT_WINDOW, DEFAULT_WSCALE, INITIAL_RTO, LINUX_TIME_WAIT, MAX_RTO,
+    MAX_WSCALE, TIMESTAMPS_OPTION_LEN,
 };
 pub use state::State;
 

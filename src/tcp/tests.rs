@@ -666,3 +666,200 @@ fn an_exact_rst_closes_every_synchronized_state() {
         );
     }
 }
+
+// Tests for the options both SYNs agree on (RFC 9293 §3.7.1, RFC 7323,
+// RFC 2018): each is used only when both sides offered it.
+
+/// A connection configured by `tweak`, after a SYN-ACK carrying `theirs`.
+fn conn_negotiated(
+    now: Instant,
+    tweak: impl FnOnce(&mut Config),
+    theirs: TcpOptions,
+) -> (Connection, SegmentRepr) {
+    let mut cfg = cfg();
+    tweak(&mut cfg);
+    let mut conn = Connection::new(cfg, now);
+    conn.connect(now).unwrap();
+    let events = conn.on_segment(
+        now,
+        &SegmentRepr {
+            options: theirs,
+            ..syn_ack()
+        },
+    );
+    assert_eq!(conn.state(), State::Established);
+    (conn, only_sent(&events))
+}
+
+fn payload_lens(events: &[Event]) -> Vec<usize> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Send { segment, .. } => Some(segment.payload.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn timestamps_ride_on_every_segment_when_both_offered() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let agreed = conn.negotiated().unwrap();
+    assert!(agreed.timestamps && agreed.sack);
+    let data = only_sent(&conn.send(now, b"hello").unwrap());
+    // TSecr echoes the server's TSval (777 in its SYN-ACK).
+    assert_eq!(data.options.timestamps.map(|(_, ecr)| ecr), Some(777));
+    let fin = only_sent(&conn.close(now).unwrap());
+    assert!(fin.options.timestamps.is_some());
+}
+
+#[test]
+fn timestamps_are_off_when_the_server_did_not_answer_them() {
+    let now = Instant::now();
+    let theirs = TcpOptions {
+        timestamps: None,
+        ..syn_ack().options
+    };
+    let (mut conn, ack) = conn_negotiated(now, |_| {}, theirs);
+    assert_eq!(ack.options.timestamps, None);
+    assert!(!conn.negotiated().unwrap().timestamps);
+    let data = only_sent(&conn.send(now, b"hello").unwrap());
+    assert_eq!(data.options.timestamps, None);
+}
+
+#[test]
+fn timestamps_are_off_when_we_did_not_offer_them() {
+    let now = Instant::now();
+    let (mut conn, ack) = conn_negotiated(now, |c| c.timestamps = false, syn_ack().options);
+    assert_eq!(
+        ack.options.timestamps, None,
+        "the server's TSval is not echoed"
+    );
+    let data = only_sent(&conn.send(now, b"hello").unwrap());
+    assert_eq!(data.options.timestamps, None);
+}
+
+#[test]
+fn our_syn_carries_exactly_what_was_configured() {
+    let now = Instant::now();
+    let mut cfg = cfg();
+    cfg.mss = 100;
+    cfg.wscale = None;
+    cfg.sack_permitted = false;
+    cfg.timestamps = false;
+    cfg.window = 20_000;
+    let mut conn = Connection::new(cfg, now);
+    let syn = only_sent(&conn.connect(now).unwrap());
+    assert_eq!(
+        syn.options,
+        TcpOptions {
+            mss: Some(100),
+            ..TcpOptions::default()
+        }
+    );
+    assert_eq!(syn.window, 20_000);
+}
+
+#[test]
+fn window_scaling_applies_only_when_both_offered() {
+    let now = Instant::now();
+    // Both: our window field is shifted by our 7 (64240 >> 7 = 501).
+    let (_, ack) = conn_negotiated(now, |_| {}, syn_ack().options);
+    assert_eq!(ack.window, 501);
+    // The server offered none: plain bytes.
+    let theirs = TcpOptions {
+        wscale: None,
+        ..syn_ack().options
+    };
+    let (conn, ack) = conn_negotiated(now, |_| {}, theirs);
+    assert_eq!(ack.window, 64240);
+    assert_eq!(conn.negotiated().unwrap().wscale, None);
+    // We offered none: plain bytes whatever the server says.
+    let (conn, ack) = conn_negotiated(now, |c| c.wscale = None, syn_ack().options);
+    assert_eq!(ack.window, 64240);
+    assert_eq!(conn.negotiated().unwrap().wscale, None);
+}
+
+#[test]
+fn a_window_above_64k_is_said_with_the_agreed_shift() {
+    let now = Instant::now();
+    let mut cfg = cfg();
+    cfg.window = 200_000;
+    let mut conn = Connection::new(cfg, now);
+    let syn = only_sent(&conn.connect(now).unwrap());
+    // RFC 7323 §2.2: the SYN's own window is never scaled.
+    assert_eq!(syn.window, 65535);
+    let ack = only_sent(&conn.on_segment(now, &syn_ack()));
+    assert_eq!(ack.window, (200_000u32 >> 7) as u16);
+    assert_eq!(conn.negotiated().unwrap().wscale, Some((7, 7)));
+}
+
+#[test]
+fn data_per_segment_is_the_mss_less_the_timestamps_option() {
+    let now = Instant::now();
+    let theirs = TcpOptions {
+        mss: Some(100),
+        ..syn_ack().options
+    };
+    let (mut conn, _) = conn_negotiated(now, |_| {}, theirs);
+    let agreed = conn.negotiated().unwrap();
+    assert_eq!((agreed.peer_mss, agreed.send_mss), (100, 88));
+    let events = conn.send(now, &[7u8; 200]).unwrap();
+    assert_eq!(payload_lens(&events), [88, 88, 24]);
+}
+
+#[test]
+fn our_own_mss_also_bounds_what_we_send() {
+    let now = Instant::now();
+    let theirs = TcpOptions {
+        timestamps: None,
+        ..syn_ack().options
+    };
+    let (mut conn, _) = conn_negotiated(now, |c| c.mss = 100, theirs);
+    assert_eq!(conn.negotiated().unwrap().send_mss, 100);
+    let events = conn.send(now, &[7u8; 250]).unwrap();
+    assert_eq!(payload_lens(&events), [100, 100, 50]);
+}
+
+#[test]
+fn sack_is_agreed_only_when_both_permit_it() {
+    let now = Instant::now();
+    let (conn, _) = conn_negotiated(now, |_| {}, syn_ack().options);
+    assert!(conn.negotiated().unwrap().sack);
+    let theirs = TcpOptions {
+        sack_permitted: false,
+        ..syn_ack().options
+    };
+    let (conn, _) = conn_negotiated(now, |_| {}, theirs);
+    assert!(!conn.negotiated().unwrap().sack);
+    let (conn, _) = conn_negotiated(now, |c| c.sack_permitted = false, syn_ack().options);
+    assert!(!conn.negotiated().unwrap().sack);
+}
+
+#[test]
+fn nothing_is_agreed_before_the_peer_syn() {
+    let now = Instant::now();
+    assert_eq!(conn_syn_sent(now).negotiated(), None);
+}
+
+#[test]
+fn a_long_reply_in_small_segments_is_taken_in_order() {
+    // What the server sends when we announced MSS 100 with timestamps on:
+    // 88-byte segments; each one is acknowledged and delivered in order.
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let reply: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let mut got = Vec::new();
+    for (i, chunk) in reply.chunks(88).enumerate() {
+        let seg = peer(Flags::ACK, IRS + 1 + i * 88, ISS + 1, chunk);
+        let events = conn.on_segment(now, &seg);
+        for e in &events {
+            if let Event::Received(data) = e {
+                got.extend_from_slice(data);
+            }
+        }
+        assert_eq!(only_sent(&events).ack, IRS + 1 + i * 88 + chunk.len());
+    }
+    assert_eq!(got, reply);
+}

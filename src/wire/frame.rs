@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use etherparse::{ArpOperation, EtherType, NetSlice, SlicedPacket, TransportSlice};
 use pnet::packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
 use pnet::packet::ethernet::{EtherTypes, MutableEthernetPacket};
-use pnet::packet::ip::IpNextHeaderProtocols;
+use pnet::packet::ip::{IpNextHeaderProtocol, IpNextHeaderProtocols};
 use pnet::packet::ipv4::{self, Ipv4Flags, MutableIpv4Packet};
 use pnet::packet::tcp::{self, MutableTcpPacket, TcpOption, TcpOptionPacket};
+use pnet::packet::udp::{self, MutableUdpPacket};
 pub use pnet::util::MacAddr;
 
 use super::{Flags, SegmentRepr, SeqNumber, TcpOptions, WireError};
@@ -21,6 +22,8 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 pub const IPV4_HEADER_LEN: usize = 20;
 /// TCP header without options.
 pub const TCP_HEADER_LEN: usize = 20;
+/// UDP header (RFC 768): ports, length, checksum.
+pub const UDP_HEADER_LEN: usize = 8;
 /// ARP for Ethernet and IPv4 (RFC 826).
 pub const ARP_PACKET_LEN: usize = 28;
 /// The TTL Linux uses by default.
@@ -48,6 +51,26 @@ pub struct TcpFrame {
     pub checksums_ok: bool,
 }
 
+/// A UDP datagram (RFC 768), in host terms.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UdpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub payload: Vec<u8>,
+}
+
+/// An Ethernet frame holding IPv4 and UDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpFrame {
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    pub ip: Ipv4Repr,
+    pub datagram: UdpRepr,
+    /// The IPv4 header checksum and the UDP checksum (when one was sent:
+    /// 0 means none over IPv4) were right.
+    pub checksums_ok: bool,
+}
+
 /// ARP operations synack deals with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArpOp {
@@ -69,12 +92,13 @@ pub struct ArpRepr {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     Tcp(TcpFrame),
+    Udp(UdpFrame),
     Arp {
         src_mac: MacAddr,
         dst_mac: MacAddr,
         arp: ArpRepr,
     },
-    /// Anything else (IPv6, UDP, ICMP, other ARP kinds): noise to the client.
+    /// Anything else (IPv6, ICMP, other ARP kinds): noise to the client.
     Other {
         ether_type: u16,
     },
@@ -193,21 +217,98 @@ pub fn emit_tcp(
         let sum = tcp::ipv4_checksum(&tcp_pkt.to_immutable(), &ip.src, &ip.dst);
         tcp_pkt.set_checksum(sum);
     }
+    write_ipv4(
+        &mut buf[ETHERNET_HEADER_LEN..],
+        ip,
+        IpNextHeaderProtocols::Tcp,
+        total_len,
+    )?;
+    Ok(buf)
+}
+
+/// Fills the IPv4 header at the front of `buf` (which holds the whole IP
+/// packet), its checksum computed by pnet.
+fn write_ipv4(
+    buf: &mut [u8],
+    ip: &Ipv4Repr,
+    protocol: IpNextHeaderProtocol,
+    total_len: u16,
+) -> Result<(), WireError> {
+    let mut ip_pkt = MutableIpv4Packet::new(buf).ok_or(WireError::TooLarge {
+        len: usize::from(total_len),
+    })?;
+    ip_pkt.set_version(4);
+    ip_pkt.set_header_length((IPV4_HEADER_LEN / 4) as u8);
+    ip_pkt.set_total_length(total_len);
+    ip_pkt.set_identification(ip.ident);
+    ip_pkt.set_flags(Ipv4Flags::DontFragment);
+    ip_pkt.set_ttl(ip.ttl);
+    ip_pkt.set_next_level_protocol(protocol);
+    ip_pkt.set_source(ip.src);
+    ip_pkt.set_destination(ip.dst);
+    let sum = ipv4::checksum(&ip_pkt.to_immutable());
+    ip_pkt.set_checksum(sum);
+    Ok(())
+}
+
+/// Builds an Ethernet/IPv4/UDP frame (RFC 768). Lengths and both checksums
+/// are computed here, with pnet's checksum functions.
+///
+/// # Errors
+/// [`WireError::TooLarge`] when the payload does not fit an IPv4 packet.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use synack::wire::{self, Frame, Ipv4Repr, MacAddr, UdpRepr};
+///
+/// let datagram = UdpRepr { src_port: 40000, dst_port: 8080, payload: b"hello".to_vec() };
+/// let ip = Ipv4Repr {
+///     src: Ipv4Addr::new(198, 18, 0, 2),
+///     dst: Ipv4Addr::new(198, 18, 0, 1),
+///     ident: 1,
+///     ttl: 64,
+/// };
+/// let bytes = wire::emit_udp(MacAddr::new(2, 0, 0, 0, 0, 2), MacAddr::new(2, 0, 0, 0, 0, 1), &ip, &datagram)?;
+/// let Frame::Udp(frame) = wire::parse(&bytes)? else { panic!("not UDP") };
+/// assert!(frame.checksums_ok);
+/// assert_eq!(frame.datagram, datagram);
+/// # Ok::<(), wire::WireError>(())
+/// ```
+pub fn emit_udp(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    ip: &Ipv4Repr,
+    datagram: &UdpRepr,
+) -> Result<Vec<u8>, WireError> {
+    let udp_len = UDP_HEADER_LEN + datagram.payload.len();
+    let ip_len = IPV4_HEADER_LEN + udp_len;
+    let too_large = WireError::TooLarge { len: ip_len };
+    let total_len = u16::try_from(ip_len).map_err(|_| too_large.clone())?;
+    let mut buf = vec![0u8; ETHERNET_HEADER_LEN + ip_len];
     {
-        let mut ip_pkt = MutableIpv4Packet::new(&mut buf[ETHERNET_HEADER_LEN..])
-            .ok_or(WireError::TooLarge { len: ip_len })?;
-        ip_pkt.set_version(4);
-        ip_pkt.set_header_length((IPV4_HEADER_LEN / 4) as u8);
-        ip_pkt.set_total_length(total_len);
-        ip_pkt.set_identification(ip.ident);
-        ip_pkt.set_flags(Ipv4Flags::DontFragment);
-        ip_pkt.set_ttl(ip.ttl);
-        ip_pkt.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
-        ip_pkt.set_source(ip.src);
-        ip_pkt.set_destination(ip.dst);
-        let sum = ipv4::checksum(&ip_pkt.to_immutable());
-        ip_pkt.set_checksum(sum);
+        let mut eth = MutableEthernetPacket::new(&mut buf).ok_or(too_large.clone())?;
+        eth.set_destination(dst_mac);
+        eth.set_source(src_mac);
+        eth.set_ethertype(EtherTypes::Ipv4);
     }
+    {
+        let ip_buf = &mut buf[ETHERNET_HEADER_LEN..];
+        let mut udp_pkt =
+            MutableUdpPacket::new(&mut ip_buf[IPV4_HEADER_LEN..]).ok_or(too_large.clone())?;
+        udp_pkt.set_source(datagram.src_port);
+        udp_pkt.set_destination(datagram.dst_port);
+        // The UDP length fits: it is less than the IPv4 total length.
+        udp_pkt.set_length(udp_len as u16);
+        udp_pkt.set_payload(&datagram.payload);
+        let sum = udp::ipv4_checksum(&udp_pkt.to_immutable(), &ip.src, &ip.dst);
+        udp_pkt.set_checksum(sum);
+    }
+    write_ipv4(
+        &mut buf[ETHERNET_HEADER_LEN..],
+        ip,
+        IpNextHeaderProtocols::Udp,
+        total_len,
+    )?;
     Ok(buf)
 }
 
@@ -336,6 +437,32 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
                 checksums_ok: ip_ok && tcp_ok,
             }))
         }
+        (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) => {
+            let header = ip.header();
+            let ip_ok = header.to_header().calc_header_checksum() == header.header_checksum();
+            let (src, dst) = (header.source(), header.destination());
+            let udp_ok = udp.checksum() == 0
+                || udp
+                    .to_header()
+                    .calc_checksum_ipv4_raw(src, dst, udp.payload())
+                    .is_ok_and(|sum| sum == udp.checksum());
+            Ok(Frame::Udp(UdpFrame {
+                src_mac,
+                dst_mac,
+                ip: Ipv4Repr {
+                    src: Ipv4Addr::from(src),
+                    dst: Ipv4Addr::from(dst),
+                    ident: header.identification(),
+                    ttl: header.ttl(),
+                },
+                datagram: UdpRepr {
+                    src_port: udp.source_port(),
+                    dst_port: udp.destination_port(),
+                    payload: udp.payload().to_vec(),
+                },
+                checksums_ok: ip_ok && udp_ok,
+            }))
+        }
         _ => Ok(Frame::Other {
             ether_type: eth.ether_type().0,
         }),
@@ -427,6 +554,64 @@ mod tests {
             panic!("no TCP")
         };
         assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(&v4, b"hello").unwrap());
+    }
+
+    fn datagram() -> UdpRepr {
+        UdpRepr {
+            src_port: 40000,
+            dst_port: 8080,
+            payload: b"hello".to_vec(),
+        }
+    }
+
+    #[test]
+    fn udp_round_trips_with_good_checksums() {
+        let bytes = emit_udp(CLIENT_MAC, SERVER_MAC, &ip(), &datagram()).unwrap();
+        assert_eq!(
+            bytes.len(),
+            ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + 5
+        );
+        let Frame::Udp(frame) = parse(&bytes).unwrap() else {
+            panic!("not parsed as UDP")
+        };
+        assert!(frame.checksums_ok);
+        assert_eq!(frame.datagram, datagram());
+        assert_eq!(frame.ip, ip());
+        assert_eq!((frame.src_mac, frame.dst_mac), (CLIENT_MAC, SERVER_MAC));
+    }
+
+    #[test]
+    fn udp_checksums_agree_with_etherparse() {
+        for payload in [&b""[..], b"hello", &[0xa5; 1001]] {
+            let d = UdpRepr {
+                payload: payload.to_vec(),
+                ..datagram()
+            };
+            let bytes = emit_udp(CLIENT_MAC, SERVER_MAC, &ip(), &d).unwrap();
+            let headers = etherparse::PacketHeaders::from_ethernet_slice(&bytes).unwrap();
+            let Some(etherparse::NetHeaders::Ipv4(v4, _)) = headers.net else {
+                panic!("no IPv4")
+            };
+            assert_eq!(v4.header_checksum, v4.calc_header_checksum());
+            assert_eq!(v4.protocol, etherparse::IpNumber::UDP);
+            let Some(etherparse::TransportHeader::Udp(udp)) = headers.transport else {
+                panic!("no UDP")
+            };
+            assert_eq!(usize::from(udp.length), UDP_HEADER_LEN + payload.len());
+            assert_ne!(udp.checksum, 0, "a checksum is always sent");
+            assert_eq!(udp.checksum, udp.calc_checksum_ipv4(&v4, payload).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_flipped_udp_bit_is_reported_not_rejected() {
+        let mut bytes = emit_udp(CLIENT_MAC, SERVER_MAC, &ip(), &datagram()).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        let Frame::Udp(frame) = parse(&bytes).unwrap() else {
+            panic!("not parsed as UDP")
+        };
+        assert!(!frame.checksums_ok);
     }
 
     #[test]

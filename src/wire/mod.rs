@@ -10,14 +10,15 @@ mod segment;
 mod seq;
 
 pub use frame::{
-    emit_arp, emit_tcp, parse, tcp_frame_len, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr, TcpFrame,
-    ARP_PACKET_LEN, DEFAULT_TTL, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, TCP_HEADER_LEN,
+    emit_arp, emit_tcp, emit_udp, parse, tcp_frame_len, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr,
+    TcpFrame, UdpFrame, UdpRepr, ARP_PACKET_LEN, DEFAULT_TTL, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    TCP_HEADER_LEN, UDP_HEADER_LEN,
 };
 pub use segment::{Flags, SegmentRepr, TcpFlags, TcpOptions};
 pub use seq::SeqNumber;
 
 /// Why bytes could not be parsed or built.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     /// A header is cut short or its fields make no sense.
     #[error("malformed frame: {reason}")]

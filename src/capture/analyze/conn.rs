@@ -829,7 +829,7 @@ const VERDICT_NAMES: [(u32, &str); 14] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::capture::link::Checksum;
     use std::net::{IpAddr, Ipv4Addr};
@@ -838,7 +838,13 @@ mod tests {
     const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 
     /// A segment from the client (`c2s`) or the server.
-    fn seg(c2s: bool, flags: Flags, seq: u32, ack: u32, len: u32) -> TcpSegment<'static> {
+    pub(in crate::capture::analyze) fn seg(
+        c2s: bool,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> TcpSegment<'static> {
         let (src, dst, sp, dp) = if c2s {
             (CLIENT, SERVER, 40000, 8080)
         } else {

@@ -376,7 +376,14 @@ impl Tracker {
         let (key, _) = Key::of(seg);
         let fresh_syn = seg.flags.syn() && !seg.flags.ack();
         match self.conns.get_mut(&key) {
-            Some(conn) if fresh_syn && conn.is_reused_by(seg) => {
+            // A new connection on the tuple: a SYN with a new ISN after the
+            // old one ended, or anything after the old one's linger ran out
+            // (what a sweep would have done had it run in between).
+            Some(conn)
+                if (fresh_syn && conn.is_reused_by(seg))
+                    || (conn.is_closed()
+                        && ts_ns.saturating_sub(conn.last_ts_ns()) >= CLOSED_LINGER_NS) =>
+            {
                 let index = self.next_index;
                 self.next_index += 1;
                 let new = Connection::new(index, frame, ts_ns, seg, self.options);
@@ -558,5 +565,90 @@ pub fn run<R: std::io::Read>(
         link_types,
         warnings,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conn::tests::seg;
+    use super::*;
+    use crate::wire::Flags;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// One complete connection, client first, starting at `t` with the
+    /// client's ISN `isn`.
+    fn feed_connection(
+        tracker: &mut Tracker,
+        t: u64,
+        isn: u32,
+        done: &mut dyn FnMut(ConnectionReport),
+    ) {
+        let script = [
+            seg(true, Flags::SYN, isn, 0, 0),
+            seg(false, Flags::SYN_ACK, 500, isn + 1, 0),
+            seg(true, Flags::ACK, isn + 1, 501, 0),
+            seg(true, Flags::FIN_ACK, isn + 1, 501, 0),
+            seg(false, Flags::FIN_ACK, 501, isn + 2, 0),
+            seg(true, Flags::ACK, isn + 2, 502, 0),
+        ];
+        for (i, s) in script.iter().enumerate() {
+            tracker.on_segment(1, t + i as u64 * 1000, s, done);
+        }
+    }
+
+    #[test]
+    fn closed_connections_past_their_linger_are_reported_and_dropped() {
+        let mut tracker = Tracker::new(Options::default());
+        let mut reports = Vec::new();
+        // 5,000 closed connections, one a second (on 5,000 tuples: the
+        // server port differs), far more packets than a sweep interval.
+        for i in 0..5_000u32 {
+            let t = u64::from(i) * SECOND;
+            let script = [
+                seg(true, Flags::SYN, 100, 0, 0),
+                seg(false, Flags::SYN_ACK, 500, 101, 0),
+                seg(true, Flags::ACK, 101, 501, 0),
+                seg(true, Flags::FIN_ACK, 101, 501, 0),
+                seg(false, Flags::FIN_ACK, 501, 102, 0),
+                seg(true, Flags::ACK, 102, 502, 0),
+            ];
+            for (j, mut s) in script.into_iter().enumerate() {
+                if s.src_port == 8080 {
+                    s.src_port = 10_000 + i as u16;
+                } else {
+                    s.dst_port = 10_000 + i as u16;
+                }
+                tracker.on_segment(1, t + j as u64 * 1000, &s, &mut |r| reports.push(r));
+            }
+            // At most the last 60 s of connections, plus one sweep interval.
+            assert!(tracker.open_connections() <= 60 + 4096 / 6 + 1);
+        }
+        assert!(
+            reports.len() >= 5_000 - 60 - 4096 / 6 - 1,
+            "{}",
+            reports.len()
+        );
+        tracker.finish(&mut |r| reports.push(r));
+        assert_eq!(reports.len(), 5_000);
+        // Reported in the order they started.
+        let indices: Vec<u64> = reports.iter().map(|r| r.index).collect();
+        assert!(indices.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_same_tuple_and_isn_after_the_linger_is_a_new_connection() {
+        let mut tracker = Tracker::new(Options::default());
+        let mut reports = Vec::new();
+        feed_connection(&mut tracker, 0, 100, &mut |r| reports.push(r));
+        // Within the linger, the same SYN is a retransmission of the old one.
+        feed_connection(&mut tracker, 10 * SECOND, 100, &mut |r| reports.push(r));
+        assert_eq!(tracker.open_connections(), 1);
+        // After it, an identical connection is a new one, even though no
+        // sweep ran in between.
+        feed_connection(&mut tracker, 200 * SECOND, 100, &mut |r| reports.push(r));
+        tracker.finish(&mut |r| reports.push(r));
+        assert_eq!(reports.len(), 2);
+        assert!(reports.iter().all(|r| r.close.kind == CloseKind::Fin3way));
     }
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::wire::{Flags, SeqNumber, TcpFrame, TcpOptions};
+use crate::wire::{Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
 
 const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
 const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);
@@ -143,6 +143,21 @@ impl FakePeer {
                     self.server_seq = self.server_seq + 1;
                 }
             }
+            Frame::Udp(udp) if !self.script.silent => {
+                let reply = UdpRepr {
+                    src_port: udp.datagram.dst_port,
+                    dst_port: udp.datagram.src_port,
+                    payload: self.reply.clone(),
+                };
+                let ip = Ipv4Repr {
+                    src: SERVER_IP,
+                    dst: CLIENT_IP,
+                    ident: 0,
+                    ttl: 64,
+                };
+                let bytes = wire::emit_udp(SERVER_MAC, CLIENT_MAC, &ip, &reply).unwrap();
+                self.inbox.push_back(bytes);
+            }
             _ => {}
         }
     }
@@ -165,6 +180,10 @@ impl Link for FakePeer {
         if let Frame::Tcp(tcp) = &parsed {
             assert!(tcp.checksums_ok, "the client sent a bad checksum");
             assert_eq!(tcp.dst_mac, SERVER_MAC, "segments go to the server's MAC");
+        }
+        if let Frame::Udp(udp) = &parsed {
+            assert!(udp.checksums_ok, "the client sent a bad UDP checksum");
+            assert_eq!(udp.dst_mac, SERVER_MAC, "datagrams go to the server's MAC");
         }
         self.react(parsed);
         Ok(())
@@ -224,7 +243,8 @@ fn params() -> ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,
         conn,
-        data: b"hello".to_vec(),
+        data: vec![b"hello".to_vec()],
+        udp: false,
         expect_reply: 5,
         timeout: Duration::from_secs(5),
         server_mac: None,
@@ -453,4 +473,195 @@ fn an_interrupt_stops_the_loop() {
     let mut peer = FakePeer::new(Script::default());
     let result = Client::new(&mut peer, &mut Stopper, params(), Instant::now()).run();
     assert!(matches!(result, Err(ClientError::Interrupted { .. })));
+}
+
+/// Holds write `index` back until the scripted server has answered
+/// `index` writes (the lab waits for the server application's read the
+/// same way), and keeps the negotiation narration.
+#[derive(Default)]
+struct Gate {
+    recorder: Recorder,
+    asked_while_held: usize,
+    negotiated: Vec<String>,
+}
+
+impl Observer for Gate {
+    fn frame(&mut self, record: FrameRecord) {
+        self.recorder.frame(record);
+    }
+    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
+        self.recorder.note(at, text, changes);
+    }
+    fn may_write(&mut self, index: usize) -> bool {
+        let replies = self
+            .recorder
+            .frames
+            .iter()
+            .filter(|r| {
+                r.dir == Direction::ServerToClient
+                    && matches!(&r.kind, FrameKind::Segment { segment, .. } if !segment.payload.is_empty())
+            })
+            .count();
+        let ok = replies >= index;
+        if !ok {
+            self.asked_while_held += 1;
+        }
+        ok
+    }
+    fn negotiated(&mut self, _at: Instant, lines: Vec<String>) {
+        self.negotiated = lines;
+    }
+}
+
+/// The payloads of the client's data segments, in order.
+fn client_payloads(peer: &FakePeer) -> Vec<Vec<u8>> {
+    peer.sent
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Tcp(tcp) if !tcp.segment.payload.is_empty() => Some(tcp.segment.payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_write_is_one_segment_sent_in_order() {
+    let mut p = params();
+    p.data = vec![b"hello".to_vec(), b"world".to_vec(), b"!".to_vec()];
+    p.expect_reply = 15;
+    let (result, peer, _) = run(Script::default(), p);
+    let outcome = result.unwrap();
+    assert_eq!(
+        client_payloads(&peer),
+        [b"hello".to_vec(), b"world".to_vec(), b"!".to_vec()]
+    );
+    assert_eq!(outcome.bytes_sent, 11);
+    assert_eq!(outcome.received, b"HELLOHELLOHELLO");
+}
+
+#[test]
+fn a_held_write_waits_for_the_server_to_take_the_one_before() {
+    let mut p = params();
+    p.data = vec![b"hello".to_vec(), b"world".to_vec()];
+    p.expect_reply = 10;
+    let mut peer = FakePeer::new(Script::default());
+    let mut gate = Gate::default();
+    let outcome = Client::new(&mut peer, &mut gate, p, Instant::now())
+        .run()
+        .unwrap();
+    assert_eq!(outcome.bytes_sent, 10);
+    assert!(gate.asked_while_held > 0, "the second write was never held");
+    // The second write left only after the reply to the first arrived.
+    let order: Vec<(Direction, usize)> = gate
+        .recorder
+        .frames
+        .iter()
+        .filter_map(|r| match &r.kind {
+            FrameKind::Segment { segment, .. } if !segment.payload.is_empty() => {
+                Some((r.dir, segment.payload.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (Direction::ClientToServer, 5),
+            (Direction::ServerToClient, 5),
+            (Direction::ClientToServer, 5),
+            (Direction::ServerToClient, 5),
+        ]
+    );
+}
+
+#[test]
+fn a_write_longer_than_the_mss_spans_segments() {
+    let mut p = params();
+    p.conn.mss = 60;
+    p.data = vec![vec![b'x'; 130]];
+    let (result, peer, _) = run(Script::default(), p);
+    result.unwrap();
+    // The scripted server offers no timestamps: 60 bytes per segment.
+    let lens: Vec<usize> = client_payloads(&peer).iter().map(Vec::len).collect();
+    assert_eq!(lens, [60, 60, 10]);
+}
+
+#[test]
+fn the_negotiation_is_narrated_after_the_syn_ack() {
+    let mut peer = FakePeer::new(Script::default());
+    let mut gate = Gate::default();
+    Client::new(&mut peer, &mut gate, params(), Instant::now())
+        .run()
+        .unwrap();
+    assert_eq!(gate.negotiated.len(), 5, "{:?}", gate.negotiated);
+    assert!(gate.negotiated[0].contains("the server announced 1460"));
+    assert!(gate.negotiated[3].contains("the server did not offer them"));
+}
+
+#[test]
+fn udp_sends_one_datagram_per_write_and_no_segment() {
+    let mut p = params();
+    p.udp = true;
+    p.data = vec![b"hello".to_vec(), b"world".to_vec()];
+    p.expect_reply = 10;
+    let (result, peer, recorder) = run(Script::default(), p);
+    let outcome = result.unwrap();
+    assert!(peer.client_flags().is_empty(), "no TCP at all");
+    let datagrams: Vec<Vec<u8>> = peer
+        .sent
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Udp(udp) => Some(udp.datagram.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(datagrams, [b"hello".to_vec(), b"world".to_vec()]);
+    assert_eq!(outcome.received, b"HELLOHELLO");
+    assert_eq!(outcome.final_state, None, "no connection, no state");
+    let numbers: Vec<(Direction, usize)> = recorder
+        .frames
+        .iter()
+        .filter_map(|r| match &r.kind {
+            FrameKind::Datagram { number, .. } => Some((r.dir, *number)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (Direction::ClientToServer, 1),
+            (Direction::ClientToServer, 2),
+            (Direction::ServerToClient, 1),
+            (Direction::ServerToClient, 2),
+        ]
+    );
+}
+
+#[test]
+fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
+    let script = Script {
+        silent: true,
+        ..Script::default()
+    };
+    let mut p = params();
+    p.udp = true;
+    p.timeout = Duration::from_millis(100);
+    let (result, peer, _) = run(script, p);
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::NoReply {
+                got: 0,
+                expected: 5,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let sent = peer
+        .sent
+        .iter()
+        .filter(|f| matches!(f, Frame::Udp(_)))
+        .count();
+    assert_eq!(sent, 1, "a datagram is sent once");
 }

@@ -68,6 +68,8 @@ if [ -x "$synack" ]; then
   "$synack" -q lab --time-wait 0 --isn 1000 --sticky --data hello --data world \
     -w "$out/lab_sticky.pcap"
   "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap"
+  # The default run as pcapng, a comment on every frame (--pcapng).
+  "$synack" -q lab --time-wait 0 --isn 1000 --pcapng -w "$out/lab_default.pcapng"
 else
   echo "make.sh: no synack binary at $synack (set SYNACK=…): lab captures not made" >&2
 fi

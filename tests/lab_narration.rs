@@ -18,15 +18,7 @@ fn synack() -> Command {
 
 fn run_lab(args: &[&str]) -> Output {
     synack()
-        .args([
-            "--color",
-            "never",
-            "lab",
-            "--time-wait",
-            "0",
-            "--isn",
-            "1000",
-        ])
+        .args(["--color", "never", "lab", "--time-wait", "0"])
         .args(args)
         .output()
         .expect("running synack lab")
@@ -43,10 +35,14 @@ fn stdout_of(out: &Output) -> String {
     stdout
 }
 
-/// `tshark -T fields` with these fields, one Vec per frame.
+/// `tshark -T fields` with these fields, one Vec per frame, checksums
+/// checked.
 fn tshark_fields(file: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"]).arg(file);
+    for proto in ["ip", "tcp", "udp"] {
+        cmd.args(["-o", &format!("{proto}.check_checksum:TRUE")]);
+    }
     if let Some(filter) = filter {
         cmd.args(["-Y", filter]);
     }
@@ -491,4 +487,50 @@ fn nobody_gets_the_server_side_and_the_comments_too() {
     assert_eq!(commented.len(), 11);
     let server = assert_clean_capture(&dir.path().join("server.pcap"));
     assert_eq!(server.len(), 11);
+}
+
+#[test]
+fn udp_datagrams_are_narrated_too() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("udp.pcapng");
+    let server = dir.path().join("udp-server.pcap");
+    let out = run_lab(&[
+        "--udp",
+        "--data",
+        "hello",
+        "--data",
+        "world",
+        "--explain",
+        "--ladder",
+        "-w",
+        client.to_str().unwrap(),
+        "--server-side",
+        server.to_str().unwrap(),
+    ]);
+    let stdout = stdout_of(&out);
+    let explained: Vec<&str> = stdout.lines().filter(|l| l.contains("↳ ")).collect();
+    assert_eq!(explained.len(), 4, "{stdout}");
+    assert!(explained.iter().all(|l| l.ends_with("(UDP, RFC 768).")));
+    assert!(stdout.contains("[UDP] #1 len=5 ─"), "{stdout}");
+    let comments = tshark_fields(&client, Some("udp"), &["frame.comment"]);
+    let comments: Vec<&str> = comments.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(comments.len(), 4);
+    assert!(comments[0].starts_with("UDP datagram #1 from the client: 5 bytes \"hello\""));
+    assert!(comments[3].starts_with("UDP datagram #2 from the server: 13 bytes"));
+    // The server side holds the same four datagrams, checksums good.
+    let on_server = tshark_fields(
+        &server,
+        Some("udp"),
+        &["ip.src", "udp.length", "udp.checksum.status"],
+    );
+    assert_eq!(on_server.len(), 4, "{on_server:?}");
+    let on_client = tshark_fields(
+        &client,
+        Some("udp"),
+        &["ip.src", "udp.length", "udp.checksum.status"],
+    );
+    assert_eq!(on_client, on_server);
+    assert!(on_server.iter().all(|r| r[2] == "1"), "{on_server:?}");
 }

@@ -134,6 +134,8 @@ pub fn run(
         timeout: cfg.timeout,
         connections: count,
         close_first: cfg.server_closes_first,
+        linger0: false,
+        reply_after_eof: false,
     };
     let start_server = |ip| {
         Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {

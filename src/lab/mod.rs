@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod client;
 mod reporter;
+pub mod scenario;
 
 use std::fs::File;
 use std::io::{self, BufWriter};
@@ -33,6 +34,7 @@ use crate::wire::SeqNumber;
 use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
 pub use reporter::Output;
 use reporter::{Message, Reporter};
+use scenario::{DropItem, DropSpec, Teardown};
 
 /// Everything `synack lab` can be asked for.
 #[derive(Clone, Debug)]
@@ -50,8 +52,35 @@ pub struct LabConfig {
     /// Start no server: the scenario is the refusal itself.
     pub refused: bool,
     pub isn: Option<u32>,
+    /// How the connection ends beyond who closes first (`--close
+    /// simultaneous`, `--abort`, `--half-close`).
+    pub teardown: Teardown,
+    /// Segments lost on purpose (`--drop`).
+    pub drops: DropSpec,
     pub pcap: PathBuf,
     pub output: Output,
+}
+
+impl LabConfig {
+    /// The server closes right after its reply (`--close server`, and the
+    /// server's half of `--close simultaneous`).
+    fn server_closes_right_after_reply(&self) -> bool {
+        self.server_closes_first || self.teardown == Teardown::Simultaneous
+    }
+
+    /// What [`scenario::check`] judges.
+    pub fn scenario_options(&self) -> scenario::ScenarioOptions<'_> {
+        scenario::ScenarioOptions {
+            teardown: self.teardown,
+            server_closes_first: self.server_closes_first,
+            refused: self.refused,
+            delayed_ack: !self.quickack,
+            drops: &self.drops,
+            data_len: self.data.len(),
+            reply_len: self.reply.len(),
+            time_wait: self.time_wait,
+        }
+    }
 }
 
 /// Why the lab could not run, or how it failed.
@@ -91,6 +120,7 @@ impl LabError {
                     | ClientError::Refused { .. }
                     | ClientError::Reset { .. }
                     | ClientError::NoArpReply { .. }
+                    | ClientError::Scenario(_)
             )
         )
     }
@@ -138,7 +168,9 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
                 quickack: cfg.quickack,
                 timeout: cfg.timeout,
                 connections: 1,
-                close_first: cfg.server_closes_first,
+                close_first: cfg.server_closes_right_after_reply(),
+                linger0: cfg.teardown == Teardown::AbortServer,
+                reply_after_eof: cfg.teardown == Teardown::HalfClose,
             },
             Box::new(move |at, event, state| {
                 let _ = server_tx.send(Message::Server { at, event, state });
@@ -215,12 +247,15 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         bytes_s2c: outcome.bytes_received,
         frames: outcome.frames,
         retransmissions: outcome.retransmissions,
+        server_retransmissions: outcome.server_retransmissions,
+        dropped: outcome.dropped,
         final_state: outcome.final_state,
-        time_wait_ms: if cfg.refused {
-            0
-        } else {
+        time_wait_ms: if outcome.time_wait_entered {
             cfg.time_wait.as_millis() as u64
+        } else {
+            0
         },
+        time_wait_entered: outcome.time_wait_entered,
         refused: cfg.refused,
         pcap: cfg.pcap.display().to_string(),
     };
@@ -241,6 +276,12 @@ fn client_params(
     let iss = SeqNumber(isn.unwrap_or_else(random_u32));
     let mut conn = tcp::Config::new(ephemeral_port(), cfg.port, iss);
     conn.time_wait = time_wait;
+    if cfg.drops.contains(DropItem::SynAck) && !cfg.drops.contains(DropItem::Syn) {
+        // Linux resends an unanswered SYN-ACK after 1 s; a 1 s SYN timer
+        // would race it. RFC 6298 §5.7's 3 s lets the server's
+        // retransmission be the one that arrives.
+        conn.initial_rto = SYNACK_DROP_SYN_RTO;
+    }
     ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,
@@ -249,9 +290,14 @@ fn client_params(
         expect_reply: cfg.reply.len(),
         timeout: cfg.timeout,
         server_mac,
-        wait_for_peer_close: cfg.server_closes_first,
+        wait_for_peer_close: cfg.server_closes_right_after_reply(),
+        teardown: cfg.teardown,
+        drops: cfg.drops.clone(),
     }
 }
+
+/// The client's SYN timer when the SYN-ACK is dropped on purpose.
+pub const SYNACK_DROP_SYN_RTO: Duration = Duration::from_secs(3);
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

@@ -38,6 +38,12 @@ pub struct ServerConfig {
     /// Close right after the reply instead of reading until the client's
     /// EOF: the server closes first.
     pub close_first: bool,
+    /// Once the reply is acknowledged, set `SO_LINGER` 0 and close: the
+    /// kernel sends RST instead of FIN (an abort).
+    pub linger0: bool,
+    /// Read until EOF first, then reply, then close: the client's
+    /// half-close (its FIN) does not stop the server from sending.
+    pub reply_after_eof: bool,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -53,6 +59,8 @@ pub enum ServerEvent {
     QuickAck,
     /// `close()`.
     Closed,
+    /// `setsockopt(SO_LINGER, 0)` and `close()`: the kernel sends RST.
+    Aborted,
     /// A call failed; the server stops.
     Failed {
         call: &'static str,
@@ -145,6 +153,13 @@ fn converse(
         .map_err(|e| ("setsockopt(SO_RCVTIMEO)", e))?;
     let mut buf = [0u8; 4096];
     let n = recv_and_report(&mut stream, &mut buf, tx)?;
+    if n > 0 && cfg.reply_after_eof {
+        return reply_after_eof(stream, cfg, tx, &mut buf);
+    }
+    if n > 0 && cfg.linger0 {
+        send_reply(&mut stream, cfg, tx)?;
+        return abort(stream, cfg, tx);
+    }
     if n > 0 {
         if !cfg.reply.is_empty() {
             stream.write_all(&cfg.reply).map_err(|e| ("sendall", e))?;
@@ -176,6 +191,72 @@ fn converse(
     }
     drop(stream);
     emit(tx, ServerEvent::Closed, None);
+    Ok(())
+}
+
+fn send_reply(
+    stream: &mut TcpStream,
+    cfg: &ServerConfig,
+    tx: &Notify,
+) -> Result<(), (&'static str, io::Error)> {
+    if !cfg.reply.is_empty() {
+        stream.write_all(&cfg.reply).map_err(|e| ("sendall", e))?;
+        let len = cfg.reply.len();
+        emit(tx, ServerEvent::Sent { len }, Some(stream));
+    }
+    Ok(())
+}
+
+/// The half-close, server side: recv until EOF (the client shut down its
+/// sending side), then still send the reply, then close.
+fn reply_after_eof(
+    mut stream: TcpStream,
+    cfg: &ServerConfig,
+    tx: &Notify,
+    buf: &mut [u8],
+) -> Result<(), (&'static str, io::Error)> {
+    let mut eof = false;
+    for _ in 0..MAX_READS {
+        if recv_and_report(&mut stream, buf, tx)? == 0 {
+            eof = true;
+            break;
+        }
+    }
+    if eof && cfg.quickack {
+        // As in the textbook close: ACK the FIN at once, so the reply
+        // that follows is plainly data after EOF.
+        socket2::SockRef::from(&stream)
+            .set_tcp_quickack(true)
+            .map_err(|e| ("setsockopt(TCP_QUICKACK)", e))?;
+        emit(tx, ServerEvent::QuickAck, Some(&stream));
+    }
+    send_reply(&mut stream, cfg, tx)?;
+    drop(stream);
+    emit(tx, ServerEvent::Closed, None);
+    Ok(())
+}
+
+/// SO_LINGER 0 and close once the reply is acknowledged (TCP_INFO's
+/// unacked count is 0, checked every millisecond within the timeout), so
+/// the RST follows a finished exchange and no late ACK meets a socket that
+/// is gone.
+fn abort(
+    stream: TcpStream,
+    cfg: &ServerConfig,
+    tx: &Notify,
+) -> Result<(), (&'static str, io::Error)> {
+    let deadline = Instant::now() + cfg.timeout;
+    while Instant::now() < deadline {
+        match sockinfo::tcp_info(&stream) {
+            Ok(info) if info.unacked > 0 => thread::sleep(Duration::from_millis(1)),
+            _ => break,
+        }
+    }
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .map_err(|e| ("setsockopt(SO_LINGER)", e))?;
+    drop(stream);
+    emit(tx, ServerEvent::Aborted, None);
     Ok(())
 }
 

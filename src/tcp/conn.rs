@@ -237,6 +237,11 @@ impl Connection {
     pub fn rcv_nxt(&self) -> SeqNumber {
         self.rcv_nxt
     }
+    /// The current retransmission timeout (RFC 6298), backed off after
+    /// each retransmission (§5.5).
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
     /// The smoothed RTT (RFC 6298), once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
@@ -337,19 +342,23 @@ impl Connection {
     /// RFC 9293 §3.10.5, ABORT: send RST and enter CLOSED.
     pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        if self.state.is_synchronized() && self.state != State::TimeWait {
-            let rst = SegmentRepr {
+        // "<SEQ=SND.NXT><CTL=RST>": no ACK flag, so the ACK field stays 0.
+        let rst =
+            (self.state.is_synchronized() && self.state != State::TimeWait).then(|| SegmentRepr {
                 seq: self.snd_nxt,
+                ack: SeqNumber(0),
                 flags: Flags::RST,
                 ..self.segment_base()
-            };
+            });
+        self.clear_timers();
+        // The state change first, so the RST's line shows it.
+        self.set_state(State::Closed, &mut events);
+        if let Some(rst) = rst {
             events.push(Event::Send {
                 segment: rst,
                 reason: SendReason::Abort,
             });
         }
-        self.clear_timers();
-        self.set_state(State::Closed, &mut events);
         events
     }
 

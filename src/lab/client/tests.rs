@@ -229,6 +229,8 @@ fn params() -> ClientParams {
         timeout: Duration::from_secs(5),
         server_mac: None,
         wait_for_peer_close: false,
+        teardown: Teardown::Fin,
+        drops: DropSpec::none(),
     }
 }
 

@@ -457,6 +457,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             }
             Ok(Frame::Tcp(frame)) if self.is_ours(&frame) => {
                 let segment = frame.segment;
+                if segment.flags.syn() && segment.flags.ack() {
+                    // The round trip is the network's, even when this
+                    // SYN-ACK is then ignored on purpose.
+                    if let Some(syn_at) = self.last_syn_at {
+                        self.outcome.handshake_rtt.get_or_insert(at - syn_at);
+                    }
+                }
                 if let Some(item) = self.drop_incoming(&segment) {
                     // Recorded as it arrived, then ignored once: the
                     // server's kernel must send it again.
@@ -489,11 +496,6 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     && !self.scenario.close_sent
                 {
                     return self.cross_fins(segment, frame.checksums_ok, bytes, at, wall);
-                }
-                if segment.flags.syn() && segment.flags.ack() {
-                    if let Some(syn_at) = self.last_syn_at {
-                        self.outcome.handshake_rtt.get_or_insert(at - syn_at);
-                    }
                 }
                 let in_time_wait = self.conn.state() == State::TimeWait;
                 let events = self.conn.on_segment(at, &segment);

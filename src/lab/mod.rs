@@ -79,6 +79,7 @@ impl LabConfig {
             data_len: self.data.len(),
             reply_len: self.reply.len(),
             time_wait: self.time_wait,
+            timeout: self.timeout,
         }
     }
 }

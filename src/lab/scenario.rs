@@ -198,12 +198,36 @@ pub struct ScenarioOptions<'a> {
     pub data_len: usize,
     pub reply_len: usize,
     pub time_wait: Duration,
+    /// `--timeout`: the whole run, TIME-WAIT included.
+    pub timeout: Duration,
 }
 
 /// The shortest TIME-WAIT with which `--drop final-ack` can show the
 /// server's retransmitted FIN: Linux retransmits after its RTO, at least
 /// 200 ms (TCP_RTO_MIN), later under back-off.
 pub const FINAL_ACK_MIN_TIME_WAIT: Duration = Duration::from_millis(500);
+
+/// About how long a run with these losses takes, TIME-WAIT and a second
+/// of slack included: each loss of a segment costs the sender's RTO, which
+/// doubles with each loss in a row (RFC 6298 §5.5). The client's RTO and
+/// Linux's SYN-ACK timer start at 1 s; Linux's RTO for established data is
+/// at least 200 ms (counted as 300 ms here).
+pub fn time_needed(drops: &DropSpec, time_wait: Duration) -> Duration {
+    let backoff = |first: Duration, n: usize| first * ((1u32 << n.min(16)) - 1);
+    let mut total = time_wait + Duration::from_secs(1);
+    for item in drops.items() {
+        let n = drops.count(item);
+        total += match item {
+            DropItem::Syn | DropItem::Data(_) | DropItem::Fin | DropItem::SynAck => {
+                backoff(Duration::from_secs(1), n)
+            }
+            DropItem::DataReply | DropItem::ServerFin | DropItem::FinalAck => {
+                backoff(Duration::from_millis(300), n)
+            }
+        };
+    }
+    total
+}
 
 /// The client's data segments for `data_len` bytes (one per MSS).
 pub fn data_segments(data_len: usize) -> usize {
@@ -247,6 +271,18 @@ pub fn check(o: &ScenarioOptions<'_>) -> Result<(), String> {
     }
     if o.teardown == Teardown::HalfClose && o.data_len == 0 {
         return Err("--half-close needs --data: the client shuts down after sending it".into());
+    }
+    if !o.drops.is_empty() {
+        let needed = time_needed(o.drops, o.time_wait);
+        if o.timeout < needed {
+            return Err(format!(
+                "--drop {} takes about {} s with the retransmission timers' back-off and \
+                 TIME-WAIT; give --timeout {}s or more",
+                o.drops,
+                needed.as_secs_f64().ceil(),
+                needed.as_secs_f64().ceil()
+            ));
+        }
     }
     let segments = data_segments(o.data_len);
     for item in o.drops.items() {
@@ -399,6 +435,7 @@ mod tests {
             data_len: 5,
             reply_len: 13,
             time_wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
         }
     }
 
@@ -501,6 +538,25 @@ mod tests {
             ..opts(&synack)
         })
         .contains("only the client's syn"));
+    }
+
+    #[test]
+    fn the_timeout_must_fit_the_back_off() {
+        let one_s = Duration::from_secs(1);
+        let syn2 = parse("syn,syn").unwrap();
+        // 1 s + 2 s, TIME-WAIT 1 s, 1 s of slack.
+        assert_eq!(time_needed(&syn2, one_s), Duration::from_secs(5));
+        let reply = parse("data-reply").unwrap();
+        assert_eq!(time_needed(&reply, one_s), Duration::from_millis(2300));
+        assert_eq!(check(&opts(&syn2)), Ok(()));
+        let many = parse("syn,syn,syn,data:1,data:1,data:1").unwrap();
+        let msg = check(&opts(&many)).unwrap_err();
+        assert!(msg.contains("--timeout 16s"), "{msg}");
+        let long = ScenarioOptions {
+            timeout: Duration::from_secs(16),
+            ..opts(&many)
+        };
+        assert_eq!(check(&long), Ok(()));
     }
 
     #[test]

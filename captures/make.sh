@@ -77,7 +77,7 @@ lab lab_abort_client --time-wait 0 --abort client
 lab lab_abort_server --time-wait 0 --abort server
 lab lab_half_close --time-wait 0 --half-close
 # TIME-WAIT (1 s) must outlast the server's RTO to re-ACK its FIN.
-lab lab_drop_client --time-wait 1s --drop syn,data:1,fin,final-ack
+lab lab_drop_client --time-wait 1s --drop data:1,fin,final-ack
 lab lab_drop_server --time-wait 0 --drop synack,data-reply,server-fin
 lab lab_syn_backoff --time-wait 0 --drop syn,syn
 

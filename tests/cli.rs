@@ -118,6 +118,10 @@ fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
             vec!["lab", "--close", "simultaneous", "--delayed-ack"],
             "--delayed-ack",
         ),
+        (
+            vec!["lab", "--drop", "syn,syn,syn,data:1,data:1,data:1"],
+            "give --timeout",
+        ),
     ] {
         synack()
             .args(&args)

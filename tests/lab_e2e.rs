@@ -533,7 +533,7 @@ fn dropped_client_segments_are_retransmitted_on_the_clients_timer() {
     let out = synack()
         .args(["lab", "--time-wait", "1s", "-w"])
         .arg(&pcap)
-        .args(["--drop", "syn,data:1,fin,final-ack"])
+        .args(["--drop", "data:1,fin,final-ack"])
         .output()
         .expect("running synack lab");
     let stdout = assert_lab_ok(&out, &before);
@@ -541,18 +541,18 @@ fn dropped_client_segments_are_retransmitted_on_the_clients_timer() {
     assert_eq!(
         flag_names(&frames),
         [
-            "SYN", "SYN", "SYN-ACK", "ACK", "PSH-ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK",
-            "FIN-ACK", "FIN-ACK", "ACK", "FIN-ACK", "ACK", "FIN-ACK", "ACK"
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK",
+            "FIN-ACK", "ACK", "FIN-ACK", "ACK", "FIN-ACK", "ACK"
         ]
     );
     assert_eq!(frames.last().unwrap().completeness, 31);
-    // The client resent the SYN, the data and its FIN; the server's kernel
-    // resent its FIN (our final ACK was lost), and the re-ACK from
-    // TIME-WAIT is a duplicate ACK.
+    // The client resent its data and its FIN; the server's kernel resent
+    // its FIN (our final ACK was lost), and the re-ACK from TIME-WAIT is a
+    // duplicate ACK.
     let retx = marked(&pcap, "tcp.analysis.retransmission");
     assert_eq!(
         retx.iter().map(|r| r.0).collect::<Vec<_>>(),
-        [1, 5, 10, 14],
+        [4, 9, 13],
         "{retx:?}"
     );
     assert_eq!(retx.iter().filter(|r| r.1 == 8080).count(), 1);
@@ -565,26 +565,54 @@ fn dropped_client_segments_are_retransmitted_on_the_clients_timer() {
     ] {
         assert!(marked(&pcap, never).is_empty(), "{never}");
     }
-    // The client's RTO: 1 s, doubled after each retransmission.
+    // The data waits the RTO's 1 s floor; the FIN the RTO that the data's
+    // loss doubled (Karn: no new sample from a retransmitted segment).
     let times = tshark_fields(&pcap, &["frame.time_relative"]);
     let t = |i: usize| times[i][0].parse::<f64>().unwrap();
     assert!(
-        (0.99..1.5).contains(&(t(1) - t(0))),
-        "SYN resent after {}",
-        t(1) - t(0)
+        (0.99..1.5).contains(&(t(4) - t(3))),
+        "data resent after {}",
+        t(4) - t(3)
+    );
+    assert!(
+        (1.99..2.5).contains(&(t(9) - t(8))),
+        "FIN resent after {}",
+        t(9) - t(8)
     );
     for part in [
-        "dropped on purpose (--drop syn)",
         "dropped on purpose (--drop data:1)",
         "dropped on purpose (--drop fin)",
         "dropped on purpose (--drop final-ack)",
         "retransmission #1: the RTO expired; the timer backs off to 2000 ms",
         "our final ACK was lost",
         "this is why TIME-WAIT exists",
-        "lost on purpose (--drop)        4",
+        "lost on purpose (--drop)        3",
     ] {
         assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
     }
+}
+
+#[test]
+fn a_dropped_syn_is_resent_after_one_second() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("drop-syn.pcap");
+    let stdout = run_scenario(&pcap, &["--drop", "syn"]);
+    let frames = assert_clean_capture(&pcap);
+    let names = flag_names(&frames);
+    assert_eq!(names[..3], ["SYN", "SYN", "SYN-ACK"], "{names:?}");
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    let retx = marked(&pcap, "tcp.analysis.retransmission");
+    assert_eq!(retx.iter().map(|r| r.0).collect::<Vec<_>>(), [1]);
+    let times = tshark_fields(&pcap, &["frame.time_relative"]);
+    let gap = times[1][0].parse::<f64>().unwrap() - times[0][0].parse::<f64>().unwrap();
+    assert!((0.99..1.5).contains(&gap), "SYN resent after {gap}");
+    // The server's kernel never saw the first SYN: still only LISTEN.
+    assert!(
+        line_with(&stdout, "(--drop syn)").contains("CLOSED → SYN-SENT | LISTEN"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -208,25 +208,37 @@ pub struct ScenarioOptions<'a> {
 pub const FINAL_ACK_MIN_TIME_WAIT: Duration = Duration::from_millis(500);
 
 /// About how long a run with these losses takes, TIME-WAIT and a second
-/// of slack included: each loss of a segment costs the sender's RTO, which
-/// doubles with each loss in a row (RFC 6298 §5.5). The client's RTO and
-/// Linux's SYN-ACK timer start at 1 s; Linux's RTO for established data is
-/// at least 200 ms (counted as 300 ms here).
+/// of slack included. Each loss costs the sender's RTO, which doubles with
+/// each loss in a row (RFC 6298 §5.5) and stays doubled until a segment
+/// sent once is acknowledged (Karn). The client's SYN timer and Linux's
+/// SYN-ACK timer start at 1 s; after a handshake with a lost SYN the
+/// client's RTO is 3 s (§5.7), after a lost SYN-ACK about 3 s (its 1 s
+/// round trip), else 1 s. Linux's RTO for established data is at least
+/// 200 ms (counted as 300 ms here).
 pub fn time_needed(drops: &DropSpec, time_wait: Duration) -> Duration {
-    let backoff = |first: Duration, n: usize| first * ((1u32 << n.min(16)) - 1);
-    let mut total = time_wait + Duration::from_secs(1);
+    let doubling = |first: f64, n: usize| first * ((1u64 << n.min(16)) - 1) as f64;
+    let (syn, synack) = (drops.count(DropItem::Syn), drops.count(DropItem::SynAck));
+    let mut secs = time_wait.as_secs_f64() + 1.0;
+    secs += doubling(1.0, syn) + doubling(1.0, synack);
+    let mut rto: f64 = match (syn, synack) {
+        (0, 0) => 1.0,
+        (0, _) => 3.2,
+        _ => 3.0,
+    };
     for item in drops.items() {
         let n = drops.count(item);
-        total += match item {
-            DropItem::Syn | DropItem::Data(_) | DropItem::Fin | DropItem::SynAck => {
-                backoff(Duration::from_secs(1), n)
+        match item {
+            DropItem::Data(_) | DropItem::Fin => {
+                secs += doubling(rto, n);
+                rto *= (1u64 << n.min(16)) as f64;
             }
             DropItem::DataReply | DropItem::ServerFin | DropItem::FinalAck => {
-                backoff(Duration::from_millis(300), n)
+                secs += doubling(0.3, n);
             }
-        };
+            DropItem::Syn | DropItem::SynAck => {}
+        }
     }
-    total
+    Duration::from_secs_f64(secs)
 }
 
 /// The client's data segments for `data_len` bytes (one per MSS).
@@ -442,7 +454,11 @@ mod tests {
     #[test]
     fn sensible_combinations_pass() {
         let all = parse("syn,data:1,fin,final-ack,synack,server-fin,data-reply").unwrap();
-        assert_eq!(check(&opts(&all)), Ok(()));
+        let o = ScenarioOptions {
+            timeout: Duration::from_secs(30),
+            ..opts(&all)
+        };
+        assert_eq!(check(&o), Ok(()));
         let fin = parse("fin").unwrap();
         let server_first = ScenarioOptions {
             server_closes_first: true,
@@ -549,12 +565,18 @@ mod tests {
         let reply = parse("data-reply").unwrap();
         assert_eq!(time_needed(&reply, one_s), Duration::from_millis(2300));
         assert_eq!(check(&opts(&syn2)), Ok(()));
-        let many = parse("syn,syn,syn,data:1,data:1,data:1").unwrap();
-        let msg = check(&opts(&many)).unwrap_err();
-        assert!(msg.contains("--timeout 16s"), "{msg}");
+        // The FIN's RTO stays doubled after the lost data (Karn): 1 s + 2 s.
+        let data_fin = parse("data:1,fin").unwrap();
+        assert_eq!(time_needed(&data_fin, one_s), Duration::from_secs(5));
+        // A lost SYN: 1 s, then the data's RTO is 3 s (RFC 6298 §5.7), then
+        // the FIN's 6 s.
+        let three = parse("syn,data:1,fin").unwrap();
+        assert_eq!(time_needed(&three, one_s), Duration::from_secs(12));
+        let msg = check(&opts(&three)).unwrap_err();
+        assert!(msg.contains("--timeout 12s"), "{msg}");
         let long = ScenarioOptions {
-            timeout: Duration::from_secs(16),
-            ..opts(&many)
+            timeout: Duration::from_secs(12),
+            ..opts(&three)
         };
         assert_eq!(check(&long), Ok(()));
     }

@@ -19,6 +19,9 @@ use super::State;
 
 /// RFC 6298 §2.1: the initial retransmission timeout.
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// RFC 6298 §5.7: the RTO once the handshake is done without an RTT
+/// sample (the SYN was retransmitted). Linux: `TCP_TIMEOUT_FALLBACK`.
+pub const FALLBACK_RTO: Duration = Duration::from_secs(3);
 /// RFC 6298 §2.5: an upper bound on the RTO (60 s or more).
 pub const MAX_RTO: Duration = Duration::from_secs(60);
 /// The receive window Linux advertises on its first segments.
@@ -51,6 +54,8 @@ pub struct Config {
     pub initial_rto: Duration,
     /// The lower bound of the RTO once an RTT was measured (RFC 6298 §2.4).
     pub min_rto: Duration,
+    /// The RTO after a handshake that gave no RTT sample (RFC 6298 §5.7).
+    pub fallback_rto: Duration,
     /// Give up after this many retransmissions of one segment.
     pub max_retries: u32,
     /// How long TIME-WAIT lasts (RFC 9293's 2·MSL; Linux: 60 s).
@@ -72,6 +77,7 @@ impl Config {
             timestamps: true,
             initial_rto: INITIAL_RTO,
             min_rto: INITIAL_RTO,
+            fallback_rto: FALLBACK_RTO,
             max_retries: 6,
             time_wait: LINUX_TIME_WAIT,
         }
@@ -470,6 +476,12 @@ impl Connection {
             // "If SND.UNA > ISS (our SYN has been ACKed), change the
             // connection state to ESTABLISHED, form an ACK segment."
             self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
+            if self.srtt.is_none() {
+                // RFC 6298 §5.7: the SYN was retransmitted, so no RTT
+                // sample (Karn); "the RTO MUST be re-initialized to 3
+                // seconds when data transmission begins".
+                self.rto = self.cfg.fallback_rto;
+            }
             self.set_state(State::Established, events);
             let ack = self.stamp(
                 now,

@@ -6,7 +6,7 @@ mod state;
 
 pub use conn::{
     reset_for, Config, Connection, Event, InvalidState, SendReason, DEFAULT_MSS, DEFAULT_WINDOW,
-    DEFAULT_WSCALE, INITIAL_RTO, LINUX_TIME_WAIT, MAX_RTO,
+    DEFAULT_WSCALE, FALLBACK_RTO, INITIAL_RTO, LINUX_TIME_WAIT, MAX_RTO,
 };
 pub use state::State;
 

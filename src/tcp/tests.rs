@@ -517,6 +517,27 @@ fn data_in_fin_wait_2_is_received_and_acked() {
 }
 
 #[test]
+fn a_handshake_without_an_rtt_sample_falls_back_to_3_s() {
+    // RFC 6298 §5.7: the SYN was retransmitted, so Karn's rule leaves no
+    // sample; the backed-off RTO (2 s) becomes 3 s for the data.
+    let t0 = Instant::now();
+    let mut conn = Connection::new(cfg(), t0);
+    conn.connect(t0).unwrap();
+    conn.poll(t0 + Duration::from_secs(1));
+    assert_eq!(conn.rto(), Duration::from_secs(2));
+    let t1 = t0 + Duration::from_millis(1001);
+    conn.on_segment(t1, &syn_ack());
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.srtt(), None);
+    assert_eq!(conn.rto(), FALLBACK_RTO);
+    // With a sample the RTO is the computed one (at least 1 s).
+    let mut conn = Connection::new(cfg(), t0);
+    conn.connect(t0).unwrap();
+    conn.on_segment(t0 + Duration::from_millis(1), &syn_ack());
+    assert_eq!(conn.rto(), Duration::from_secs(1));
+}
+
+#[test]
 fn rto_doubles_on_each_retransmission() {
     let t0 = Instant::now();
     let mut conn = Connection::new(cfg(), t0);

@@ -306,6 +306,7 @@ fn params() -> ClientParams {
     conn.time_wait = Duration::from_millis(20);
     conn.initial_rto = Duration::from_millis(30);
     conn.min_rto = Duration::from_millis(30);
+    conn.fallback_rto = Duration::from_millis(90);
     ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,

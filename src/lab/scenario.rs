@@ -317,11 +317,16 @@ pub fn check(o: &ScenarioOptions<'_>) -> Result<(), String> {
             {
                 Some(format!("{closes} ends the connection with RST, not FIN"))
             }
-            DropItem::Fin | DropItem::ServerFin if o.teardown == Teardown::Simultaneous => Some(
-                "the FINs must cross for --close simultaneous; a lost FIN would turn it into \
-                 an ordinary close"
-                    .into(),
-            ),
+            DropItem::Fin | DropItem::ServerFin | DropItem::DataReply
+                if o.teardown == Teardown::Simultaneous =>
+            {
+                Some(
+                    "the FINs must cross for --close simultaneous; a lost FIN (or a lost \
+                     reply, which the server's FIN then overtakes) would turn it into an \
+                     ordinary close"
+                        .into(),
+                )
+            }
             DropItem::FinalAck
                 if o.teardown == Teardown::Fin && o.server_closes_first
                     || !matches!(o.teardown, Teardown::Fin | Teardown::HalfClose) =>

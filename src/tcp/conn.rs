@@ -662,6 +662,14 @@ impl Connection {
                 State::TimeWait => self.time_wait_until = Some(now + self.cfg.time_wait),
                 _ => {}
             }
+        } else if seg.flags.fin() && seg.payload.is_empty() && seg.seq > self.rcv_nxt {
+            // A FIN beyond a gap (the data before it was lost): not
+            // processed; RFC 5681 §4.2, an out-of-order segment is ACKed at
+            // once (a duplicate ACK that tells the sender what is missing).
+            events.push(Event::Ignored {
+                why: "out-of-order FIN (the data before it is missing)",
+            });
+            need_ack = true;
         }
         if need_ack {
             self.send_ack(now, events, SendReason::Ack);

@@ -538,6 +538,22 @@ fn a_handshake_without_an_rtt_sample_falls_back_to_3_s() {
 }
 
 #[test]
+fn a_fin_beyond_a_gap_is_not_taken_but_acked_at_once() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    // The 4 bytes before the FIN were lost.
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 5, ISS + 2, b""));
+    assert!(changes(&events).is_empty());
+    assert!(!events.contains(&Event::PeerClosed));
+    assert_eq!(only_sent(&events).ack, IRS + 1, "a duplicate ACK");
+    assert_eq!(conn.state(), State::FinWait2);
+    // The data and FIN resent together close the gap.
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b"late"));
+    assert_eq!(changes(&events), [(State::FinWait2, State::TimeWait)]);
+    assert_eq!(only_sent(&events).ack, IRS + 6);
+}
+
+#[test]
 fn rto_doubles_on_each_retransmission() {
     let t0 = Instant::now();
     let mut conn = Connection::new(cfg(), t0);

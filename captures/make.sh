@@ -59,19 +59,33 @@ rm -f "$out/two_interfaces.tmp.pcapng"
 size=$(stat -c %s "$out/four_way_client.pcap")
 head -c $((size - 10)) "$out/four_way_client.pcap" >"$out/truncated.pcap"
 
-# synack's own lab: the data and SYN-option scenarios (each in the lab's
-# private namespace; needs the synack binary, built with `cargo build`).
+# synack's own lab captures: its hand-built client against the lab's kernel
+# server, each run in a private namespace of its own. --isn 1000 keeps the
+# client's sequence numbers the same on every run.
 synack=${SYNACK:-$here/../target/debug/synack}
-if [ -x "$synack" ]; then
-  "$synack" -q lab --time-wait 0 --isn 1000 --mss 100 \
-    --reply "$(printf '%.0sabcdefghij' $(seq 30))" -w "$out/lab_mss100.pcap"
-  "$synack" -q lab --time-wait 0 --isn 1000 --sticky --data hello --data world \
-    -w "$out/lab_sticky.pcap"
-  "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap"
-  # The default run as pcapng, a comment on every frame (--pcapng).
-  "$synack" -q lab --time-wait 0 --isn 1000 --pcapng -w "$out/lab_default.pcapng"
-else
-  echo "make.sh: no synack binary at $synack (set SYNACK=…): lab captures not made" >&2
-fi
+[ -x "$synack" ] || { echo "make.sh: no synack binary at $synack (cargo build, or set SYNACK=…)" >&2; exit 1; }
+lab() {
+  local name=$1
+  shift
+  "$synack" -q lab --isn 1000 "$@" -w "$out/$name.pcap" >/dev/null
+}
+lab lab_default --time-wait 0
+lab lab_server_first --time-wait 0 --close server
+lab lab_delayed_ack --time-wait 0 --delayed-ack
+lab lab_refused --time-wait 0 --refused
+lab lab_simultaneous --time-wait 0 --close simultaneous
+lab lab_abort_client --time-wait 0 --abort client
+lab lab_abort_server --time-wait 0 --abort server
+lab lab_half_close --time-wait 0 --half-close
+# TIME-WAIT (1 s) must outlast the server's RTO to re-ACK its FIN.
+lab lab_drop_client --time-wait 1s --drop data:1,fin,final-ack
+lab lab_drop_server --time-wait 0 --drop synack,data-reply,server-fin
+lab lab_syn_backoff --time-wait 0 --drop syn,syn
+lab lab_mss100 --time-wait 0 --mss 100 --reply "$(printf '%.0sabcdefghij' $(seq 30))"
+lab lab_sticky --time-wait 0 --sticky --data hello --data world
+# --isn means nothing over UDP (and is refused with --udp).
+"$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap" >/dev/null
+# The default run as pcapng, a comment on every frame (--pcapng).
+"$synack" -q lab --isn 1000 --time-wait 0 --pcapng -w "$out/lab_default.pcapng" >/dev/null
 
 ls -l "$out"/*.pcap "$out"/*.pcapng

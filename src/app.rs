@@ -15,8 +15,9 @@ use synack::report::Style;
 use synack::serve::{self, EventKind};
 
 use crate::cli::{
-    Cli, CloseArg, Closer, ColorChoice, Command, FramingArg, InspectArgs, LabArgs, ServeArgs,
+    Cli, CloseArg, Closer, ColorChoice, Command, FramingArg, InspectArgs, LabArgs, ServeArgs, Side,
 };
+use synack::lab::scenario::{self, Teardown};
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {
@@ -253,10 +254,20 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         server_closes_first: args.close == Closer::Server,
         refused: args.refused,
         isn: args.isn,
+        teardown: match (args.abort, args.half_close, args.close) {
+            (Some(Side::Client), _, _) => Teardown::AbortClient,
+            (Some(Side::Server), _, _) => Teardown::AbortServer,
+            (None, true, _) => Teardown::HalfClose,
+            (None, false, Closer::Simultaneous) => Teardown::Simultaneous,
+            (None, false, Closer::Client | Closer::Server) => Teardown::Fin,
+        },
+        drops: args.drop.clone().unwrap_or_default(),
         pcap,
         output: output(cli, args.json),
         narration,
     };
+    // Combinations that cannot run as described are usage errors (exit 2).
+    scenario::check(&cfg.scenario_options()).map_err(|why| anyhow::anyhow!("{why}"))?;
     let stop = stop_flag()?;
     if let Some(count) = args.count {
         let report = lab::bench::run(&cfg, count as usize, stop)?;

@@ -50,6 +50,15 @@ pub enum Command {
 pub enum Closer {
     Client,
     Server,
+    /// Both FINs cross: CLOSING, then TIME-WAIT, on both ends.
+    Simultaneous,
+}
+
+/// `--abort`: which side sends RST instead of FIN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Side {
+    Client,
+    Server,
 }
 
 /// `--color`.
@@ -119,8 +128,9 @@ pub struct LabArgs {
     /// The same exchange over UDP: a std::net::UdpSocket server, datagrams
     /// built by hand. No handshake, no teardown, message boundaries kept.
     #[arg(long, conflicts_with_all = [
-        "close", "refused", "delayed_ack", "isn", "count", "framing", "sticky", "mss",
-        "wscale", "no_wscale", "sack", "no_sack", "timestamps", "no_timestamps", "window",
+        "close", "abort", "half_close", "drop", "refused", "delayed_ack", "isn", "count",
+        "framing", "sticky", "mss", "wscale", "no_wscale", "sack", "no_sack", "timestamps",
+        "no_timestamps", "window",
     ])]
     pub udp: bool,
 
@@ -178,10 +188,33 @@ pub struct LabArgs {
     pub timeout: Duration,
 
     /// Who closes first: the client (FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT on
-    /// the client) or the server (CLOSE-WAIT and LAST-ACK on the client,
-    /// TIME-WAIT on the server).
+    /// the client), the server (CLOSE-WAIT and LAST-ACK on the client,
+    /// TIME-WAIT on the server), or both at once: simultaneous, the FINs
+    /// cross and both ends go FIN-WAIT-1 → CLOSING → TIME-WAIT.
     #[arg(long, value_enum, default_value_t = Closer::Client)]
     pub close: Closer,
+
+    /// End with RST instead of FIN. client: synack's client aborts after
+    /// the exchange (RFC 9293 §3.10.5); server: the server sets SO_LINGER 0
+    /// and closes, so its kernel sends RST.
+    #[arg(long, value_enum, value_name = "SIDE", conflicts_with_all = ["close", "half_close", "refused", "count"])]
+    pub abort: Option<Side>,
+
+    /// The client shuts down its sending side (FIN) right after its data;
+    /// the server reads EOF, still sends its reply, then closes. The client
+    /// receives that reply in FIN-WAIT-2.
+    #[arg(long, conflicts_with_all = ["close", "refused", "count", "framing"])]
+    pub half_close: bool,
+
+    /// Lose segments on purpose, comma-separated: the client's own syn,
+    /// data:N (its Nth data segment), fin, final-ack (its ACK of the
+    /// server's FIN) are recorded as leaving but never delivered, then
+    /// retransmitted on the client's RTO (1 s, doubling); the server's
+    /// synack, server-fin, data-reply are recorded on arrival and ignored,
+    /// so the server's kernel retransmits them. Name an item twice to lose
+    /// its retransmission too (syn,syn shows the back-off).
+    #[arg(long, value_name = "SPEC", conflicts_with = "count")]
+    pub drop: Option<synack::lab::scenario::DropSpec>,
 
     /// Start no server: the SYN meets a closed port and the kernel answers
     /// RST+ACK (connection refused).

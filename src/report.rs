@@ -151,8 +151,16 @@ pub struct Summary {
     pub bytes_s2c: usize,
     pub frames: usize,
     pub retransmissions: usize,
+    /// Segments the server's kernel sent again after we ignored them on
+    /// purpose (`--drop`).
+    pub server_retransmissions: usize,
+    /// Segments lost on purpose (`--drop`).
+    pub dropped: usize,
     pub final_state: Option<State>,
     pub time_wait_ms: u64,
+    /// The client went through TIME-WAIT (not when the server closed
+    /// first or a RST ended the connection).
+    pub time_wait_entered: bool,
     /// The connection was refused (the `--refused` scenario).
     pub refused: bool,
     pub pcap: String,
@@ -336,13 +344,27 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
     if !opts.is_empty() {
         let _ = write!(line, "  <{opts}>");
     }
-    if !seg.note.is_empty() && (style.verbose || seg.note.contains("retransmission")) {
+    if !seg.note.is_empty() && (style.verbose || is_notable(&seg.note)) {
         let _ = write!(line, "  ({})", seg.note);
     }
     if !seg.checksums_ok {
         line.push_str("  (bad checksum)");
     }
     line
+}
+
+/// Notes shown even without `-v`: what a scenario is about (a loss on
+/// purpose, a retransmission, crossing FINs, an abort, TIME-WAIT at work).
+fn is_notable(note: &str) -> bool {
+    [
+        "retransmi",
+        "dropped on purpose",
+        "TIME-WAIT",
+        "simultaneous",
+        "abort",
+    ]
+    .iter()
+    .any(|word| note.contains(word))
 }
 
 /// Flags without spaces, so the column stays narrow: `SYN,ACK`.
@@ -381,12 +403,28 @@ fn format_summary(s: &Summary) -> String {
             String::new()
         }
     );
-    if let Some(state) = s.final_state {
+    if s.dropped > 0 {
         let _ = write!(
             out,
-            "\n  client ended in                 {state} (TIME-WAIT held {} ms; Linux holds it 60 s)",
-            s.time_wait_ms
+            "\n  lost on purpose (--drop)        {} (retransmitted: {} by the client, {} by the server's kernel)",
+            s.dropped, s.retransmissions, s.server_retransmissions
         );
+    }
+    match s.final_state {
+        Some(state) if s.time_wait_entered => {
+            let _ = write!(
+                out,
+                "\n  client ended in                 {state} (TIME-WAIT held {} ms; Linux holds it 60 s)",
+                s.time_wait_ms
+            );
+        }
+        Some(state) => {
+            let _ = write!(
+                out,
+                "\n  client ended in                 {state} (no TIME-WAIT on the client's side)"
+            );
+        }
+        None => {}
     }
     let _ = write!(out, "\n  pcap                            {}", s.pcap);
     out
@@ -536,8 +574,11 @@ mod tests {
                 bytes_s2c: 13,
                 frames: 10,
                 retransmissions: 0,
+                server_retransmissions: 0,
+                dropped: 0,
                 final_state: Some(State::Closed),
                 time_wait_ms: 1000,
+                time_wait_entered: true,
                 refused: false,
                 pcap: "synack-lab.pcap".into(),
             }),

@@ -169,3 +169,79 @@ fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
         .stderr(predicate::str::contains("creating /nonexistent-dir/x.pcap"))
         .stderr(predicate::str::contains("panicked").not());
 }
+
+#[test]
+fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
+    for (args, reason) in [
+        (vec!["lab", "--drop", "ack"], "unknown segment \"ack\""),
+        (vec!["lab", "--drop", "data:0"], "segment number from 1"),
+        (vec!["lab", "--drop", ""], "empty --drop SPEC"),
+        (vec!["lab", "--drop", "syn,,fin"], "empty item"),
+        (
+            vec!["lab", "--abort", "client", "--close", "server"],
+            "cannot be used with",
+        ),
+        (
+            vec!["lab", "--abort", "server", "--half-close"],
+            "cannot be used with",
+        ),
+        (
+            vec!["lab", "--half-close", "--close", "simultaneous"],
+            "cannot be used with",
+        ),
+        (
+            vec!["lab", "--drop", "syn", "--count", "3"],
+            "cannot be used with",
+        ),
+        (vec!["lab", "--drop", "data:2"], "1 data segment"),
+        (
+            vec!["lab", "--drop", "final-ack", "--time-wait", "0"],
+            "--time-wait",
+        ),
+        (
+            vec!["lab", "--drop", "final-ack", "--close", "server"],
+            "TIME-WAIT",
+        ),
+        (
+            vec!["lab", "--drop", "fin", "--abort", "client"],
+            "RST, not FIN",
+        ),
+        (
+            vec!["lab", "--drop", "server-fin", "--close", "simultaneous"],
+            "cross",
+        ),
+        (
+            vec!["lab", "--drop", "synack", "--refused"],
+            "only the client's syn",
+        ),
+        (vec!["lab", "--half-close", "--reply", ""], "--reply"),
+        (
+            vec!["lab", "--close", "simultaneous", "--delayed-ack"],
+            "--delayed-ack",
+        ),
+        (
+            vec!["lab", "--drop", "syn,syn,syn,data:1,data:1,data:1"],
+            "give --timeout",
+        ),
+    ] {
+        synack()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(reason))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn the_lab_help_names_the_scenarios() {
+    synack()
+        .args(["lab", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("simultaneous"))
+        .stdout(predicate::str::contains("--abort <SIDE>"))
+        .stdout(predicate::str::contains("--half-close"))
+        .stdout(predicate::str::contains("--drop <SPEC>"))
+        .stdout(predicate::str::contains("final-ack"));
+}

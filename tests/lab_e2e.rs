@@ -309,3 +309,372 @@ fn refused_shows_the_kernels_rst_and_exits_0() {
     assert!(stdout.contains("SYN-SENT → CLOSED | CLOSED"), "{stdout}");
     assert!(stdout.contains("RFC 9293 §3.10.7.1"), "{stdout}");
 }
+
+// The close and loss scenarios (issue 6). Each run's pcap is read by tshark:
+// the flag sequence, tcp.completeness, the analysis flags the scenario must
+// and must not produce, checksums.
+
+/// Raw fields of every TCP frame, as tshark prints them.
+fn tshark_fields(pcap: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-Y", "tcp", "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("running tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+/// `tcp.completeness` of the whole connection: tshark's second pass (`-2`)
+/// knows every flag; in one pass a frame shows what was seen before it (a
+/// final RST would not count).
+fn completeness(pcap: &std::path::Path) -> u32 {
+    let out = Command::new("tshark")
+        .args(["-2", "-n", "-r"])
+        .arg(pcap)
+        .args(["-Y", "tcp", "-T", "fields", "-e", "tcp.completeness"])
+        .output()
+        .expect("running tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().last().unwrap_or("").parse().unwrap_or(0)
+}
+
+/// The frames tshark marks with `field` (e.g. tcp.analysis.retransmission),
+/// as (index, source port).
+fn marked(pcap: &std::path::Path, field: &str) -> Vec<(usize, u16)> {
+    tshark_fields(pcap, &[field, "tcp.srcport"])
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f[0].is_empty())
+        .map(|(i, f)| (i, f[1].parse().unwrap()))
+        .collect()
+}
+
+/// Runs a scenario that must exit 0 and leave the host as it was.
+fn run_scenario(pcap: &std::path::Path, extra: &[&str]) -> String {
+    let before = host_network();
+    let out = run_lab(pcap, extra);
+    assert_lab_ok(&out, &before)
+}
+
+fn line_with<'a>(stdout: &'a str, part: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.contains(part))
+        .unwrap_or_else(|| panic!("no line with {part:?} in:\n{stdout}"))
+}
+
+#[test]
+fn simultaneous_close_takes_both_ends_through_closing() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("simultaneous.pcap");
+    let stdout = run_scenario(&pcap, &["--close", "simultaneous"]);
+    let frames = assert_clean_capture(&pcap);
+    assert_eq!(
+        flag_names(&frames),
+        [
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "FIN-ACK",
+            "ACK", "ACK"
+        ]
+    );
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    assert!(frames.iter().all(|f| f.analysis.is_empty()), "{frames:?}");
+    // Each FIN's ACK number does not cover the other's FIN: they crossed.
+    let f = tshark_fields(
+        &pcap,
+        &["tcp.srcport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags.fin"],
+    );
+    let fin = |port: &str| {
+        f.iter()
+            .find(|r| r[0] == port && r[3] == "1")
+            .unwrap_or_else(|| panic!("no FIN from {port}: {f:?}"))
+    };
+    let n = |s: &String| s.parse::<u32>().unwrap();
+    let (server, client) = (
+        fin("8080"),
+        f.iter().find(|r| r[0] != "8080" && r[3] == "1").unwrap(),
+    );
+    assert!(
+        n(&client[2]) <= n(&server[1]),
+        "client FIN acks the server's: {f:?}"
+    );
+    assert!(
+        n(&server[2]) <= n(&client[1]),
+        "server FIN acks the client's: {f:?}"
+    );
+    // The client's path, and the server's kernel seen in CLOSING.
+    for part in [
+        "held: simultaneous close",
+        "ESTABLISHED → FIN-WAIT-1",
+        "FIN-WAIT-1 → CLOSING",
+        "CLOSING → TIME-WAIT",
+        "TIME-WAIT → CLOSED",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+    let server_states: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("client → server") || l.contains("server → client"))
+        .filter_map(|l| l.split(" | ").nth(1))
+        .collect();
+    assert!(
+        server_states.iter().any(|s| s.starts_with("CLOSING")),
+        "the server's kernel never showed CLOSING:\n{stdout}"
+    );
+}
+
+#[test]
+fn abort_client_ends_with_the_clients_rst() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("abort-client.pcap");
+    let stdout = run_scenario(&pcap, &["--abort", "client"]);
+    let frames = tshark_tcp(&pcap);
+    assert!(frames
+        .iter()
+        .all(|f| f.tcp_checksum_good && f.ip_checksum_good && !f.malformed));
+    assert_eq!(
+        flag_names(&frames),
+        ["SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "RST"]
+    );
+    // SYN, SYN-ACK, ACK, data, RST (1+2+4+8+32); no FIN.
+    assert_eq!(completeness(&pcap), 47);
+    // Only the RST carries a warning ("Connection reset").
+    let warned: Vec<usize> = (0..frames.len())
+        .filter(|i| frames[*i].max_severity >= common::PI_WARN)
+        .collect();
+    assert_eq!(warned, [frames.len() - 1]);
+    let rst = tshark_fields(&pcap, &["tcp.srcport"]);
+    assert_ne!(rst.last().unwrap()[0], "8080", "the client sent the RST");
+    assert!(
+        line_with(&stdout, "[RST]").contains("ESTABLISHED → CLOSED | CLOSED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("recv() failed"), "{stdout}");
+    assert!(stdout.contains("no TIME-WAIT"), "{stdout}");
+}
+
+#[test]
+fn abort_server_ends_with_the_kernels_rst() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("abort-server.pcap");
+    let stdout = run_scenario(&pcap, &["--abort", "server"]);
+    let frames = tshark_tcp(&pcap);
+    assert!(frames
+        .iter()
+        .all(|f| f.tcp_checksum_good && f.ip_checksum_good && !f.malformed));
+    assert_eq!(
+        flag_names(&frames),
+        ["SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "RST-ACK"]
+    );
+    assert_eq!(completeness(&pcap), 47);
+    let ports = tshark_fields(&pcap, &["tcp.srcport"]);
+    assert_eq!(ports.last().unwrap()[0], "8080", "the server sent the RST");
+    assert!(stdout.contains("SO_LINGER, 0"), "{stdout}");
+    assert!(
+        line_with(&stdout, "[RST,ACK]").contains("ESTABLISHED → CLOSED | CLOSED"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn half_close_lets_the_server_send_after_the_clients_fin() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("half-close.pcap");
+    let stdout = run_scenario(&pcap, &["--half-close"]);
+    let frames = assert_clean_capture(&pcap);
+    assert_eq!(
+        flag_names(&frames),
+        [
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "ACK", "PSH-ACK", "ACK",
+            "FIN-ACK", "ACK"
+        ]
+    );
+    assert_eq!(frames[7].len, 13, "the reply comes after the client's FIN");
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    assert!(frames.iter().all(|f| f.analysis.is_empty()), "{frames:?}");
+    // The server read EOF before it sent; the client took the data in
+    // FIN-WAIT-2.
+    let eof = stdout.find("EOF, the client closed").expect(&stdout);
+    let sent = stdout.find("sendall() 13 bytes").expect(&stdout);
+    assert!(eof < sent, "{stdout}");
+    let data_line = stdout
+        .lines()
+        .find(|l| l.contains("server → client  [PSH,ACK]"))
+        .expect(&stdout);
+    assert!(data_line.contains("FIN-WAIT-2 |"), "{data_line}");
+}
+
+#[test]
+fn dropped_client_segments_are_retransmitted_on_the_clients_timer() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("drop-client.pcap");
+    // TIME-WAIT must outlast the server's RTO to answer its FIN again.
+    let before = host_network();
+    let out = synack()
+        .args(["lab", "--time-wait", "1s", "-w"])
+        .arg(&pcap)
+        .args(["--drop", "data:1,fin,final-ack"])
+        .output()
+        .expect("running synack lab");
+    let stdout = assert_lab_ok(&out, &before);
+    let frames = assert_clean_capture(&pcap);
+    assert_eq!(
+        flag_names(&frames),
+        [
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK",
+            "FIN-ACK", "ACK", "FIN-ACK", "ACK", "FIN-ACK", "ACK"
+        ]
+    );
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    // The client resent its data and its FIN; the server's kernel resent
+    // its FIN (our final ACK was lost), and the re-ACK from TIME-WAIT is a
+    // duplicate ACK.
+    let retx = marked(&pcap, "tcp.analysis.retransmission");
+    assert_eq!(
+        retx.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [4, 9, 13],
+        "{retx:?}"
+    );
+    assert_eq!(retx.iter().filter(|r| r.1 == 8080).count(), 1);
+    assert_eq!(marked(&pcap, "tcp.analysis.duplicate_ack").len(), 1);
+    for never in [
+        "tcp.analysis.spurious_retransmission",
+        "tcp.analysis.lost_segment",
+        "tcp.analysis.ack_lost_segment",
+        "tcp.analysis.out_of_order",
+    ] {
+        assert!(marked(&pcap, never).is_empty(), "{never}");
+    }
+    // The data waits the RTO's 1 s floor; the FIN the RTO that the data's
+    // loss doubled (Karn: no new sample from a retransmitted segment).
+    let times = tshark_fields(&pcap, &["frame.time_relative"]);
+    let t = |i: usize| times[i][0].parse::<f64>().unwrap();
+    assert!(
+        (0.99..1.5).contains(&(t(4) - t(3))),
+        "data resent after {}",
+        t(4) - t(3)
+    );
+    assert!(
+        (1.99..2.5).contains(&(t(9) - t(8))),
+        "FIN resent after {}",
+        t(9) - t(8)
+    );
+    for part in [
+        "dropped on purpose (--drop data:1)",
+        "dropped on purpose (--drop fin)",
+        "dropped on purpose (--drop final-ack)",
+        "retransmission #1: the RTO expired; the timer backs off to 2000 ms",
+        "our final ACK was lost",
+        "this is why TIME-WAIT exists",
+        "lost on purpose (--drop)        3",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_dropped_syn_is_resent_after_one_second() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("drop-syn.pcap");
+    let stdout = run_scenario(&pcap, &["--drop", "syn"]);
+    let frames = assert_clean_capture(&pcap);
+    let names = flag_names(&frames);
+    assert_eq!(names[..3], ["SYN", "SYN", "SYN-ACK"], "{names:?}");
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    let retx = marked(&pcap, "tcp.analysis.retransmission");
+    assert_eq!(retx.iter().map(|r| r.0).collect::<Vec<_>>(), [1]);
+    let times = tshark_fields(&pcap, &["frame.time_relative"]);
+    let gap = times[1][0].parse::<f64>().unwrap() - times[0][0].parse::<f64>().unwrap();
+    assert!((0.99..1.5).contains(&gap), "SYN resent after {gap}");
+    // The server's kernel never saw the first SYN: still only LISTEN.
+    assert!(
+        line_with(&stdout, "(--drop syn)").contains("CLOSED → SYN-SENT | LISTEN"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn ignored_server_segments_are_retransmitted_by_the_servers_kernel() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("drop-server.pcap");
+    let stdout = run_scenario(&pcap, &["--drop", "synack,data-reply,server-fin"]);
+    let frames = assert_clean_capture(&pcap);
+    assert_eq!(
+        flag_names(&frames),
+        [
+            "SYN", "SYN-ACK", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "PSH-ACK", "ACK",
+            "FIN-ACK", "ACK", "FIN-ACK", "FIN-ACK", "ACK"
+        ]
+    );
+    assert_eq!(frames.last().unwrap().completeness, 31);
+    let retx = marked(&pcap, "tcp.analysis.retransmission");
+    assert_eq!(retx.len(), 3, "{retx:?}");
+    assert!(
+        retx.iter().all(|r| r.1 == 8080),
+        "all from the server: {retx:?}"
+    );
+    for never in [
+        "tcp.analysis.duplicate_ack",
+        "tcp.analysis.spurious_retransmission",
+        "tcp.analysis.lost_segment",
+    ] {
+        assert!(marked(&pcap, never).is_empty(), "{never}");
+    }
+    // Linux resends an unanswered SYN-ACK after 1 s; the client's SYN
+    // timer (3 s in this scenario) does not race it.
+    let times = tshark_fields(&pcap, &["frame.time_relative"]);
+    let gap = times[2][0].parse::<f64>().unwrap() - times[1][0].parse::<f64>().unwrap();
+    assert!((0.9..2.0).contains(&gap), "SYN-ACK resent after {gap}");
+    assert_eq!(
+        stdout
+            .matches("the server's kernel retransmitted it")
+            .count(),
+        3,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_lost_fin_of_the_client_in_last_ack_is_resent() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("drop-fin-server-first.pcap");
+    let stdout = run_scenario(&pcap, &["--close", "server", "--drop", "fin"]);
+    let frames = assert_clean_capture(&pcap);
+    let names = flag_names(&frames);
+    assert_eq!(
+        names[names.len() - 5..],
+        ["FIN-ACK", "ACK", "FIN-ACK", "FIN-ACK", "ACK"],
+        "{names:?}"
+    );
+    let retx = marked(&pcap, "tcp.analysis.retransmission");
+    assert_eq!(retx.len(), 1);
+    assert_ne!(retx[0].1, 8080, "the client resent its FIN");
+    assert!(stdout.contains("CLOSE-WAIT → LAST-ACK"), "{stdout}");
+    assert!(stdout.contains("LAST-ACK → CLOSED"), "{stdout}");
+}

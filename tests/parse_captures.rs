@@ -423,3 +423,94 @@ fn synack_lab_data_and_option_captures_read_as_their_scenarios() {
     assert!(conns.is_empty());
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
 }
+
+/// The close and loss scenarios of `synack lab` (issue 6): what each
+/// stored run must read as. They fill two gaps of the loopback recordings:
+/// a simultaneous close and retransmitted data.
+#[test]
+fn synack_lab_scenario_captures_read_as_their_scenarios() {
+    for (name, expected) in [
+        // Both FINs crossed: neither acks the other.
+        (
+            "lab_simultaneous.pcap",
+            "true simultaneous Some(Both) Syn SF ShADadfF 0 0 6/5 5/13",
+        ),
+        (
+            "lab_abort_client.pcap",
+            "true rst_client Some(Client) Syn RSTO ShADadR 0 0 5/3 5/13",
+        ),
+        (
+            "lab_abort_server.pcap",
+            "true rst_server Some(Server) Syn RSTR ShADadr 0 0 4/4 5/13",
+        ),
+        // The reply comes after the client's FIN (history: F before d).
+        (
+            "lab_half_close.pcap",
+            "true fin_4way Some(Client) Syn SF ShADaFdf 0 0 6/5 5/13",
+        ),
+        // Data and FIN resent by the client; the server's FIN resent by
+        // its kernel, re-ACKed from TIME-WAIT.
+        (
+            "lab_drop_client.pcap",
+            "true fin_4way Some(Client) Syn SF ShADTadFf 3 0 9/6 5/13",
+        ),
+        // SYN-ACK, reply and FIN resent by the server's kernel.
+        (
+            "lab_drop_server.pcap",
+            "true fin_4way Some(Client) Syn SF ShADadtFf 3 0 6/8 5/13",
+        ),
+        (
+            "lab_syn_backoff.pcap",
+            "true fin_4way Some(Client) Syn SF ShADadFf 2 2 8/5 5/13",
+        ),
+    ] {
+        let c = only(name);
+        assert_eq!(verdict(&c), expected, "{name}");
+        assert_eq!(c.server.port, 8080, "{name}");
+        assert_eq!(c.anomalies.bad_checksum, 0, "{name}");
+        assert_eq!(c.offloaded_checksums, 0, "{name}: synack computes them");
+    }
+
+    use State::*;
+    let sim = only("lab_simultaneous.pcap");
+    assert_eq!(
+        sim.states.client,
+        vec![Closed, SynSent, Established, FinWait1, Closing, TimeWait]
+    );
+    assert_eq!(
+        sim.states.server,
+        vec![
+            Listen,
+            SynReceived,
+            Established,
+            FinWait1,
+            Closing,
+            TimeWait
+        ]
+    );
+    assert_eq!(sim.tcp_completeness, 31);
+
+    let drop_client = only("lab_drop_client.pcap");
+    assert_eq!(drop_client.anomalies.retransmission, 3);
+    assert_eq!(drop_client.anomalies.duplicate_ack, 1);
+    assert_eq!(drop_client.anomalies.spurious_retransmission, 0);
+    assert_eq!(drop_client.anomalies.lost_segment, 0);
+    // Unique bytes stay 5/13; the resent data shows on the wire.
+    assert_eq!(drop_client.wire_bytes.c2s, 10);
+
+    let drop_server = only("lab_drop_server.pcap");
+    assert_eq!(drop_server.anomalies.retransmission, 3);
+    assert_eq!(drop_server.anomalies.duplicate_ack, 0);
+    assert_eq!(drop_server.wire_bytes.s2c, 26);
+    // The handshake RTT runs from the SYN to the ACK of the resent SYN-ACK
+    // (about 1 s: Linux's SYN-ACK timer).
+    assert!(drop_server
+        .handshake
+        .rtt_us
+        .is_some_and(|rtt| (900_000..2_000_000).contains(&rtt)));
+
+    for name in ["lab_abort_client.pcap", "lab_abort_server.pcap"] {
+        // SYN, SYN-ACK, ACK, data, RST.
+        assert_eq!(only(name).tcp_completeness, 47, "{name}");
+    }
+}

@@ -136,6 +136,8 @@ pub fn run(
         connections: count,
         close_first: cfg.server_closes_first,
         reading: Reading::default(),
+        linger0: false,
+        reply_after_eof: false,
     };
     let start_server = |ip| {
         Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::handshake;
+use super::scenario::{DropItem, DropSpec, Teardown};
 use crate::net::link::Link;
 use crate::report::Direction;
 use crate::tcp::{self, Connection, Event, SendReason, State};
@@ -41,6 +42,11 @@ pub struct ClientParams {
     pub server_mac: Option<MacAddr>,
     /// Close only after the peer's FIN (the server closes first).
     pub wait_for_peer_close: bool,
+    /// How the connection ends beyond who closes first: crossing FINs, an
+    /// abort by either side, a half-close.
+    pub teardown: Teardown,
+    /// Segments lost on purpose, each once per time it is named.
+    pub drops: DropSpec,
 }
 
 /// A frame that went in or out, and what it meant.
@@ -110,6 +116,9 @@ pub enum ClientError {
     Refused { at: Instant },
     #[error("the server reset the connection in {state}")]
     Reset { state: State },
+    /// The server did not do what the scenario needs.
+    #[error("the scenario did not happen: {0}")]
+    Scenario(String),
     #[error("interrupted in {state}")]
     Interrupted { state: State },
     #[error(
@@ -147,7 +156,35 @@ pub struct Outcome {
     pub received: Vec<u8>,
     pub frames: usize,
     pub retransmissions: usize,
+    /// Segments the server's kernel sent again after we ignored them on
+    /// purpose (`--drop synack|server-fin|data-reply|final-ack`).
+    pub server_retransmissions: usize,
+    /// Segments lost on purpose (`--drop`).
+    pub dropped: usize,
+    /// The client went through TIME-WAIT (it closed first or at once).
+    pub time_wait_entered: bool,
     pub final_state: Option<State>,
+}
+
+/// What the scenarios need to remember across the loop.
+#[derive(Debug, Default)]
+struct ScenarioState {
+    data_sent: bool,
+    close_sent: bool,
+    /// `(item, losses left)` for every `--drop` item.
+    drops_left: Vec<(DropItem, usize)>,
+    /// The sequence number of each data segment, in the order first sent.
+    data_seqs: Vec<wire::SeqNumber>,
+    /// Server segments ignored on purpose: what, its sequence number, when.
+    ignored: Vec<(DropItem, wire::SeqNumber, Instant)>,
+    /// The final ACK was lost on purpose; the server's FIN came again.
+    final_ack_lost: bool,
+    fin_again_in_time_wait: bool,
+    /// The server's RST ended the connection, as `--abort server` asked.
+    reset_as_asked: bool,
+    /// Bytes that arrived after our FIN left (the half-close).
+    bytes_after_our_fin: usize,
+    went_through_closing: bool,
 }
 
 /// The client: one connection over one link.
@@ -163,6 +200,7 @@ pub struct Client<'a, L: Link, O: Observer> {
     last_syn_at: Option<Instant>,
     /// UDP datagrams of the exchange received so far.
     datagrams_received: usize,
+    scenario: ScenarioState,
 }
 
 impl<'a, L: Link, O: Observer> Client<'a, L, O> {
@@ -170,6 +208,15 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let local_mac = link.mac();
         let conn = Connection::new(params.conn.clone(), now);
         let remote_mac = params.server_mac;
+        let scenario = ScenarioState {
+            drops_left: params
+                .drops
+                .items()
+                .into_iter()
+                .map(|item| (item, params.drops.count(item)))
+                .collect(),
+            ..ScenarioState::default()
+        };
         Client {
             link,
             observer,
@@ -181,6 +228,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             outcome: Outcome::default(),
             last_syn_at: None,
             datagrams_received: 0,
+            scenario,
         }
     }
 
@@ -200,7 +248,6 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let events = self.conn.connect(Instant::now())?;
         self.dispatch(events, None)?;
         let mut writes_sent = 0;
-        let mut close_sent = false;
         for _ in 0..MAX_TURNS {
             if self.observer.interrupted() {
                 return Err(ClientError::Interrupted {
@@ -224,6 +271,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 self.dispatch(events, None)?;
             }
             let data_sent = writes_sent == self.params.data.len();
+            self.scenario.data_sent = data_sent;
             match self.conn.state() {
                 State::Established if !data_sent && self.observer.may_write(writes_sent) => {
                     let data = self.params.data[writes_sent].clone();
@@ -234,22 +282,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 }
                 // Held back until the server read the write before.
                 State::Established if !data_sent => {}
-                State::Established | State::CloseWait if data_sent && !close_sent => {
-                    let acked = self.conn.snd_una() == self.conn.snd_nxt();
-                    let replied = self.outcome.bytes_received >= self.params.expect_reply;
-                    let peer_closed = self.conn.state() == State::CloseWait;
-                    let may_close = if self.params.wait_for_peer_close {
-                        peer_closed
-                    } else {
-                        replied || peer_closed
-                    };
-                    if acked && may_close {
-                        close_sent = true;
-                        let events = self.conn.close(Instant::now())?;
-                        self.dispatch(events, None)?;
-                    }
+                State::Established | State::CloseWait if data_sent && !self.scenario.close_sent => {
+                    self.maybe_close()?;
                 }
+                State::Closing => self.scenario.went_through_closing = true,
+                State::TimeWait => self.outcome.time_wait_entered = true,
                 State::Closed => {
+                    self.check_scenario()?;
                     self.outcome.final_state = Some(State::Closed);
                     self.outcome.server_mac = self.remote_mac;
                     return Ok(self.outcome);
@@ -289,7 +328,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 checksums_ok: true,
                 number: index + 1,
             };
-            let at = self.transmit(bytes, kind)?;
+            let at = self.transmit(bytes, kind, true)?;
             self.outcome.first_syn_at.get_or_insert(at);
             self.outcome.last_sent_at = Some(at);
         }
@@ -324,6 +363,123 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             && frame.datagram.dst_port == self.params.conn.local_port
     }
 
+    /// Closes (FIN), aborts (RST) or keeps waiting, as the scenario says.
+    fn maybe_close(&mut self) -> Result<(), ClientError> {
+        let acked = self.conn.snd_una() == self.conn.snd_nxt();
+        let replied = self.outcome.bytes_received >= self.params.expect_reply;
+        let peer_closed = self.conn.state() == State::CloseWait;
+        let may_close = match self.params.teardown {
+            // The server's RST ends it; a FIN instead is a failure.
+            Teardown::AbortServer if peer_closed => {
+                return Err(ClientError::Scenario(
+                    "--abort server: the server closed with FIN, not RST (SO_LINGER 0)".into(),
+                ));
+            }
+            Teardown::AbortServer => false,
+            // The FIN goes when the server's FIN arrives (see on_frame);
+            // a FIN processed before that means they did not cross.
+            Teardown::Simultaneous if peer_closed => {
+                return Err(ClientError::Scenario(
+                    "--close simultaneous: the server's FIN was processed before ours left".into(),
+                ));
+            }
+            Teardown::Simultaneous => false,
+            // Shut down the sending side as soon as the data is acked,
+            // without waiting for the reply.
+            Teardown::HalfClose => true,
+            Teardown::Fin | Teardown::AbortClient if self.params.wait_for_peer_close => peer_closed,
+            Teardown::Fin | Teardown::AbortClient => replied || peer_closed,
+        };
+        if !(acked && may_close) {
+            return Ok(());
+        }
+        self.scenario.close_sent = true;
+        let events = if self.params.teardown == Teardown::AbortClient {
+            self.conn.abort(Instant::now())
+        } else {
+            self.conn.close(Instant::now())?
+        };
+        self.dispatch(events, None)
+    }
+
+    /// At the end: did the server do what the scenario needs?
+    fn check_scenario(&self) -> Result<(), ClientError> {
+        let fail = |text: &str| Err(ClientError::Scenario(text.into()));
+        match self.params.teardown {
+            Teardown::AbortServer if !self.scenario.reset_as_asked => {
+                return fail("--abort server: no RST came from the server");
+            }
+            Teardown::Simultaneous if !self.scenario.went_through_closing => {
+                return fail("--close simultaneous: the client never was in CLOSING");
+            }
+            Teardown::HalfClose if self.scenario.bytes_after_our_fin == 0 => {
+                return fail("--half-close: the server sent no data after our FIN");
+            }
+            _ => {}
+        }
+        if self.scenario.final_ack_lost && !self.scenario.fin_again_in_time_wait {
+            return fail(
+                "--drop final-ack: the server did not retransmit its FIN within TIME-WAIT",
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether an outgoing segment is to be lost (and counts the loss).
+    fn drop_outgoing(&mut self, seg: &SegmentRepr) -> Option<DropItem> {
+        if !seg.payload.is_empty() && !self.scenario.data_seqs.contains(&seg.seq) {
+            self.scenario.data_seqs.push(seg.seq);
+        }
+        let data_index = self
+            .scenario
+            .data_seqs
+            .iter()
+            .position(|s| *s == seg.seq)
+            .filter(|_| !seg.payload.is_empty());
+        let in_time_wait = self.conn.state() == State::TimeWait;
+        let final_ack_lost = self.scenario.final_ack_lost;
+        let is = |item: DropItem| match item {
+            DropItem::Syn => seg.flags.syn() && !seg.flags.ack(),
+            DropItem::Data(n) => data_index == Some(n as usize - 1),
+            DropItem::Fin => seg.flags.fin(),
+            // The ACK of the server's FIN that takes us into TIME-WAIT.
+            DropItem::FinalAck => {
+                in_time_wait
+                    && seg.flags == wire::Flags::ACK
+                    && seg.payload.is_empty()
+                    && !final_ack_lost
+            }
+            _ => false,
+        };
+        let item = self.take_drop(is);
+        if item == Some(DropItem::FinalAck) {
+            self.scenario.final_ack_lost = true;
+        }
+        item
+    }
+
+    /// Whether an incoming segment is to be ignored (and counts it).
+    fn drop_incoming(&mut self, seg: &SegmentRepr) -> Option<DropItem> {
+        let is = |item: DropItem| match item {
+            DropItem::SynAck => seg.flags.syn() && seg.flags.ack(),
+            DropItem::ServerFin => seg.flags.fin(),
+            DropItem::DataReply => !seg.payload.is_empty(),
+            _ => false,
+        };
+        self.take_drop(is)
+    }
+
+    fn take_drop(&mut self, is: impl Fn(DropItem) -> bool) -> Option<DropItem> {
+        let (item, left) = self
+            .scenario
+            .drops_left
+            .iter_mut()
+            .find(|(item, left)| *left > 0 && is(*item))?;
+        *left -= 1;
+        self.outcome.dropped += 1;
+        Some(*item)
+    }
+
     /// ARP for the server (RFC 826): a SYN sent to the broadcast MAC is
     /// silently dropped by the server's TCP, so learn its MAC first.
     fn resolve_server(&mut self, deadline: Instant) -> Result<(), ClientError> {
@@ -351,7 +507,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             }
             if now >= next_request {
                 let bytes = wire::emit_arp(self.local_mac, MacAddr::broadcast(), &request);
-                self.transmit(bytes, FrameKind::Arp(request.clone()))?;
+                self.transmit(bytes, FrameKind::Arp(request.clone()), true)?;
                 next_request = now + ARP_RETRY;
             }
             if let Some(bytes) = self.link.recv(next_request.min(deadline))? {
@@ -393,19 +549,64 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     // Answer "who has 198.18.0.2?": no kernel owns it, so
                     // without this the server never sends its SYN-ACK.
                     let frame = wire::emit_arp(self.local_mac, arp.sender_mac, &reply);
-                    self.transmit(frame, FrameKind::Arp(reply))?;
+                    self.transmit(frame, FrameKind::Arp(reply), true)?;
                 }
             }
             Ok(Frame::Tcp(frame)) if self.is_ours(&frame) => {
                 let segment = frame.segment;
                 if segment.flags.syn() && segment.flags.ack() {
+                    // The round trip is the network's, even when this
+                    // SYN-ACK is then ignored on purpose.
                     if let Some(syn_at) = self.last_syn_at {
                         self.outcome.handshake_rtt.get_or_insert(at - syn_at);
                     }
                 }
+                if let Some(item) = self.drop_incoming(&segment) {
+                    // Recorded as it arrived, then ignored once: the
+                    // server's kernel must send it again.
+                    self.scenario.ignored.push((item, segment.seq, at));
+                    let note = format!(
+                        "dropped on purpose (--drop {item}): ignored once, so the server's \
+                         kernel must retransmit it"
+                    );
+                    self.observer.frame(FrameRecord {
+                        dir: Direction::ServerToClient,
+                        at,
+                        wall,
+                        bytes,
+                        kind: FrameKind::Segment {
+                            segment,
+                            checksums_ok: frame.checksums_ok,
+                            changes: Vec::new(),
+                            state_after: self.conn.state(),
+                            note,
+                        },
+                    });
+                    return Ok(());
+                }
+                let again = self.server_retransmission(&segment, at);
+                if self.params.teardown == Teardown::Simultaneous
+                    && segment.flags.fin()
+                    && !segment.flags.rst()
+                    && self.conn.state() == State::Established
+                    && self.scenario.data_sent
+                    && !self.scenario.close_sent
+                {
+                    return self.cross_fins(segment, frame.checksums_ok, bytes, at, wall);
+                }
+                let in_time_wait = self.conn.state() == State::TimeWait;
                 let events = self.conn.on_segment(at, &segment);
                 let changes = Event::state_changes(&events);
-                let note = describe_incoming(&segment, &events);
+                let mut note = describe_incoming(&segment, &events);
+                if segment.flags.rst() && self.params.teardown == Teardown::AbortServer {
+                    note = "RST: the server aborted (SO_LINGER 0 then close), as asked".into();
+                }
+                if let Some(text) = again {
+                    note = text;
+                    if in_time_wait && segment.flags.fin() {
+                        self.scenario.fin_again_in_time_wait = true;
+                    }
+                }
                 let opened = changes.contains(&(State::SynSent, State::Established));
                 let syn_ack_options = segment.options;
                 let syn_ack_window = segment.window;
@@ -461,6 +662,84 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         Ok(())
     }
 
+    /// When `seg` is the server's kernel sending again what we ignored on
+    /// purpose (or the FIN our lost final ACK should have acknowledged),
+    /// counts it and says so.
+    fn server_retransmission(&mut self, seg: &SegmentRepr, at: Instant) -> Option<String> {
+        let matches = |item: DropItem| match item {
+            DropItem::SynAck => seg.flags.syn() && seg.flags.ack(),
+            DropItem::ServerFin => seg.flags.fin(),
+            DropItem::DataReply => !seg.payload.is_empty(),
+            _ => false,
+        };
+        let pos = self
+            .scenario
+            .ignored
+            .iter()
+            .position(|(item, seq, _)| *seq == seg.seq && matches(*item));
+        if let Some(pos) = pos {
+            let (item, _, first) = self.scenario.ignored.remove(pos);
+            self.outcome.server_retransmissions += 1;
+            return Some(format!(
+                "{}: the server's kernel retransmitted it {:.0} ms after the one we dropped",
+                match item {
+                    DropItem::SynAck => "SYN-ACK",
+                    DropItem::ServerFin => "the server's FIN",
+                    _ => "the server's data",
+                },
+                (at - first).as_secs_f64() * 1e3
+            ));
+        }
+        if self.scenario.final_ack_lost
+            && !self.scenario.fin_again_in_time_wait
+            && seg.flags.fin()
+            && self.conn.state() == State::TimeWait
+        {
+            self.outcome.server_retransmissions += 1;
+            return Some(
+                "the server's FIN again: our final ACK was lost, so the server's kernel \
+                 (LAST-ACK) retransmitted its FIN"
+                    .into(),
+            );
+        }
+        None
+    }
+
+    /// `--close simultaneous`: the server's FIN arrived while we are
+    /// ESTABLISHED. Record it, send our own FIN first (its ACK does not
+    /// cover the server's FIN: on the wire the two FINs crossed), then
+    /// process the held FIN: FIN-WAIT-1 → CLOSING, and ACK it.
+    fn cross_fins(
+        &mut self,
+        segment: SegmentRepr,
+        checksums_ok: bool,
+        bytes: Vec<u8>,
+        at: Instant,
+        wall: SystemTime,
+    ) -> Result<(), ClientError> {
+        self.observer.frame(FrameRecord {
+            dir: Direction::ServerToClient,
+            at,
+            wall,
+            bytes,
+            kind: FrameKind::Segment {
+                segment: segment.clone(),
+                checksums_ok,
+                changes: Vec::new(),
+                state_after: self.conn.state(),
+                note: "the server's FIN, held: simultaneous close, our FIN goes first as if \
+                       the two crossed on the wire"
+                    .into(),
+            },
+        });
+        self.scenario.close_sent = true;
+        let events = self.conn.close(Instant::now())?;
+        self.dispatch(events, None)?;
+        let events = self.conn.on_segment(Instant::now(), &segment);
+        // The state change (FIN-WAIT-1 → CLOSING) goes on the ACK's line.
+        self.dispatch(events, None)
+    }
+
     fn is_ours(&self, frame: &wire::TcpFrame) -> bool {
         frame.ip.src == self.params.remote_ip
             && frame.ip.dst == self.params.local_ip
@@ -486,10 +765,19 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     self.send_segment(segment, reason, changes, incoming)?;
                 }
                 Event::Received(data) => {
+                    if self.scenario.close_sent {
+                        self.scenario.bytes_after_our_fin += data.len();
+                    }
                     self.outcome.bytes_received += data.len();
                     self.outcome.received.extend_from_slice(&data);
                 }
                 Event::PeerClosed | Event::Ignored { .. } => {}
+                Event::Reset { state }
+                    if self.params.teardown == Teardown::AbortServer && state.is_synchronized() =>
+                {
+                    // Exactly what `--abort server` asked for.
+                    self.scenario.reset_as_asked = true;
+                }
                 Event::Reset { state } => {
                     return Err(if state == State::SynSent {
                         ClientError::Refused {
@@ -534,18 +822,44 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             ttl: wire::DEFAULT_TTL,
         };
         let bytes = wire::emit_tcp(self.local_mac, remote_mac, &ip, &segment)?;
-        if let SendReason::Retransmission { .. } = reason {
+        let mut note = describe_reason(reason);
+        if let SendReason::Retransmission { attempt } = reason {
             self.outcome.retransmissions += 1;
+            // RFC 6298 §5.5: the timer was doubled before this went out.
+            note = format!(
+                "retransmission #{attempt}: the RTO expired; the timer backs off to {} ms \
+                 (RFC 6298 §5.5)",
+                self.conn.rto().as_millis()
+            );
+        }
+        if reason == SendReason::DuplicateAck && self.conn.state() == State::TimeWait {
+            note = "ACK again from TIME-WAIT, 2·MSL timer restarted: this is why TIME-WAIT \
+                    exists (RFC 9293 §3.10.7.4)"
+                .into();
+        }
+        let dropped = self.drop_outgoing(&segment);
+        if let Some(item) = dropped {
+            note = if item == DropItem::FinalAck {
+                "dropped on purpose (--drop final-ack): recorded leaving, never delivered; \
+                 an ACK is not retransmitted, so the server's FIN will come again"
+                    .into()
+            } else {
+                format!(
+                    "{note}; dropped on purpose (--drop {item}): recorded leaving, never \
+                     delivered; the client's RTO ({} ms) will resend it",
+                    self.conn.rto().as_millis()
+                )
+            };
         }
         let is_syn = segment.flags.syn() && !segment.flags.ack();
         let kind = FrameKind::Segment {
             checksums_ok: true,
             changes,
             state_after: self.conn.state(),
-            note: describe_reason(reason),
+            note,
             segment,
         };
-        let at = self.transmit(bytes, kind)?;
+        let at = self.transmit(bytes, kind, dropped.is_none())?;
         if is_syn {
             self.last_syn_at = Some(at);
             self.outcome.first_syn_at.get_or_insert(at);
@@ -563,10 +877,19 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
 
     /// Sends a frame and hands it to the observer; returns when it was
     /// handed to the kernel (the time the capture shows).
-    fn transmit(&mut self, bytes: Vec<u8>, kind: FrameKind) -> Result<Instant, ClientError> {
+    /// With `deliver` false the frame is recorded as leaving but never
+    /// reaches the link (a loss on purpose, `--drop`).
+    fn transmit(
+        &mut self,
+        bytes: Vec<u8>,
+        kind: FrameKind,
+        deliver: bool,
+    ) -> Result<Instant, ClientError> {
         let at = Instant::now();
         let wall = SystemTime::now();
-        self.link.send(&bytes)?;
+        if deliver {
+            self.link.send(&bytes)?;
+        }
         self.outcome.frames += 1;
         if matches!(kind, FrameKind::Segment { .. }) {
             self.outcome.last_sent_at = Some(at);
@@ -592,7 +915,7 @@ fn describe_reason(reason: SendReason) -> String {
         SendReason::DuplicateAck => "ACK for an unacceptable segment".into(),
         SendReason::ChallengeAck => "challenge ACK (RFC 5961)".into(),
         SendReason::Fin => "FIN: active close".into(),
-        SendReason::Abort => "RST: abort".into(),
+        SendReason::Abort => "RST: abort instead of FIN (RFC 9293 §3.10.5)".into(),
         SendReason::ResetUnacceptableAck => "RST: the ACK acknowledged nothing we sent".into(),
         SendReason::Retransmission { attempt } => format!("retransmission #{attempt}"),
     }

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod handshake;
 mod reporter;
+pub mod scenario;
 
 use std::fs::File;
 use std::io::{self, BufWriter};
@@ -37,6 +38,7 @@ use crate::wire::SeqNumber;
 use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
 pub use reporter::Output;
 use reporter::{Extras, Message, Reporter};
+use scenario::{DropItem, DropSpec, Teardown};
 
 /// Everything `synack lab` can be asked for.
 #[derive(Clone, Debug)]
@@ -63,6 +65,11 @@ pub struct LabConfig {
     /// Start no server: the scenario is the refusal itself.
     pub refused: bool,
     pub isn: Option<u32>,
+    /// How the connection ends beyond who closes first (`--close
+    /// simultaneous`, `--abort`, `--half-close`).
+    pub teardown: Teardown,
+    /// Segments lost on purpose (`--drop`).
+    pub drops: DropSpec,
     pub pcap: PathBuf,
     pub output: Output,
     /// Comments, server side, ladder, Mermaid, explanations (issue 6).
@@ -152,7 +159,43 @@ impl LabConfig {
                 framing::encode_to_vec(framing, &self.reply).map_or(0, |f| f.len()) * writes
             }
             None if self.sticky && !self.udp => self.reply.len() * writes.min(1),
+            // After a half-close the server answers once, after EOF.
+            None if self.teardown == Teardown::HalfClose => self.reply.len() * writes.min(1),
             None => self.reply.len() * writes,
+        }
+    }
+
+    /// How many data segments the client sends: each write split at the
+    /// MSS it will send with (ours or Linux's 1460, whichever is smaller,
+    /// less the timestamps option).
+    pub fn data_segments(&self) -> usize {
+        let mut mss = usize::from(self.offer.mss.min(tcp::DEFAULT_MSS));
+        if self.offer.timestamps {
+            mss = mss.saturating_sub(tcp::TIMESTAMPS_OPTION_LEN);
+        }
+        let writes = self.writes().unwrap_or_default();
+        writes.iter().map(|w| w.len().div_ceil(mss.max(1))).sum()
+    }
+
+    /// The server closes right after its reply (`--close server`, and the
+    /// server's half of `--close simultaneous`).
+    fn server_closes_right_after_reply(&self) -> bool {
+        self.server_closes_first || self.teardown == Teardown::Simultaneous
+    }
+
+    /// What [`scenario::check`] judges.
+    pub fn scenario_options(&self) -> scenario::ScenarioOptions<'_> {
+        scenario::ScenarioOptions {
+            teardown: self.teardown,
+            server_closes_first: self.server_closes_first,
+            refused: self.refused,
+            delayed_ack: !self.quickack,
+            drops: &self.drops,
+            data_len: self.data.iter().map(Vec::len).sum(),
+            data_segments: self.data_segments(),
+            reply_len: self.reply.len(),
+            time_wait: self.time_wait,
+            timeout: self.timeout,
         }
     }
 }
@@ -199,6 +242,7 @@ impl LabError {
                     | ClientError::Reset { .. }
                     | ClientError::NoArpReply { .. }
                     | ClientError::NoReply { .. }
+                    | ClientError::Scenario(_)
             )
         )
     }
@@ -310,7 +354,9 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
                 quickack: cfg.quickack,
                 timeout: cfg.timeout,
                 connections: 1,
-                close_first: cfg.server_closes_first,
+                close_first: cfg.server_closes_right_after_reply(),
+                linger0: cfg.teardown == Teardown::AbortServer,
+                reply_after_eof: cfg.teardown == Teardown::HalfClose,
                 reading: Reading {
                     writes: writes.len(),
                     sticky_bytes: cfg.sticky.then(|| writes.iter().map(Vec::len).sum()),
@@ -423,12 +469,15 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
         bytes_s2c: outcome.bytes_received,
         frames: outcome.frames,
         retransmissions: outcome.retransmissions,
+        server_retransmissions: outcome.server_retransmissions,
+        dropped: outcome.dropped,
         final_state: outcome.final_state,
-        time_wait_ms: if cfg.refused || cfg.udp {
-            0
-        } else {
+        time_wait_ms: if outcome.time_wait_entered {
             cfg.time_wait.as_millis() as u64
+        } else {
+            0
         },
+        time_wait_entered: outcome.time_wait_entered,
         refused: cfg.refused,
         pcap: cfg.pcap.display().to_string(),
     };
@@ -464,6 +513,12 @@ fn client_params(
     conn.sack_permitted = cfg.offer.sack;
     conn.timestamps = cfg.offer.timestamps;
     conn.window = cfg.offer.window;
+    if cfg.drops.contains(DropItem::SynAck) && !cfg.drops.contains(DropItem::Syn) {
+        // Linux resends an unanswered SYN-ACK after 1 s; a 1 s SYN timer
+        // would race it. RFC 6298 §5.7's 3 s lets the server's
+        // retransmission be the one that arrives.
+        conn.initial_rto = SYNACK_DROP_SYN_RTO;
+    }
     ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,
@@ -475,9 +530,14 @@ fn client_params(
         udp: cfg.udp,
         timeout: cfg.timeout,
         server_mac,
-        wait_for_peer_close: cfg.server_closes_first,
+        wait_for_peer_close: cfg.server_closes_right_after_reply(),
+        teardown: cfg.teardown,
+        drops: cfg.drops.clone(),
     }
 }
+
+/// The client's SYN timer when the SYN-ACK is dropped on purpose.
+pub const SYNACK_DROP_SYN_RTO: Duration = Duration::from_secs(3);
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -644,6 +704,8 @@ mod tests {
             quickack: true,
             server_closes_first: false,
             refused: false,
+            teardown: Teardown::Fin,
+            drops: DropSpec::default(),
             isn: Some(1000),
             pcap: PathBuf::from("x.pcap"),
             output: Output::Quiet,
@@ -721,5 +783,33 @@ mod tests {
             (linux.mss, linux.wscale, linux.window)
         );
         assert!(d.conn.sack_permitted && d.conn.timestamps);
+    }
+
+    #[test]
+    fn data_segments_follow_the_mss_and_the_writes() {
+        assert_eq!(cfg(&[]).data_segments(), 0);
+        assert_eq!(cfg(&["hello"]).data_segments(), 1);
+        assert_eq!(cfg(&["hello", "world"]).data_segments(), 2);
+        // 1460 less the 12-byte timestamps option per segment.
+        let long = "x".repeat(1449);
+        assert_eq!(cfg(&[&long]).data_segments(), 2);
+        let small = LabConfig {
+            offer: Offer {
+                mss: 100,
+                timestamps: false,
+                ..Offer::default()
+            },
+            ..cfg(&[&long])
+        };
+        assert_eq!(small.data_segments(), 15);
+    }
+
+    #[test]
+    fn a_half_closing_client_gets_one_answer_after_its_fin() {
+        let c = LabConfig {
+            teardown: Teardown::HalfClose,
+            ..cfg(&["hello", "world"])
+        };
+        assert_eq!(c.expected_reply_len(), 13);
     }
 }

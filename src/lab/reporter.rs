@@ -646,6 +646,9 @@ fn describe_server_call(event: &ServerEvent) -> String {
         ServerEvent::SentTo { len, peer } => format!("sendto() {len} bytes to {peer}"),
         ServerEvent::QuickAck => "setsockopt(TCP_QUICKACK): ACK the FIN at once".into(),
         ServerEvent::Closed => "close()".into(),
+        ServerEvent::Aborted => {
+            "setsockopt(SO_LINGER, 0) and close(): the kernel sends RST, not FIN".into()
+        }
         ServerEvent::Failed { call, error } => format!("{call}() failed: {error}"),
     }
 }

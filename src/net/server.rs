@@ -82,6 +82,12 @@ pub struct ServerConfig {
     pub close_first: bool,
     /// Plain, sticky or framed reads.
     pub reading: Reading,
+    /// Once the reply is acknowledged, set `SO_LINGER` 0 and close: the
+    /// kernel sends RST instead of FIN (an abort).
+    pub linger0: bool,
+    /// Read until EOF first, then reply, then close: the client's
+    /// half-close (its FIN) does not stop the server from sending.
+    pub reply_after_eof: bool,
 }
 
 /// One socket call of the server, as the tutorial code would print it.
@@ -114,6 +120,8 @@ pub enum ServerEvent {
     QuickAck,
     /// `close()`.
     Closed,
+    /// `setsockopt(SO_LINGER, 0)` and `close()`: the kernel sends RST.
+    Aborted,
     /// A call failed; the server stops.
     Failed {
         call: &'static str,
@@ -289,14 +297,18 @@ fn converse(
     }
     let mut decoder = reading.framing.map(Decoder::new);
     // Answered reads (or messages), then read until EOF (the client's
-    // FIN), unless we close first.
+    // FIN), unless we close or abort first. After a half-close the answer
+    // waits for the EOF.
+    let stop_after_answers = cfg.close_first || cfg.linger0;
     let mut answered = 0;
+    let mut eof = false;
     for read in 0..MAX_READS {
-        if cfg.close_first && answered >= reading.answers() {
+        if stop_after_answers && answered >= reading.answers() {
             break;
         }
         let n = recv_and_report(&mut stream, &mut buf, tx)?;
         if n == 0 {
+            eof = true;
             break;
         }
         if read == 0 && reading.sticky_bytes.is_some() {
@@ -304,7 +316,9 @@ fn converse(
             emit(tx, ServerEvent::Sticky { writes, len: n }, None);
         }
         let Some(decoder) = decoder.as_mut() else {
-            reply(&mut stream, &cfg.reply, tx)?;
+            if !cfg.reply_after_eof {
+                reply(&mut stream, &cfg.reply, tx)?;
+            }
             answered += 1;
             continue;
         };
@@ -324,15 +338,24 @@ fn converse(
             answered += 1;
         }
     }
+    if cfg.linger0 {
+        return abort(stream, cfg, tx);
+    }
     if cfg.quickack && !cfg.close_first {
         // Receiving the FIN put the socket in CLOSE-WAIT and in delayed-ACK
         // ("pingpong") mode, so its ACK would wait and ride on our FIN.
         // TCP_QUICKACK now sends the pending ACK at once: FIN / ACK / FIN /
-        // ACK, the textbook four-way close.
+        // ACK, the textbook four-way close (and, after a half-close, the
+        // reply that follows is plainly data after EOF).
         socket2::SockRef::from(&stream)
             .set_tcp_quickack(true)
             .map_err(|e| ("setsockopt(TCP_QUICKACK)", e))?;
         emit(tx, ServerEvent::QuickAck, Some(&stream));
+    }
+    if cfg.reply_after_eof && eof {
+        // The half-close, server side: the client shut down its sending
+        // side; we still send.
+        reply(&mut stream, &cfg.reply, tx)?;
     }
     drop(stream);
     emit(tx, ServerEvent::Closed, None);
@@ -373,6 +396,30 @@ fn wait_until_queued(
         thread::sleep(QUEUE_POLL);
     }
     Ok(queued)
+}
+
+/// SO_LINGER 0 and close once the reply is acknowledged (TCP_INFO's
+/// unacked count is 0, checked every millisecond within the timeout), so
+/// the RST follows a finished exchange and no late ACK meets a socket that
+/// is gone.
+fn abort(
+    stream: TcpStream,
+    cfg: &ServerConfig,
+    tx: &Notify,
+) -> Result<(), (&'static str, io::Error)> {
+    let deadline = Instant::now() + cfg.timeout;
+    while Instant::now() < deadline {
+        match sockinfo::tcp_info(&stream) {
+            Ok(info) if info.unacked > 0 => thread::sleep(Duration::from_millis(1)),
+            _ => break,
+        }
+    }
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .map_err(|e| ("setsockopt(SO_LINGER)", e))?;
+    drop(stream);
+    emit(tx, ServerEvent::Aborted, None);
+    Ok(())
 }
 
 /// One `recv()`, reported with what it returned (empty: EOF).
@@ -423,17 +470,30 @@ mod tests {
     const GAP: Duration = Duration::from_millis(30);
 
     fn start(reading: Reading, close_first: bool) -> (Server, Receiver<ServerEvent>, TcpStream) {
+        start_with(|cfg| {
+            cfg.reading = reading;
+            cfg.close_first = close_first;
+        })
+    }
+
+    fn start_with(
+        change: impl FnOnce(&mut ServerConfig),
+    ) -> (Server, Receiver<ServerEvent>, TcpStream) {
         let (tx, rx) = mpsc::channel();
+        let mut cfg = ServerConfig {
+            addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            reply: b"hello, client".to_vec(),
+            quickack: true,
+            timeout: TIMEOUT,
+            connections: 1,
+            close_first: false,
+            linger0: false,
+            reply_after_eof: false,
+            reading: Reading::default(),
+        };
+        change(&mut cfg);
         let server = Server::start(
-            ServerConfig {
-                addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
-                reply: b"hello, client".to_vec(),
-                quickack: true,
-                timeout: TIMEOUT,
-                connections: 1,
-                close_first,
-                reading,
-            },
+            cfg,
             Box::new(move |_, event, _| {
                 let _ = tx.send(event);
             }),
@@ -446,9 +506,19 @@ mod tests {
 
     /// Every event up to `close()`, then the thread's end.
     fn events(server: Server, rx: &Receiver<ServerEvent>) -> Vec<ServerEvent> {
+        events_until(server, rx, |e| matches!(e, ServerEvent::Closed))
+    }
+
+    /// Every event up to the first `last` (or a failure), then the
+    /// thread's end.
+    fn events_until(
+        server: Server,
+        rx: &Receiver<ServerEvent>,
+        last: impl Fn(&ServerEvent) -> bool,
+    ) -> Vec<ServerEvent> {
         let mut all = Vec::new();
         while let Ok(event) = rx.recv_timeout(TIMEOUT) {
-            let closed = matches!(event, ServerEvent::Closed | ServerEvent::Failed { .. });
+            let closed = last(&event) || matches!(event, ServerEvent::Failed { .. });
             all.push(event);
             if closed {
                 break;
@@ -491,6 +561,43 @@ mod tests {
             reads(&events),
             [b"hello".to_vec(), b"world".to_vec(), Vec::new()]
         );
+    }
+
+    #[test]
+    fn after_a_half_close_the_server_answers_once_after_eof() {
+        let (server, rx, mut client) = start_with(|cfg| {
+            cfg.reply_after_eof = true;
+            cfg.reading.writes = 2;
+        });
+        client.write_all(b"hello").unwrap();
+        client.write_all(b"world").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).expect("the reply, then EOF");
+        assert_eq!(reply, b"hello, client");
+        let events = events(server, &rx);
+        let eof = events
+            .iter()
+            .position(|e| matches!(e, ServerEvent::Received { data } if data.is_empty()));
+        let sent = events
+            .iter()
+            .position(|e| matches!(e, ServerEvent::Sent { len: 13 }));
+        assert!(eof.is_some() && sent > eof, "{events:?}");
+    }
+
+    #[test]
+    fn an_aborting_server_answers_then_resets() {
+        let (server, rx, mut client) = start_with(|cfg| cfg.linger0 = true);
+        client.write_all(b"hello").unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"hello, client");
+        let events = events_until(server, &rx, |e| matches!(e, ServerEvent::Aborted));
+        assert!(
+            matches!(events.last(), Some(ServerEvent::Aborted)),
+            "{events:?}"
+        );
+        let mut rest = [0u8; 16];
+        let err = client.read(&mut rest).expect_err("a RST, not EOF");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
     }
 
     #[test]

@@ -19,6 +19,9 @@ use super::State;
 
 /// RFC 6298 §2.1: the initial retransmission timeout.
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// RFC 6298 §5.7: the RTO once the handshake is done without an RTT
+/// sample (the SYN was retransmitted). Linux: `TCP_TIMEOUT_FALLBACK`.
+pub const FALLBACK_RTO: Duration = Duration::from_secs(3);
 /// RFC 6298 §2.5: an upper bound on the RTO (60 s or more).
 pub const MAX_RTO: Duration = Duration::from_secs(60);
 /// The receive window Linux advertises on its first segments.
@@ -75,6 +78,8 @@ pub struct Config {
     pub initial_rto: Duration,
     /// The lower bound of the RTO once an RTT was measured (RFC 6298 §2.4).
     pub min_rto: Duration,
+    /// The RTO after a handshake that gave no RTT sample (RFC 6298 §5.7).
+    pub fallback_rto: Duration,
     /// Give up after this many retransmissions of one segment.
     pub max_retries: u32,
     /// How long TIME-WAIT lasts (RFC 9293's 2·MSL; Linux: 60 s).
@@ -96,6 +101,7 @@ impl Config {
             timestamps: true,
             initial_rto: INITIAL_RTO,
             min_rto: INITIAL_RTO,
+            fallback_rto: FALLBACK_RTO,
             max_retries: 6,
             time_wait: LINUX_TIME_WAIT,
         }
@@ -267,6 +273,11 @@ impl Connection {
     pub fn rcv_nxt(&self) -> SeqNumber {
         self.rcv_nxt
     }
+    /// The current retransmission timeout (RFC 6298), backed off after
+    /// each retransmission (§5.5).
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
     /// The smoothed RTT (RFC 6298), once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
@@ -396,19 +407,23 @@ impl Connection {
     /// RFC 9293 §3.10.5, ABORT: send RST and enter CLOSED.
     pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        if self.state.is_synchronized() && self.state != State::TimeWait {
-            let rst = SegmentRepr {
+        // "<SEQ=SND.NXT><CTL=RST>": no ACK flag, so the ACK field stays 0.
+        let rst =
+            (self.state.is_synchronized() && self.state != State::TimeWait).then(|| SegmentRepr {
                 seq: self.snd_nxt,
+                ack: SeqNumber(0),
                 flags: Flags::RST,
                 ..self.segment_base()
-            };
+            });
+        self.clear_timers();
+        // The state change first, so the RST's line shows it.
+        self.set_state(State::Closed, &mut events);
+        if let Some(rst) = rst {
             events.push(Event::Send {
                 segment: rst,
                 reason: SendReason::Abort,
             });
         }
-        self.clear_timers();
-        self.set_state(State::Closed, &mut events);
         events
     }
 
@@ -520,6 +535,12 @@ impl Connection {
             // "If SND.UNA > ISS (our SYN has been ACKed), change the
             // connection state to ESTABLISHED, form an ACK segment."
             self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
+            if self.srtt.is_none() {
+                // RFC 6298 §5.7: the SYN was retransmitted, so no RTT
+                // sample (Karn); "the RTO MUST be re-initialized to 3
+                // seconds when data transmission begins".
+                self.rto = self.cfg.fallback_rto;
+            }
             self.set_state(State::Established, events);
             let ack = self.stamp(
                 now,
@@ -700,6 +721,14 @@ impl Connection {
                 State::TimeWait => self.time_wait_until = Some(now + self.cfg.time_wait),
                 _ => {}
             }
+        } else if seg.flags.fin() && seg.payload.is_empty() && seg.seq > self.rcv_nxt {
+            // A FIN beyond a gap (the data before it was lost): not
+            // processed; RFC 5681 §4.2, an out-of-order segment is ACKed at
+            // once (a duplicate ACK that tells the sender what is missing).
+            events.push(Event::Ignored {
+                why: "out-of-order FIN (the data before it is missing)",
+            });
+            need_ack = true;
         }
         if need_ack {
             self.send_ack(now, events, SendReason::Ack);

@@ -427,7 +427,143 @@ fn established_abort_sends_rst() {
     let events = conn.abort(now);
     assert_eq!(sent(&events), [(Flags::RST, SendReason::Abort)]);
     assert_eq!(only_sent(&events).seq, ISS + 1);
+    // No ACK flag, so no ACK number (Wireshark flags a nonzero one).
+    assert_eq!(only_sent(&events).ack, SeqNumber(0));
+    // The state change comes before the RST, so its line shows it.
+    assert!(matches!(
+        events[0],
+        Event::StateChanged {
+            from: State::Established,
+            to: State::Closed
+        }
+    ));
     assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn abort_in_time_wait_sends_nothing() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b""));
+    assert_eq!(conn.state(), State::TimeWait);
+    let events = conn.abort(now);
+    assert!(sent(&events).is_empty());
+    assert_eq!(conn.state(), State::Closed);
+}
+
+// Simultaneous close as the lab makes it: the client closes on seeing the
+// server's FIN, before processing it (its FIN does not ack that FIN).
+
+#[test]
+fn close_then_the_held_fin_is_closing_then_time_wait() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    let server_fin = peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b"");
+    let events = conn.close(now).unwrap();
+    let fin = only_sent(&events);
+    assert_eq!(
+        (fin.flags, fin.seq, fin.ack),
+        (Flags::FIN_ACK, ISS + 1, IRS + 1)
+    );
+    assert_eq!(changes(&events), [(State::Established, State::FinWait1)]);
+    // The held FIN: it does not ack ours, so CLOSING; we ACK it.
+    let events = conn.on_segment(now, &server_fin);
+    assert_eq!(changes(&events), [(State::FinWait1, State::Closing)]);
+    assert!(events.contains(&Event::PeerClosed));
+    let ack = only_sent(&events);
+    assert_eq!(
+        (ack.flags, ack.seq, ack.ack),
+        (Flags::ACK, ISS + 2, IRS + 2)
+    );
+    // The server, in CLOSING too, ACKs our FIN: TIME-WAIT.
+    let events = conn.on_segment(now, &peer(Flags::ACK, IRS + 2, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::Closing, State::TimeWait)]);
+    assert!(sent(&events).is_empty());
+    // A retransmitted FIN in CLOSING (our ACK was lost) is ACKed again.
+    let mut conn = conn_established(now);
+    conn.close(now).unwrap();
+    conn.on_segment(now, &server_fin);
+    let events = conn.on_segment(now, &server_fin);
+    assert_eq!(only_sent(&events).ack, IRS + 2);
+    assert_eq!(conn.state(), State::Closing);
+}
+
+#[test]
+fn our_fin_lost_in_closing_is_retransmitted() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.close(t0).unwrap();
+    conn.on_segment(t0, &peer(Flags::FIN_ACK, IRS + 1, ISS + 1, b""));
+    assert_eq!(conn.state(), State::Closing);
+    let events = conn.poll(conn.poll_at().unwrap());
+    let fin = only_sent(&events);
+    assert!(fin.flags.fin());
+    // The retransmission now acks the server's FIN.
+    assert_eq!(fin.ack, IRS + 2);
+}
+
+#[test]
+fn data_in_fin_wait_2_is_received_and_acked() {
+    // The half-close: the server still sends after our FIN.
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    let events = conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 2, b"late"));
+    assert!(events.contains(&Event::Received(b"late".to_vec())));
+    assert_eq!(only_sent(&events).ack, IRS + 5);
+    assert_eq!(conn.state(), State::FinWait2);
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 5, ISS + 2, b""));
+    assert_eq!(changes(&events), [(State::FinWait2, State::TimeWait)]);
+}
+
+#[test]
+fn a_handshake_without_an_rtt_sample_falls_back_to_3_s() {
+    // RFC 6298 §5.7: the SYN was retransmitted, so Karn's rule leaves no
+    // sample; the backed-off RTO (2 s) becomes 3 s for the data.
+    let t0 = Instant::now();
+    let mut conn = Connection::new(cfg(), t0);
+    conn.connect(t0).unwrap();
+    conn.poll(t0 + Duration::from_secs(1));
+    assert_eq!(conn.rto(), Duration::from_secs(2));
+    let t1 = t0 + Duration::from_millis(1001);
+    conn.on_segment(t1, &syn_ack());
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.srtt(), None);
+    assert_eq!(conn.rto(), FALLBACK_RTO);
+    // With a sample the RTO is the computed one (at least 1 s).
+    let mut conn = Connection::new(cfg(), t0);
+    conn.connect(t0).unwrap();
+    conn.on_segment(t0 + Duration::from_millis(1), &syn_ack());
+    assert_eq!(conn.rto(), Duration::from_secs(1));
+}
+
+#[test]
+fn a_fin_beyond_a_gap_is_not_taken_but_acked_at_once() {
+    let now = Instant::now();
+    let mut conn = conn_fin_wait_2(now);
+    // The 4 bytes before the FIN were lost.
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 5, ISS + 2, b""));
+    assert!(changes(&events).is_empty());
+    assert!(!events.contains(&Event::PeerClosed));
+    assert_eq!(only_sent(&events).ack, IRS + 1, "a duplicate ACK");
+    assert_eq!(conn.state(), State::FinWait2);
+    // The data and FIN resent together close the gap.
+    let events = conn.on_segment(now, &peer(Flags::FIN_ACK, IRS + 1, ISS + 2, b"late"));
+    assert_eq!(changes(&events), [(State::FinWait2, State::TimeWait)]);
+    assert_eq!(only_sent(&events).ack, IRS + 6);
+}
+
+#[test]
+fn rto_doubles_on_each_retransmission() {
+    let t0 = Instant::now();
+    let mut conn = Connection::new(cfg(), t0);
+    conn.connect(t0).unwrap();
+    assert_eq!(conn.rto(), Duration::from_secs(1));
+    conn.poll(t0 + Duration::from_secs(1));
+    assert_eq!(conn.rto(), Duration::from_secs(2));
+    assert_eq!(conn.poll_at(), Some(t0 + Duration::from_secs(3)));
+    conn.poll(t0 + Duration::from_secs(3));
+    assert_eq!(conn.rto(), Duration::from_secs(4));
 }
 
 #[test]

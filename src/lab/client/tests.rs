@@ -34,6 +34,15 @@ struct Script {
     fin_ack_together: bool,
     /// Never answer ARP.
     no_arp: bool,
+    /// Close right after the reply (the server's FIN follows its data).
+    close_first: bool,
+    /// Answer the client's ACK of the reply with RST (SO_LINGER 0).
+    rst_after_reply: bool,
+    /// Only ACK the data; send the reply after the client's FIN, then FIN.
+    reply_after_fin: bool,
+    /// Send the SYN-ACK, the reply and the FIN twice, as a kernel does
+    /// when the first copy went unacknowledged.
+    resend: bool,
 }
 
 /// A kernel-like server, one scripted reaction per received frame.
@@ -45,6 +54,8 @@ struct FakePeer {
     syn_acks_sent: usize,
     server_seq: SeqNumber,
     reply: Vec<u8>,
+    server_fin_sent: bool,
+    reset_sent: bool,
 }
 
 impl FakePeer {
@@ -57,6 +68,8 @@ impl FakePeer {
             syn_acks_sent: 0,
             server_seq: IRS,
             reply: b"HELLO".to_vec(),
+            server_fin_sent: false,
+            reset_sent: false,
         }
     }
 
@@ -122,7 +135,7 @@ impl FakePeer {
                     }
                     self.syn_acks_sent += 1;
                     self.tcp(tcp, Flags::SYN_ACK, IRS, client_next, b"");
-                    if self.script.duplicate_syn_ack {
+                    if self.script.duplicate_syn_ack || self.script.resend {
                         self.tcp(tcp, Flags::SYN_ACK, IRS, client_next, b"");
                     }
                     self.server_seq = IRS + 1;
@@ -133,14 +146,35 @@ impl FakePeer {
                     }
                     let reply = self.reply.clone();
                     self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
-                    self.tcp(tcp, Flags::PSH_ACK, self.server_seq, client_next, &reply);
-                    self.server_seq = self.server_seq + reply.len();
+                    if self.script.reply_after_fin {
+                        return;
+                    }
+                    self.send_reply(tcp, client_next, &reply);
+                    if self.script.close_first {
+                        self.send_fin(tcp, client_next);
+                    }
                 } else if seg.flags.fin() {
-                    if !self.script.fin_ack_together {
+                    if self.server_fin_sent {
+                        // Our FIN is out already: just ACK theirs.
+                        self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
+                        return;
+                    }
+                    if self.script.reply_after_fin {
+                        self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
+                        let reply = self.reply.clone();
+                        self.send_reply(tcp, client_next, &reply);
+                    } else if !self.script.fin_ack_together {
                         self.tcp(tcp, Flags::ACK, self.server_seq, client_next, b"");
                     }
-                    self.tcp(tcp, Flags::FIN_ACK, self.server_seq, client_next, b"");
-                    self.server_seq = self.server_seq + 1;
+                    self.send_fin(tcp, client_next);
+                } else if self.script.rst_after_reply
+                    && !self.reset_sent
+                    && self.server_seq > IRS + 1
+                    && seg.ack == self.server_seq
+                {
+                    // The client acknowledged the reply: abort.
+                    self.reset_sent = true;
+                    self.tcp(tcp, Flags::RST_ACK, self.server_seq, client_next, b"");
                 }
             }
             Frame::Udp(udp) if !self.script.silent => {
@@ -160,6 +194,34 @@ impl FakePeer {
             }
             _ => {}
         }
+    }
+
+    fn send_reply(&mut self, to: &TcpFrame, ack: SeqNumber, reply: &[u8]) {
+        self.tcp(to, Flags::PSH_ACK, self.server_seq, ack, reply);
+        if self.script.resend {
+            self.tcp(to, Flags::PSH_ACK, self.server_seq, ack, reply);
+        }
+        self.server_seq = self.server_seq + reply.len();
+    }
+
+    fn send_fin(&mut self, to: &TcpFrame, ack: SeqNumber) {
+        self.tcp(to, Flags::FIN_ACK, self.server_seq, ack, b"");
+        if self.script.resend {
+            self.tcp(to, Flags::FIN_ACK, self.server_seq, ack, b"");
+        }
+        self.server_seq = self.server_seq + 1;
+        self.server_fin_sent = true;
+    }
+
+    /// Every TCP segment the client delivered, in order.
+    fn client_segments(&self) -> Vec<SegmentRepr> {
+        self.sent
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Tcp(tcp) => Some(tcp.segment.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The flags of every TCP segment the client sent, in order.
@@ -222,6 +284,30 @@ impl Observer for Recorder {
 }
 
 impl Recorder {
+    /// The flags of every segment the client recorded as leaving (dropped
+    /// ones included), in order.
+    fn sent_flags(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter(|r| r.dir == Direction::ClientToServer)
+            .filter_map(|r| match &r.kind {
+                FrameKind::Segment { segment, .. } => Some(segment.flags.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The notes of every segment (sent and received), in order.
+    fn segment_notes(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter_map(|r| match &r.kind {
+                FrameKind::Segment { note, .. } => Some(note.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every client state change, from frames and notes, in order.
     fn client_path(&self) -> Vec<State> {
         let mut path = vec![State::Closed];
@@ -239,6 +325,7 @@ fn params() -> ClientParams {
     conn.time_wait = Duration::from_millis(20);
     conn.initial_rto = Duration::from_millis(30);
     conn.min_rto = Duration::from_millis(30);
+    conn.fallback_rto = Duration::from_millis(90);
     ClientParams {
         local_ip: CLIENT_IP,
         remote_ip: SERVER_IP,
@@ -249,6 +336,8 @@ fn params() -> ClientParams {
         timeout: Duration::from_secs(5),
         server_mac: None,
         wait_for_peer_close: false,
+        teardown: Teardown::Fin,
+        drops: DropSpec::none(),
     }
 }
 
@@ -664,4 +753,267 @@ fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
         .filter(|f| matches!(f, Frame::Udp(_)))
         .count();
     assert_eq!(sent, 1, "a datagram is sent once");
+}
+
+// The close and loss scenarios (`--close simultaneous`, `--abort`,
+// `--half-close`, `--drop`).
+
+fn with(teardown: Teardown, drops: &str) -> ClientParams {
+    let mut p = params();
+    p.teardown = teardown;
+    if !drops.is_empty() {
+        p.drops = drops.parse().unwrap();
+    }
+    p
+}
+
+#[test]
+fn crossing_fins_take_the_client_through_closing() {
+    let script = Script {
+        close_first: true,
+        ..Script::default()
+    };
+    let mut p = with(Teardown::Simultaneous, "");
+    p.wait_for_peer_close = true;
+    let (result, peer, recorder) = run(script, p);
+    result.unwrap();
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+    // Our FIN does not acknowledge the server's FIN (IRS + 1 + 5 bytes):
+    // on the wire the FINs crossed. The ACK after it does.
+    let segs = peer.client_segments();
+    assert_eq!(segs[4].ack, IRS + 6);
+    assert_eq!(segs[5].ack, IRS + 7);
+    use State::*;
+    assert_eq!(
+        recorder.client_path(),
+        [Closed, SynSent, Established, FinWait1, Closing, TimeWait]
+    );
+    assert!(recorder
+        .segment_notes()
+        .iter()
+        .any(|n| n.contains("held: simultaneous close")));
+}
+
+#[test]
+fn a_simultaneous_close_without_the_servers_fin_times_out() {
+    // The server never closes: nothing to cross, the run must fail.
+    let mut p = with(Teardown::Simultaneous, "");
+    p.wait_for_peer_close = true;
+    p.timeout = Duration::from_millis(200);
+    let (result, _, _) = run(Script::default(), p);
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Timeout {
+                state: State::Established,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn the_client_aborts_with_rst_instead_of_fin() {
+    let (result, peer, recorder) = run(Script::default(), with(Teardown::AbortClient, ""));
+    let outcome = result.unwrap();
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "RST"]
+    );
+    let rst = peer.client_segments().pop().unwrap();
+    assert_eq!(rst.seq, SeqNumber(1006));
+    assert_eq!(outcome.received, b"HELLO");
+    assert!(!outcome.time_wait_entered);
+    assert_eq!(recorder.client_path().last(), Some(&State::Closed));
+    // The RST's own line carries ESTABLISHED → CLOSED.
+    let last = recorder.frames.last().unwrap();
+    assert!(matches!(
+        &last.kind,
+        FrameKind::Segment { changes, .. } if changes == &[(State::Established, State::Closed)]
+    ));
+}
+
+#[test]
+fn the_servers_rst_ends_an_abort_server_run_as_asked() {
+    let script = Script {
+        rst_after_reply: true,
+        ..Script::default()
+    };
+    let (result, peer, recorder) = run(script, with(Teardown::AbortServer, ""));
+    let outcome = result.unwrap();
+    assert_eq!(peer.client_flags(), ["SYN", "ACK", "PSH, ACK", "ACK"]);
+    assert_eq!(outcome.final_state, Some(State::Closed));
+    assert!(recorder
+        .segment_notes()
+        .iter()
+        .any(|n| n.contains("the server aborted")));
+}
+
+#[test]
+fn a_server_that_sends_fin_instead_of_rst_fails_abort_server() {
+    let script = Script {
+        close_first: true,
+        ..Script::default()
+    };
+    let (result, _, _) = run(script, with(Teardown::AbortServer, ""));
+    assert!(
+        matches!(&result, Err(ClientError::Scenario(why)) if why.contains("FIN, not RST")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_half_closed_client_still_receives_in_fin_wait_2() {
+    let script = Script {
+        reply_after_fin: true,
+        ..Script::default()
+    };
+    let (result, peer, recorder) = run(script, with(Teardown::HalfClose, ""));
+    let outcome = result.unwrap();
+    // FIN right after our data is acked; the reply comes after it.
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "FIN, ACK", "ACK", "ACK"]
+    );
+    assert_eq!(outcome.received, b"HELLO");
+    use State::*;
+    assert_eq!(
+        recorder.client_path(),
+        [Closed, SynSent, Established, FinWait1, FinWait2, TimeWait]
+    );
+}
+
+#[test]
+fn a_half_close_with_no_data_after_our_fin_fails() {
+    // The server sends nothing after the FIN (it replied before it).
+    let mut peer = FakePeer::new(Script::default());
+    peer.reply = Vec::new();
+    let mut recorder = Recorder::default();
+    let result = Client::new(
+        &mut peer,
+        &mut recorder,
+        with(Teardown::HalfClose, ""),
+        Instant::now(),
+    )
+    .run();
+    assert!(
+        matches!(&result, Err(ClientError::Scenario(why)) if why.contains("no data after our FIN")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn dropped_syns_are_recorded_but_not_delivered_and_backed_off() {
+    let (result, peer, recorder) = run(Script::default(), with(Teardown::Fin, "syn,syn"));
+    let outcome = result.unwrap();
+    // Three SYNs left, the link carried only the third.
+    assert_eq!(peer.syns_seen, 1);
+    assert_eq!(recorder.sent_flags()[..3], ["SYN", "SYN", "SYN"]);
+    assert_eq!((outcome.dropped, outcome.retransmissions), (2, 2));
+    let syn_times: Vec<Instant> = recorder
+        .frames
+        .iter()
+        .filter(|r| matches!(&r.kind, FrameKind::Segment { segment, .. } if segment.flags.syn() && !segment.flags.ack()))
+        .map(|r| r.at)
+        .collect();
+    // RTO 30 ms, then 60 ms (RFC 6298 §5.5).
+    let gaps: Vec<Duration> = syn_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(30), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(60), "{gaps:?}");
+    let notes = recorder.segment_notes();
+    assert!(
+        notes[0].contains("dropped on purpose (--drop syn)"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].contains("retransmission #1") && notes[1].contains("60 ms"),
+        "{notes:?}"
+    );
+    assert!(notes[2].contains("retransmission #2") && !notes[2].contains("dropped"));
+}
+
+#[test]
+fn a_dropped_data_segment_and_fin_are_resent_on_the_rto() {
+    let (result, peer, recorder) = run(Script::default(), with(Teardown::Fin, "data:1,fin"));
+    let outcome = result.unwrap();
+    assert_eq!(
+        recorder.sent_flags(),
+        ["SYN", "ACK", "PSH, ACK", "PSH, ACK", "ACK", "FIN, ACK", "FIN, ACK", "ACK"]
+    );
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+    assert_eq!((outcome.dropped, outcome.retransmissions), (2, 2));
+    assert_eq!(outcome.received, b"HELLO");
+}
+
+#[test]
+fn ignored_server_segments_are_taken_when_the_server_resends_them() {
+    let script = Script {
+        resend: true,
+        ..Script::default()
+    };
+    let drops = "synack,data-reply,server-fin";
+    let (result, peer, recorder) = run(script, with(Teardown::Fin, drops));
+    let outcome = result.unwrap();
+    assert_eq!((outcome.dropped, outcome.server_retransmissions), (3, 3));
+    assert_eq!(outcome.retransmissions, 0);
+    // Each resent copy is taken as if it were the first: no duplicate ACK.
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
+    );
+    let notes = recorder.segment_notes();
+    for what in ["SYN-ACK:", "the server's data:", "the server's FIN:"] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with(what) && n.contains("retransmitted")),
+            "{what} {notes:?}"
+        );
+    }
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("ignored once")).count(),
+        3
+    );
+}
+
+#[test]
+fn a_lost_final_ack_is_repeated_from_time_wait() {
+    let script = Script {
+        resend: true,
+        ..Script::default()
+    };
+    let mut p = with(Teardown::Fin, "final-ack");
+    p.conn.time_wait = Duration::from_millis(100);
+    let (result, peer, recorder) = run(script, p);
+    let outcome = result.unwrap();
+    // The first final ACK never reached the server; the second did.
+    assert_eq!(
+        recorder.sent_flags()[recorder.sent_flags().len() - 2..],
+        ["ACK", "ACK"]
+    );
+    // (The resent reply also gets an ACK for an unacceptable segment.)
+    assert_eq!(peer.client_flags().last().map(String::as_str), Some("ACK"));
+    assert_eq!(outcome.server_retransmissions, 1);
+    assert!(recorder
+        .segment_notes()
+        .iter()
+        .any(|n| n.contains("why TIME-WAIT exists")));
+}
+
+#[test]
+fn a_lost_final_ack_the_server_never_answers_fails_the_scenario() {
+    let mut p = with(Teardown::Fin, "final-ack");
+    p.conn.time_wait = Duration::from_millis(50);
+    let (result, _, _) = run(Script::default(), p);
+    assert!(
+        matches!(&result, Err(ClientError::Scenario(why)) if why.contains("did not retransmit its FIN")),
+        "{result:?}"
+    );
 }

@@ -1,0 +1,587 @@
+//! The lab's close and loss scenarios as plain data: how the connection
+//! ends ([`Teardown`]), which segments are lost on purpose ([`DropSpec`],
+//! parsed from `--drop SPEC`), and which combinations make sense
+//! ([`check`]).
+//!
+//! Pure: no sockets, no clock.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How the connection ends, beyond who sends the first FIN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Teardown {
+    /// The FIN exchange (`--close client|server`).
+    #[default]
+    Fin,
+    /// Both FINs cross: both ends go FIN-WAIT-1 → CLOSING → TIME-WAIT
+    /// (RFC 9293 §3.10.7.4, Figure 13). The server closes right after its
+    /// reply; the client, on seeing that FIN in ESTABLISHED, first sends its
+    /// own FIN whose ACK does not cover the server's FIN, then processes it.
+    Simultaneous,
+    /// The client sends RST instead of FIN after the exchange (§3.10.5).
+    AbortClient,
+    /// The server sets SO_LINGER 0 and closes: its kernel sends RST.
+    AbortServer,
+    /// The client shuts down its sending side after its data; the server
+    /// reads EOF, still sends its reply, then closes (§3.10.7.4: FIN-WAIT-2
+    /// still receives).
+    HalfClose,
+}
+
+/// One segment to lose once (see [`DropSpec`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropItem {
+    /// The client's SYN.
+    Syn,
+    /// The client's Nth data segment (from 1).
+    Data(u32),
+    /// The client's FIN.
+    Fin,
+    /// The client's ACK of the server's FIN, sent on entering TIME-WAIT.
+    FinalAck,
+    /// The server's SYN-ACK.
+    SynAck,
+    /// The server's FIN.
+    ServerFin,
+    /// The server's first data segment (its reply).
+    DataReply,
+}
+
+impl DropItem {
+    /// Whether the client sends this segment (lost on the way out: recorded
+    /// as leaving, not delivered) rather than receives it (recorded on
+    /// arrival, ignored).
+    pub fn is_outgoing(self) -> bool {
+        matches!(
+            self,
+            DropItem::Syn | DropItem::Data(_) | DropItem::Fin | DropItem::FinalAck
+        )
+    }
+}
+
+impl fmt::Display for DropItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropItem::Syn => f.write_str("syn"),
+            DropItem::Data(n) => write!(f, "data:{n}"),
+            DropItem::Fin => f.write_str("fin"),
+            DropItem::FinalAck => f.write_str("final-ack"),
+            DropItem::SynAck => f.write_str("synack"),
+            DropItem::ServerFin => f.write_str("server-fin"),
+            DropItem::DataReply => f.write_str("data-reply"),
+        }
+    }
+}
+
+/// The accepted words, for error messages and help.
+pub const DROP_WORDS: &str = "syn, data:N, fin, final-ack, synack, server-fin, data-reply";
+
+/// `--drop SPEC`: the segments to lose, each once per time it is named
+/// (`syn,syn` loses the SYN and its first retransmission, so the RTO's
+/// back-off shows).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropSpec {
+    items: Vec<DropItem>,
+}
+
+/// Why a `--drop` SPEC is not understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DropSpecError {
+    #[error("empty --drop SPEC; give a comma-separated list of: {DROP_WORDS}")]
+    Empty,
+    #[error("empty item in --drop SPEC {0:?} (two commas in a row, or a trailing comma)")]
+    EmptyItem(String),
+    #[error("unknown segment {0:?} in --drop SPEC; known: {DROP_WORDS}")]
+    Unknown(String),
+    #[error("data:N wants a segment number from 1, not {0:?}")]
+    BadDataIndex(String),
+    #[error("{item} is named {times} times in --drop SPEC; at most {max}")]
+    TooMany {
+        item: DropItem,
+        times: usize,
+        max: usize,
+    },
+}
+
+/// How often one item may be named: each loss costs a timeout that doubles
+/// (1 s, 2 s, 4 s for the SYN), and `--timeout` must still fit them.
+pub const MAX_REPEATS: usize = 3;
+
+impl FromStr for DropSpec {
+    type Err = DropSpecError;
+
+    fn from_str(spec: &str) -> Result<DropSpec, DropSpecError> {
+        if spec.trim().is_empty() {
+            return Err(DropSpecError::Empty);
+        }
+        let mut items = Vec::new();
+        for word in spec.split(',') {
+            let word = word.trim();
+            let item = match word.to_ascii_lowercase().as_str() {
+                "" => return Err(DropSpecError::EmptyItem(spec.to_string())),
+                "syn" => DropItem::Syn,
+                "fin" => DropItem::Fin,
+                "final-ack" => DropItem::FinalAck,
+                "synack" | "syn-ack" => DropItem::SynAck,
+                "server-fin" => DropItem::ServerFin,
+                "data-reply" => DropItem::DataReply,
+                "data" => DropItem::Data(1),
+                other => match other.strip_prefix("data:") {
+                    Some(n) => match n.parse::<u32>() {
+                        Ok(n) if n >= 1 => DropItem::Data(n),
+                        _ => return Err(DropSpecError::BadDataIndex(n.to_string())),
+                    },
+                    None => return Err(DropSpecError::Unknown(word.to_string())),
+                },
+            };
+            items.push(item);
+        }
+        let spec = DropSpec { items };
+        for item in &spec.items {
+            let times = spec.count(*item);
+            if times > MAX_REPEATS {
+                return Err(DropSpecError::TooMany {
+                    item: *item,
+                    times,
+                    max: MAX_REPEATS,
+                });
+            }
+        }
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for DropSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<String> = self.items.iter().map(ToString::to_string).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+impl DropSpec {
+    /// Nothing is lost.
+    pub fn none() -> DropSpec {
+        DropSpec::default()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// How many times `item` is to be lost.
+    pub fn count(&self, item: DropItem) -> usize {
+        self.items.iter().filter(|i| **i == item).count()
+    }
+    pub fn contains(&self, item: DropItem) -> bool {
+        self.count(item) > 0
+    }
+    /// The distinct items, in the order first named.
+    pub fn items(&self) -> Vec<DropItem> {
+        let mut seen = Vec::new();
+        for item in &self.items {
+            if !seen.contains(item) {
+                seen.push(*item);
+            }
+        }
+        seen
+    }
+}
+
+/// What [`check`] looks at: the scenario options of one lab run.
+#[derive(Clone, Debug)]
+pub struct ScenarioOptions<'a> {
+    pub teardown: Teardown,
+    pub server_closes_first: bool,
+    pub refused: bool,
+    pub delayed_ack: bool,
+    pub drops: &'a DropSpec,
+    /// Bytes of --data in all.
+    pub data_len: usize,
+    /// The client's data segments (see [`crate::lab::LabConfig::data_segments`]).
+    pub data_segments: usize,
+    pub reply_len: usize,
+    pub time_wait: Duration,
+    /// `--timeout`: the whole run, TIME-WAIT included.
+    pub timeout: Duration,
+}
+
+/// The shortest TIME-WAIT with which `--drop final-ack` can show the
+/// server's retransmitted FIN: Linux retransmits after its RTO, at least
+/// 200 ms (TCP_RTO_MIN), later under back-off.
+pub const FINAL_ACK_MIN_TIME_WAIT: Duration = Duration::from_millis(500);
+
+/// About how long a run with these losses takes, TIME-WAIT and a second
+/// of slack included. Each loss costs the sender's RTO, which doubles with
+/// each loss in a row (RFC 6298 §5.5) and stays doubled until a segment
+/// sent once is acknowledged (Karn). The client's SYN timer and Linux's
+/// SYN-ACK timer start at 1 s; after a handshake with a lost SYN the
+/// client's RTO is 3 s (§5.7), after a lost SYN-ACK about 3 s (its 1 s
+/// round trip), else 1 s. Linux's RTO for established data is at least
+/// 200 ms (counted as 300 ms here).
+pub fn time_needed(drops: &DropSpec, time_wait: Duration) -> Duration {
+    let doubling = |first: f64, n: usize| first * ((1u64 << n.min(16)) - 1) as f64;
+    let (syn, synack) = (drops.count(DropItem::Syn), drops.count(DropItem::SynAck));
+    let mut secs = time_wait.as_secs_f64() + 1.0;
+    secs += doubling(1.0, syn) + doubling(1.0, synack);
+    let mut rto: f64 = match (syn, synack) {
+        (0, 0) => 1.0,
+        (0, _) => 3.2,
+        _ => 3.0,
+    };
+    for item in drops.items() {
+        let n = drops.count(item);
+        match item {
+            DropItem::Data(_) | DropItem::Fin => {
+                secs += doubling(rto, n);
+                rto *= (1u64 << n.min(16)) as f64;
+            }
+            DropItem::DataReply | DropItem::ServerFin | DropItem::FinalAck => {
+                secs += doubling(0.3, n);
+            }
+            DropItem::Syn | DropItem::SynAck => {}
+        }
+    }
+    Duration::from_secs_f64(secs)
+}
+
+/// Rejects combinations that cannot run as described (a usage error).
+///
+/// # Errors
+/// A sentence naming the options that do not go together and why.
+pub fn check(o: &ScenarioOptions<'_>) -> Result<(), String> {
+    let closes = match o.teardown {
+        Teardown::Fin if o.server_closes_first => "--close server",
+        Teardown::Fin => "--close client",
+        Teardown::Simultaneous => "--close simultaneous",
+        Teardown::AbortClient => "--abort client",
+        Teardown::AbortServer => "--abort server",
+        Teardown::HalfClose => "--half-close",
+    };
+    if o.refused && o.teardown != Teardown::Fin {
+        return Err(format!(
+            "--refused opens no connection, so there is nothing for {closes} to close"
+        ));
+    }
+    if o.delayed_ack
+        && matches!(
+            o.teardown,
+            Teardown::Simultaneous | Teardown::AbortClient | Teardown::AbortServer
+        )
+    {
+        return Err(format!(
+            "--delayed-ack lets the server's ACK of our FIN ride on its own FIN; with {closes} \
+             the server never answers a FIN that way"
+        ));
+    }
+    if o.teardown == Teardown::HalfClose && o.reply_len == 0 {
+        return Err(
+            "--half-close shows the server sending after the client's FIN: give it a --reply"
+                .into(),
+        );
+    }
+    if o.teardown == Teardown::HalfClose && o.data_len == 0 {
+        return Err("--half-close needs --data: the client shuts down after sending it".into());
+    }
+    if !o.drops.is_empty() {
+        let needed = time_needed(o.drops, o.time_wait);
+        if o.timeout < needed {
+            return Err(format!(
+                "--drop {} takes about {} s with the retransmission timers' back-off and \
+                 TIME-WAIT; give --timeout {}s or more",
+                o.drops,
+                needed.as_secs_f64().ceil(),
+                needed.as_secs_f64().ceil()
+            ));
+        }
+    }
+    let segments = o.data_segments;
+    for item in o.drops.items() {
+        let why: Option<String> = match item {
+            _ if o.refused && item != DropItem::Syn => Some(
+                "--refused gets only a RST from the server: only the client's syn can be \
+                 dropped"
+                    .into(),
+            ),
+            DropItem::Data(n) if n as usize > segments => Some(format!(
+                "the client sends {segments} data segment{} ({} bytes of --data)",
+                if segments == 1 { "" } else { "s" },
+                o.data_len
+            )),
+            DropItem::DataReply if o.reply_len == 0 => {
+                Some("the server sends no reply (--reply is empty)".into())
+            }
+            DropItem::Fin | DropItem::ServerFin
+                if matches!(o.teardown, Teardown::AbortClient | Teardown::AbortServer) =>
+            {
+                Some(format!("{closes} ends the connection with RST, not FIN"))
+            }
+            DropItem::Fin | DropItem::ServerFin | DropItem::DataReply
+                if o.teardown == Teardown::Simultaneous =>
+            {
+                Some(
+                    "the FINs must cross for --close simultaneous; a lost FIN (or a lost \
+                     reply, which the server's FIN then overtakes) would turn it into an \
+                     ordinary close"
+                        .into(),
+                )
+            }
+            DropItem::FinalAck
+                if o.teardown == Teardown::Fin && o.server_closes_first
+                    || !matches!(o.teardown, Teardown::Fin | Teardown::HalfClose) =>
+            {
+                Some(format!(
+                    "the final ACK is the client's ACK of the server's FIN on its way into \
+                     TIME-WAIT, which {closes} does not have"
+                ))
+            }
+            DropItem::FinalAck if o.time_wait < FINAL_ACK_MIN_TIME_WAIT => Some(format!(
+                "the server retransmits its FIN after its RTO (200 ms or more), so TIME-WAIT \
+                 must last at least {} ms to answer it (--time-wait)",
+                FINAL_ACK_MIN_TIME_WAIT.as_millis()
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(format!("--drop {item} does not fit: {why}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<DropSpec, DropSpecError> {
+        s.parse()
+    }
+
+    #[test]
+    fn every_word_parses() {
+        let spec = parse("syn,data:1,fin,final-ack,synack,server-fin,data-reply").unwrap();
+        assert_eq!(
+            spec.items(),
+            [
+                DropItem::Syn,
+                DropItem::Data(1),
+                DropItem::Fin,
+                DropItem::FinalAck,
+                DropItem::SynAck,
+                DropItem::ServerFin,
+                DropItem::DataReply
+            ]
+        );
+        assert_eq!(
+            spec.to_string(),
+            "syn,data:1,fin,final-ack,synack,server-fin,data-reply"
+        );
+    }
+
+    #[test]
+    fn spaces_case_and_aliases() {
+        let spec = parse(" SYN , syn-ack,data ").unwrap();
+        assert_eq!(
+            spec.items(),
+            [DropItem::Syn, DropItem::SynAck, DropItem::Data(1)]
+        );
+        assert_eq!(parse("data:12").unwrap().items(), [DropItem::Data(12)]);
+    }
+
+    #[test]
+    fn repeats_count() {
+        let spec = parse("syn,syn,fin").unwrap();
+        assert_eq!(spec.count(DropItem::Syn), 2);
+        assert_eq!(spec.count(DropItem::Fin), 1);
+        assert_eq!(spec.count(DropItem::SynAck), 0);
+        assert_eq!(spec.items(), [DropItem::Syn, DropItem::Fin]);
+        assert_eq!(
+            parse("syn,syn,syn,syn"),
+            Err(DropSpecError::TooMany {
+                item: DropItem::Syn,
+                times: 4,
+                max: 3
+            })
+        );
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        assert_eq!(parse(""), Err(DropSpecError::Empty));
+        assert_eq!(parse("  "), Err(DropSpecError::Empty));
+        assert_eq!(
+            parse("syn,,fin"),
+            Err(DropSpecError::EmptyItem("syn,,fin".into()))
+        );
+        assert_eq!(parse("syn,"), Err(DropSpecError::EmptyItem("syn,".into())));
+        assert_eq!(parse("ack"), Err(DropSpecError::Unknown("ack".into())));
+        assert_eq!(
+            parse("data:0"),
+            Err(DropSpecError::BadDataIndex("0".into()))
+        );
+        assert_eq!(
+            parse("data:x"),
+            Err(DropSpecError::BadDataIndex("x".into()))
+        );
+        assert_eq!(
+            parse("data:-1"),
+            Err(DropSpecError::BadDataIndex("-1".into()))
+        );
+        let msg = parse("synak").unwrap_err().to_string();
+        assert!(msg.contains("synak") && msg.contains(DROP_WORDS), "{msg}");
+    }
+
+    #[test]
+    fn direction_of_each_item() {
+        assert!(DropItem::Syn.is_outgoing());
+        assert!(DropItem::Data(2).is_outgoing());
+        assert!(DropItem::FinalAck.is_outgoing());
+        assert!(!DropItem::SynAck.is_outgoing());
+        assert!(!DropItem::ServerFin.is_outgoing());
+        assert!(!DropItem::DataReply.is_outgoing());
+    }
+
+    fn opts(drops: &DropSpec) -> ScenarioOptions<'_> {
+        ScenarioOptions {
+            teardown: Teardown::Fin,
+            server_closes_first: false,
+            refused: false,
+            delayed_ack: false,
+            drops,
+            data_len: 5,
+            data_segments: 1,
+            reply_len: 13,
+            time_wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn sensible_combinations_pass() {
+        let all = parse("syn,data:1,fin,final-ack,synack,server-fin,data-reply").unwrap();
+        let o = ScenarioOptions {
+            timeout: Duration::from_secs(30),
+            ..opts(&all)
+        };
+        assert_eq!(check(&o), Ok(()));
+        let fin = parse("fin").unwrap();
+        let server_first = ScenarioOptions {
+            server_closes_first: true,
+            ..opts(&fin)
+        };
+        assert_eq!(check(&server_first), Ok(()));
+        let none = DropSpec::none();
+        for teardown in [
+            Teardown::Simultaneous,
+            Teardown::AbortClient,
+            Teardown::AbortServer,
+            Teardown::HalfClose,
+        ] {
+            assert_eq!(
+                check(&ScenarioOptions {
+                    teardown,
+                    ..opts(&none)
+                }),
+                Ok(())
+            );
+        }
+        let half = parse("final-ack,data-reply").unwrap();
+        let o = ScenarioOptions {
+            teardown: Teardown::HalfClose,
+            ..opts(&half)
+        };
+        assert_eq!(check(&o), Ok(()));
+        let syn = parse("syn").unwrap();
+        let refused = ScenarioOptions {
+            refused: true,
+            ..opts(&syn)
+        };
+        assert_eq!(check(&refused), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_reason() {
+        let none = DropSpec::none();
+        let err = |o: ScenarioOptions<'_>| check(&o).unwrap_err();
+        assert!(err(ScenarioOptions {
+            refused: true,
+            teardown: Teardown::AbortClient,
+            ..opts(&none)
+        })
+        .contains("--refused"));
+        assert!(err(ScenarioOptions {
+            delayed_ack: true,
+            teardown: Teardown::Simultaneous,
+            ..opts(&none)
+        })
+        .contains("--delayed-ack"));
+        assert!(err(ScenarioOptions {
+            teardown: Teardown::HalfClose,
+            reply_len: 0,
+            ..opts(&none)
+        })
+        .contains("--reply"));
+
+        let data2 = parse("data:2").unwrap();
+        assert!(err(opts(&data2)).contains("1 data segment (5 bytes"));
+        let reply = parse("data-reply").unwrap();
+        assert!(err(ScenarioOptions {
+            reply_len: 0,
+            ..opts(&reply)
+        })
+        .contains("no reply"));
+        let fin = parse("fin").unwrap();
+        assert!(err(ScenarioOptions {
+            teardown: Teardown::AbortServer,
+            ..opts(&fin)
+        })
+        .contains("RST, not FIN"));
+        let server_fin = parse("server-fin").unwrap();
+        assert!(err(ScenarioOptions {
+            teardown: Teardown::Simultaneous,
+            ..opts(&server_fin)
+        })
+        .contains("cross"));
+        let final_ack = parse("final-ack").unwrap();
+        assert!(err(ScenarioOptions {
+            server_closes_first: true,
+            ..opts(&final_ack)
+        })
+        .contains("--close server"));
+        assert!(err(ScenarioOptions {
+            time_wait: Duration::ZERO,
+            ..opts(&final_ack)
+        })
+        .contains("--time-wait"));
+        let synack = parse("synack").unwrap();
+        assert!(err(ScenarioOptions {
+            refused: true,
+            ..opts(&synack)
+        })
+        .contains("only the client's syn"));
+    }
+
+    #[test]
+    fn the_timeout_must_fit_the_back_off() {
+        let one_s = Duration::from_secs(1);
+        let syn2 = parse("syn,syn").unwrap();
+        // 1 s + 2 s, TIME-WAIT 1 s, 1 s of slack.
+        assert_eq!(time_needed(&syn2, one_s), Duration::from_secs(5));
+        let reply = parse("data-reply").unwrap();
+        assert_eq!(time_needed(&reply, one_s), Duration::from_millis(2300));
+        assert_eq!(check(&opts(&syn2)), Ok(()));
+        // The FIN's RTO stays doubled after the lost data (Karn): 1 s + 2 s.
+        let data_fin = parse("data:1,fin").unwrap();
+        assert_eq!(time_needed(&data_fin, one_s), Duration::from_secs(5));
+        // A lost SYN: 1 s, then the data's RTO is 3 s (RFC 6298 §5.7), then
+        // the FIN's 6 s.
+        let three = parse("syn,data:1,fin").unwrap();
+        assert_eq!(time_needed(&three, one_s), Duration::from_secs(12));
+        let msg = check(&opts(&three)).unwrap_err();
+        assert!(msg.contains("--timeout 12s"), "{msg}");
+        let long = ScenarioOptions {
+            timeout: Duration::from_secs(12),
+            ..opts(&three)
+        };
+        assert_eq!(check(&long), Ok(()));
+    }
+}

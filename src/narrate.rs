@@ -73,6 +73,8 @@ pub struct Context {
     /// A pure ACK that repeats the sender's last acknowledgment with
     /// another window.
     pub window_update: bool,
+    /// The other side's FIN came before this segment.
+    pub peer_fin_seen: bool,
 }
 
 impl Context {
@@ -167,6 +169,7 @@ impl Narrator {
             acks,
             duplicate_ack,
             window_update,
+            peer_fin_seen: self.sides[peer].fin.is_some(),
         };
 
         let side = &mut self.sides[me];
@@ -188,10 +191,11 @@ impl Narrator {
     }
 }
 
-/// The client's note (from the client loop) when it says more than the
-/// flags do: "ignored: …", "challenge ACK", "RST: abort", a scenario's own
-/// words. Notes that only name the segment are left out.
-fn informative_note(note: &str) -> Option<&str> {
+/// The parts of the client's note (from the client loop, `; `-separated)
+/// that say more than the flags do: "ignored: …", "challenge ACK", a
+/// scenario's own words ("dropped on purpose …"). Parts that only name the
+/// segment ("data", "FIN: active close", "retransmission #2") are left out.
+fn informative_note(note: &str) -> Option<String> {
     const PLAIN: [&str; 10] = [
         "",
         "SYN: active open",
@@ -204,15 +208,21 @@ fn informative_note(note: &str) -> Option<&str> {
         "ACK",
         "RST",
     ];
-    let plain = PLAIN.contains(&note)
-        || note.ends_with(" bytes of data")
-        || note.starts_with("retransmission #");
-    (!plain).then_some(note)
+    let kept: Vec<&str> = note
+        .split("; ")
+        .filter(|part| {
+            !(PLAIN.contains(part)
+                || part.ends_with(" bytes of data")
+                || part.starts_with("retransmission #"))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
-/// "retransmission #2" → 2.
+/// "retransmission #2" (alone or as one `; `-separated part) → 2.
 fn retransmission_attempt(note: &str) -> Option<u32> {
-    note.strip_prefix("retransmission #")?.parse().ok()
+    note.split("; ")
+        .find_map(|part| part.strip_prefix("retransmission #")?.parse().ok())
 }
 
 /// What the segment carries, in a few words: "the SYN", "5 bytes (seq
@@ -234,6 +244,27 @@ fn what(seg: &SegmentLine) -> String {
         format!("the {who}'s FIN")
     } else {
         format!("the {who}'s segment")
+    }
+}
+
+/// The same from the sender's side: "its SYN", "its 5 bytes of data (seq
+/// 1–5)", "its FIN".
+fn what_own(seg: &SegmentLine) -> String {
+    if seg.flags.syn() && seg.flags.ack() {
+        "its SYN-ACK".into()
+    } else if seg.flags.syn() {
+        "its SYN".into()
+    } else if seg.len > 0 {
+        let last = seg.seq_rel.wrapping_add(seg.len as u32 - 1);
+        let fin = if seg.flags.fin() { " and its FIN" } else { "" };
+        format!(
+            "its {} bytes of data (seq {}–{last}){fin}",
+            seg.len, seg.seq_rel
+        )
+    } else if seg.flags.fin() {
+        "its FIN".into()
+    } else {
+        "its segment".into()
     }
 }
 
@@ -259,16 +290,19 @@ pub fn comment(seg: &SegmentLine, ctx: &Context) -> String {
     let peer = receiver(seg.dir);
     let mut parts: Vec<String> = Vec::new();
     let flags = seg.flags;
-    let head = if flags.rst() {
+    let (name, rest): (&str, String) = if flags.rst() {
         let name = if flags.ack() { "RST+ACK" } else { "RST" };
         if seg.dir == Direction::ServerToClient && ctx.client_before == State::SynSent {
-            format!("{name}: the server refuses the SYN (no socket listens on the port)")
+            (
+                name,
+                "the server refuses the SYN (no socket listens on the port)".into(),
+            )
         } else {
-            format!("{name}: the {who} resets the connection")
+            (name, format!("the {who} resets the connection"))
         }
     } else if flags.syn() {
         let name = if flags.ack() { "SYN-ACK" } else { "SYN" };
-        let mut text = format!("{name}: {who} ISN 0x{:08x}", seg.seq);
+        let mut text = format!("{who} ISN 0x{:08x}", seg.seq);
         if flags.ack() && ctx.acks == Acks::Syn {
             let _ = write!(text, ", acks the {peer}'s ISN+1");
         }
@@ -276,43 +310,48 @@ pub fn comment(seg: &SegmentLine, ctx: &Context) -> String {
             let verb = if flags.ack() { "answers" } else { "offers" };
             let _ = write!(text, ", {verb} {}", options_words(seg));
         }
-        text
+        (name, text)
     } else if seg.len > 0 {
         let name = if flags.fin() { "data+FIN" } else { "data" };
         let last = seg.seq_rel.wrapping_add(seg.len as u32 - 1);
         let mut text = format!(
-            "{name}: {} bytes from the {who}, seq {}–{last}",
+            "{} bytes from the {who}, seq {}–{last}",
             seg.len, seg.seq_rel
         );
         if flags.psh() {
             text.push_str(" (PSH: deliver at once)");
         }
-        text
+        (name, text)
     } else if flags.fin() {
-        format!(
-            "FIN: the {who} closes its sending side (seq {})",
-            seg.seq_rel
+        (
+            "FIN",
+            format!("the {who} closes its sending side (seq {})", seg.seq_rel),
         )
     } else if ctx.duplicate_ack {
-        format!(
-            "duplicate ACK: the {who} repeats ack {}",
-            seg.ack_rel.unwrap_or(0)
+        (
+            "duplicate ACK",
+            format!("the {who} repeats ack {}", seg.ack_rel.unwrap_or(0)),
         )
     } else if ctx.window_update {
-        format!("window update: the {who} now offers window {}", seg.win)
+        (
+            "window update",
+            format!("the {who} now offers window {}", seg.win),
+        )
     } else {
         match acks_text(seg, ctx.acks) {
-            Some(acks) => format!("ACK: {acks}"),
-            None => format!("ACK from the {who}"),
+            Some(acks) => ("ACK", acks),
+            None => ("ACK", format!("from the {who}")),
         }
     };
     let head = if ctx.retransmission {
         let nth = retransmission_attempt(&seg.note)
             .map(|n| format!(" #{n}"))
             .unwrap_or_default();
-        format!("retransmission{nth} of {}: {head}", what(seg))
+        format!("retransmission{nth} of {}: {rest}", what(seg))
+    } else if name == "ACK" && rest.starts_with("from ") {
+        format!("ACK {rest}")
     } else {
-        head
+        format!("{name}: {rest}")
     };
     parts.push(head);
     if (flags.fin() || seg.len != 0) && !flags.rst() && !flags.syn() {
@@ -329,7 +368,7 @@ pub fn comment(seg: &SegmentLine, ctx: &Context) -> String {
         parts.push("bad checksum".into());
     }
     if let Some(note) = informative_note(&seg.note) {
-        parts.push(note.to_string());
+        parts.push(note);
     }
     parts.join("; ")
 }
@@ -448,9 +487,12 @@ fn explained(text: impl Into<String>, sections: &[&'static str]) -> Explanation 
 /// and the states before and after it on both sides.
 pub fn explain(seg: &SegmentLine, ctx: &Context) -> Explanation {
     let mut exp = explain_inner(seg, ctx);
+    // A scenario's own words ("dropped on purpose …") follow the sentence;
+    // notes that cite the RFC themselves, and RSTs (explained in full
+    // already), are left to the comment.
     if let Some(note) = informative_note(&seg.note) {
-        if !note.starts_with("ignored") {
-            let _ = write!(exp.text, " ({note})");
+        if !note.starts_with("ignored") && !note.contains("RFC ") && !seg.flags.rst() {
+            let _ = write!(exp.text, " — {note}");
         }
     }
     exp
@@ -499,11 +541,16 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
         };
     }
     if ctx.retransmission {
+        let taken = if ca != cb {
+            format!("; this time the client takes it and is {ca}")
+        } else {
+            String::new()
+        };
         return explained(
             format!(
                 "The {who} sends {} again: no acknowledgment came before its retransmission \
-                 timer expired",
-                what(seg)
+                 timer expired{taken}",
+                what_own(seg)
             ),
             &["3.8.1"],
         );
@@ -548,6 +595,14 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
             String::new()
         };
         return match (from_client, cb, ca) {
+            (true, Established, FinWait1) if ctx.peer_fin_seen => explained(
+                format!(
+                    "The client {data}closes while the server's FIN is already under way: \
+                     the two FINs cross (simultaneous close), and the client waits in \
+                     FIN-WAIT-1 for the ACK of its own"
+                ),
+                &["3.6"],
+            ),
             (true, Established, FinWait1) => explained(
                 format!(
                     "The client {data}closes first: its FIN says it will send no more data, \
@@ -671,9 +726,19 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
                  CLOSING to TIME-WAIT",
                 &["3.6"],
             ),
-            (true, TimeWait, _) => explained(
+            (true, TimeWait, _) if seg.server_state == Some(Closed) => explained(
                 "The client acknowledges the server's FIN and stays in TIME-WAIT; on this ACK \
                  the server's socket goes to CLOSED",
+                &["3.6"],
+            ),
+            (true, TimeWait, _) => explained(
+                "The client acknowledges the server's FIN and stays in TIME-WAIT; the server's \
+                 socket closes when this ACK reaches it",
+                &["3.6"],
+            ),
+            (true, FinWait1, Closing) => explained(
+                "The client acknowledges the server's FIN while its own is not acknowledged \
+                 yet: both sides closed at once, so it goes to CLOSING (simultaneous close)",
                 &["3.6"],
             ),
             (true, CloseWait, _) => explained(

@@ -534,3 +534,68 @@ fn udp_datagrams_are_narrated_too() {
     assert_eq!(on_client, on_server);
     assert!(on_server.iter().all(|r| r[2] == "1"), "{on_server:?}");
 }
+
+#[test]
+fn losses_and_aborts_are_narrated_from_the_numbers() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    // The client's FIN lost once, its final ACK lost once: each
+    // retransmission is recognised and explained (RFC 9293 §3.8.1), the
+    // repeated final ACK from TIME-WAIT too.
+    let lossy = dir.path().join("lossy.pcapng");
+    let out = synack()
+        .args(["--color", "never", "lab", "--time-wait", "1s"])
+        .args(["--drop", "fin,final-ack", "--explain", "-w"])
+        .arg(&lossy)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    let comments: Vec<String> = tshark_fields(&lossy, Some("tcp"), &["frame.comment"])
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let find = |prefix: &str| {
+        comments
+            .iter()
+            .find(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no comment starting {prefix:?} in {comments:#?}"))
+    };
+    assert!(
+        find("FIN: the client closes its sending side").contains("dropped on purpose (--drop fin)")
+    );
+    find("retransmission of the client's FIN: ");
+    find("retransmission of the server's FIN: ");
+    find("duplicate ACK: the client repeats ack");
+    assert!(
+        stdout.contains("The client sends its FIN again: no acknowledgment came before its retransmission timer expired (RFC 9293 §3.8.1)."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("this is why TIME-WAIT lasts 2·MSL"),
+        "{stdout}"
+    );
+
+    // The server aborts (SO_LINGER 0): its RST+ACK commented and explained.
+    let abort = dir.path().join("abort.pcapng");
+    let out = run_lab(&[
+        "--abort",
+        "server",
+        "--explain",
+        "-w",
+        abort.to_str().unwrap(),
+    ]);
+    let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains("The server resets the connection"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(RFC 9293 §3.5.3, §3.10.7.4)."), "{stdout}");
+    let comments = tshark_fields(&abort, Some("tcp.flags.reset == 1"), &["frame.comment"]);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0][0]
+            .starts_with("RST+ACK: the server resets the connection; client ESTABLISHED → CLOSED"),
+        "{comments:?}"
+    );
+}

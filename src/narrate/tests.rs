@@ -354,17 +354,19 @@ fn retransmissions_are_recognised_from_the_numbers() {
     assert!(
         told[1]
             .0
-            .starts_with("retransmission #1 of the client's SYN: SYN: client ISN 0x000003e8"),
+            .starts_with("retransmission #1 of the client's SYN: client ISN 0x000003e8"),
         "{}",
         told[1].0
     );
-    assert!(told[1]
-        .1
-        .ends_with("retransmission timer expired (RFC 9293 §3.8.1)."));
+    assert_eq!(
+        told[1].1,
+        "The client sends its SYN again: no acknowledgment came before its retransmission \
+         timer expired (RFC 9293 §3.8.1)."
+    );
     assert!(
         told[12]
             .0
-            .starts_with("retransmission of the server's FIN: FIN:"),
+            .starts_with("retransmission of the server's FIN: the server closes its sending side"),
         "{}",
         told[12].0
     );
@@ -393,7 +395,9 @@ fn notes_that_add_something_travel_with_the_text() {
         told[3].0
     );
     assert!(
-        told[3].1.contains("(dropped on purpose (--drop data:1))"),
+        told[3]
+            .1
+            .ends_with("at once — dropped on purpose (--drop data:1) (RFC 9293 §3.8)."),
         "{}",
         told[3].1
     );
@@ -536,4 +540,146 @@ fn udp_datagrams_are_commented_without_tcp_words() {
     let exp = datagram_explain(&d);
     assert!(exp.sections.is_empty());
     assert!(exp.to_string().ends_with("(UDP, RFC 768)."), "{exp}");
+}
+
+#[test]
+fn compound_notes_keep_only_what_adds_something() {
+    let mut run = default_run();
+    run[7].note = "FIN: active close; dropped on purpose (--drop fin): recorded leaving, never \
+                   delivered; the client's RTO (2000 ms) will resend it"
+        .into();
+    run[10].note =
+        "ACK again from TIME-WAIT: this is why TIME-WAIT exists (RFC 9293 §3.10.7.4)".into();
+    let told = narrate(&run);
+    assert!(
+        told[7].0.ends_with(
+            "server ESTABLISHED → CLOSE-WAIT; dropped on purpose (--drop fin): recorded leaving, \
+             never delivered; the client's RTO (2000 ms) will resend it"
+        ),
+        "{}",
+        told[7].0
+    );
+    assert!(!told[7].0.contains("active close"), "{}", told[7].0);
+    // A note that cites the RFC itself stays in the comment only.
+    assert!(
+        told[10].0.ends_with("(RFC 9293 §3.10.7.4)"),
+        "{}",
+        told[10].0
+    );
+    assert!(!told[10].1.contains("§3.10.7.4"), "{}", told[10].1);
+    assert_eq!(informative_note("data"), None);
+    // A final ACK that never arrives does not close the server.
+    run[10].server_state = Some(LastAck);
+    let told = narrate(&run);
+    assert!(
+        told[10]
+            .1
+            .contains("the server's socket closes when this ACK reaches it"),
+        "{}",
+        told[10].1
+    );
+    assert_eq!(
+        retransmission_attempt("SYN: active open; retransmission #3"),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_held_fin_makes_the_clients_fin_cross_it() {
+    // --close simultaneous: the server's FIN is held, the client sends
+    // its own, then takes the server's (FIN-WAIT-1 → CLOSING) with its ACK.
+    let mut run = default_run();
+    run.truncate(7);
+    let mut held = seg(
+        S2C,
+        Flags::FIN_ACK,
+        14,
+        Some(6),
+        0,
+        &[],
+        Established,
+        FinWait1,
+    );
+    held.note = "the server's FIN, held: simultaneous close".into();
+    run.push(held);
+    run.push(seg(
+        C2S,
+        Flags::FIN_ACK,
+        6,
+        Some(14),
+        0,
+        &[(Established, FinWait1)],
+        FinWait1,
+        Closing,
+    ));
+    run.push(seg(
+        C2S,
+        Flags::ACK,
+        7,
+        Some(15),
+        0,
+        &[(FinWait1, Closing)],
+        Closing,
+        TimeWait,
+    ));
+    run.push(seg(
+        S2C,
+        Flags::ACK,
+        15,
+        Some(7),
+        0,
+        &[(Closing, TimeWait)],
+        TimeWait,
+        TimeWait,
+    ));
+    let told = narrate(&run);
+    assert!(
+        told[7]
+            .0
+            .ends_with("; the server's FIN, held: simultaneous close"),
+        "{}",
+        told[7].0
+    );
+    assert!(
+        told[8]
+            .1
+            .contains("the two FINs cross (simultaneous close)"),
+        "{}",
+        told[8].1
+    );
+    assert!(told[9].1.contains("so it goes to CLOSING"), "{}", told[9].1);
+    assert!(
+        told[10].1.contains("from CLOSING to TIME-WAIT"),
+        "{}",
+        told[10].1
+    );
+}
+
+#[test]
+fn a_retransmission_that_is_finally_taken_says_so() {
+    // --drop synack: the first SYN-ACK is ignored, the server's kernel
+    // sends it again and this time the client takes it.
+    let mut run = default_run();
+    run[1].client.clear();
+    run[1].client_state = SynSent;
+    run[1].note = "dropped on purpose (--drop synack): ignored once".into();
+    let mut again = default_run()[1].clone();
+    again.note = "SYN-ACK: the server's kernel retransmitted it".into();
+    run.insert(2, again);
+    let told = narrate(&run);
+    assert!(
+        told[2]
+            .0
+            .starts_with("retransmission of the server's SYN-ACK: server ISN 0x9c3a0001"),
+        "{}",
+        told[2].0
+    );
+    assert!(
+        told[2].1.starts_with(
+            "The server sends its SYN-ACK again: no acknowledgment came before its \
+             retransmission timer expired; this time the client takes it and is ESTABLISHED"
+        ),
+        "{}",
+        told[2].1
+    );
 }

@@ -519,7 +519,7 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
             explained(
                 "No socket listens on the server's port, so its kernel answers the SYN with \
                  RST+ACK and the client gives up: connection refused",
-                &["3.5.2", "3.10.7.3"],
+                &["3.10.7.1", "3.5.2", "3.10.7.3"],
             )
         } else if !from_client {
             explained(

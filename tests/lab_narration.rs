@@ -348,7 +348,7 @@ fn narration_combines_with_the_scenarios_and_json() {
     ]);
     let stdout = stdout_of(&out);
     assert!(
-        stdout.contains("connection refused (RFC 9293 §3.5.2, §3.10.7.3)."),
+        stdout.contains("connection refused (RFC 9293 §3.10.7.1, §3.5.2, §3.10.7.3)."),
         "{stdout}"
     );
     let frames = tshark_tcp(&refused);

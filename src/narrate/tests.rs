@@ -334,7 +334,7 @@ fn a_refused_syn_names_reset_generation() {
         "RST+ACK: the server refuses the SYN (no socket listens on the port); client SYN-SENT → CLOSED; server CLOSED"
     );
     assert!(explanation.contains("connection refused"), "{explanation}");
-    assert!(explanation.ends_with("(RFC 9293 §3.5.2, §3.10.7.3)."));
+    assert!(explanation.ends_with("(RFC 9293 §3.10.7.1, §3.5.2, §3.10.7.3)."));
 }
 
 #[test]

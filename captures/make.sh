@@ -83,6 +83,8 @@ lab lab_drop_server --time-wait 0 --drop synack,data-reply,server-fin
 lab lab_syn_backoff --time-wait 0 --drop syn,syn
 lab lab_mss100 --time-wait 0 --mss 100 --reply "$(printf '%.0sabcdefghij' $(seq 30))"
 lab lab_sticky --time-wait 0 --sticky --data hello --data world
+lab lab_framing --time-wait 0 --framing json-header --sticky --data hello --data world
+lab lab_no_options --time-wait 0 --no-wscale --no-sack --no-timestamps
 # --isn means nothing over UDP (and is refused with --udp).
 "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap" >/dev/null
 # The default run as pcapng, a comment on every frame (--pcapng).

@@ -415,6 +415,27 @@ fn synack_lab_data_and_option_captures_read_as_their_scenarios() {
         "true fin_4way Some(Client) Syn SF ShADadFf 0 0 7/6 10/13"
     );
 
+    // json-header framing, both messages read at once by a sticky server
+    // and answered one by one: 2 × 40 bytes out, 2 × 49 back.
+    let framed = only("lab_framing.pcap");
+    assert_eq!(
+        verdict(&framed),
+        "true fin_4way Some(Client) Syn SF ShADadFf 0 0 8/7 80/98"
+    );
+
+    // No window scale, SACK or timestamps offered: the server answers MSS
+    // only.
+    let bare = only("lab_no_options.pcap");
+    assert_eq!(verdict(&bare), HELLO_4WAY_CLIENT);
+    for offered in [
+        bare.handshake.client_options.expect("SYN options"),
+        bare.handshake.server_options.expect("SYN-ACK options"),
+    ] {
+        assert_eq!(offered.mss, Some(1460));
+        assert_eq!(offered.window_scale, None);
+        assert!(!offered.sack_permitted && !offered.timestamps);
+    }
+
     // UDP only: six frames (ARP both ways, two datagrams each way), no TCP
     // connection, nothing wrong with the file.
     let (summary, conns) = read("lab_udp.pcap");

@@ -184,12 +184,40 @@ enum Seed {
         /// None for frames that are not TCP.
         client: Option<Cell>,
         server: Option<State>,
+        /// Shown beside the arrow: a loss on purpose, a retransmission.
+        notes: Vec<String>,
     },
     Event {
         client_side: bool,
         text: String,
         client: Option<Cell>,
     },
+}
+
+/// What the ladder shows beside a segment's arrow, from the client's note
+/// on it: the losses of `--drop` and the retransmissions, which the arrow
+/// alone does not tell apart from the first copy.
+fn ladder_notes(note: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    if note.starts_with("retransmission") || note.contains("retransmitted it") {
+        notes.push("retransmission".to_string());
+    }
+    if let Some(at) = note.find("dropped on purpose (--drop ") {
+        let item = note[at + "dropped on purpose (--drop ".len()..]
+            .split(')')
+            .next()
+            .unwrap_or_default();
+        let what = if note.contains("ignored once") {
+            "ignored once"
+        } else {
+            "lost"
+        };
+        notes.push(format!("{what}: --drop {item}"));
+    }
+    if note.starts_with("ACK again from TIME-WAIT") {
+        notes.push("ACK again from TIME-WAIT".to_string());
+    }
+    notes
 }
 
 impl ReporterState {
@@ -272,6 +300,7 @@ impl ReporterState {
                     color: ladder::Color::Other,
                     client: None,
                     server: None,
+                    notes: Vec::new(),
                 };
                 self.emit_with(at, Some(rung), move |t_us| LabEvent::Arp {
                     t_us,
@@ -342,6 +371,7 @@ impl ReporterState {
                         changed: !line.client.is_empty(),
                     }),
                     server: line.server_state,
+                    notes: ladder_notes(&line.note),
                 };
                 let flags = line.flags;
                 self.emit_with(at, Some(rung), move |t_us| {
@@ -388,6 +418,7 @@ impl ReporterState {
                     color: ladder::Color::Plain,
                     client: None,
                     server: None,
+                    notes: Vec::new(),
                 };
                 self.emit_with(at, Some(rung), move |t_us| {
                     LabEvent::Datagram(DatagramLine { t_us, ..line })
@@ -444,6 +475,7 @@ impl ReporterState {
                 color,
                 client,
                 server,
+                notes,
             } => {
                 let server = server.map(|state| Cell {
                     state,
@@ -457,7 +489,7 @@ impl ReporterState {
                     middle: Middle::Arrow { way, label, color },
                     client,
                     server,
-                    notes: Vec::new(),
+                    notes,
                 }
             }
             Seed::Event {
@@ -650,5 +682,47 @@ fn describe_server_call(event: &ServerEvent) -> String {
             "setsockopt(SO_LINGER, 0) and close(): the kernel sends RST, not FIN".into()
         }
         ServerEvent::Failed { call, error } => format!("{call}() failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ladder_notes;
+
+    #[test]
+    fn the_ladder_marks_losses_and_retransmissions() {
+        assert!(ladder_notes("").is_empty());
+        assert!(ladder_notes("the client's data").is_empty());
+        assert_eq!(
+            ladder_notes(
+                "the client's FIN; dropped on purpose (--drop fin): recorded leaving, never \
+                 delivered; the client's RTO (1000 ms) will resend it"
+            ),
+            ["lost: --drop fin"]
+        );
+        assert_eq!(
+            ladder_notes(
+                "retransmission #1: the RTO expired; the timer backs off to 2000 ms (RFC 6298 \
+                 §5.5); dropped on purpose (--drop syn): recorded leaving, never delivered"
+            ),
+            ["retransmission", "lost: --drop syn"]
+        );
+        assert_eq!(
+            ladder_notes(
+                "dropped on purpose (--drop synack): ignored once, so the server's kernel must \
+                 retransmit it"
+            ),
+            ["ignored once: --drop synack"]
+        );
+        assert_eq!(
+            ladder_notes(
+                "SYN-ACK: the server's kernel retransmitted it 1003 ms after the one we dropped"
+            ),
+            ["retransmission"]
+        );
+        assert_eq!(
+            ladder_notes("ACK again from TIME-WAIT, 2·MSL timer restarted"),
+            ["ACK again from TIME-WAIT"]
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`lab`]: the client loop that ties them together.
 
 pub mod capture;
+pub mod connect;
 pub mod framing;
 pub mod inspect_report;
 pub mod lab;

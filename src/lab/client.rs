@@ -38,6 +38,20 @@ pub struct ClientParams {
     pub wait_for_peer_close: bool,
 }
 
+/// When the client sends its FIN (or RST). The lab uses
+/// [`Closing::AsParams`]; `synack connect` cannot know how long the reply
+/// is, so it waits for the reply to go quiet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Closing {
+    /// As [`ClientParams`] says: after `expect_reply` bytes arrived, or
+    /// after the peer's FIN with `wait_for_peer_close`.
+    #[default]
+    AsParams,
+    /// Once our data is acknowledged and nothing arrived for `quiet` (or
+    /// the peer closed): FIN, or RST with `abort` (RFC 9293 §3.10.5).
+    WhenQuiet { quiet: Duration, abort: bool },
+}
+
 /// A frame that went in or out, and what it meant.
 #[derive(Clone, Debug)]
 pub struct FrameRecord {
@@ -90,6 +104,12 @@ pub enum ClientError {
     Refused { at: Instant },
     #[error("the server reset the connection in {state}")]
     Reset { state: State },
+    #[error("{from} answered with ICMP destination unreachable, code {code} ({})", icmp_unreachable_meaning(*code))]
+    Unreachable {
+        from: Ipv4Addr,
+        code: u8,
+        at: Instant,
+    },
     #[error("interrupted in {state}")]
     Interrupted { state: State },
     #[error("cannot {0}")]
@@ -132,6 +152,14 @@ pub struct Client<'a, L: Link, O: Observer> {
     ip_ident: u16,
     outcome: Outcome,
     last_syn_at: Option<Instant>,
+    /// Whom to ARP for when the server is behind a gateway.
+    next_hop: Option<Ipv4Addr>,
+    closing: Closing,
+    /// The data as separate sends (one segment each, or more above the
+    /// MSS); empty: `params.data` in one send.
+    chunks: Vec<Vec<u8>>,
+    /// The last segment of this connection that arrived.
+    last_rx_at: Option<Instant>,
 }
 
 impl<'a, L: Link, O: Observer> Client<'a, L, O> {
@@ -149,7 +177,30 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             ip_ident: 0,
             outcome: Outcome::default(),
             last_syn_at: None,
+            next_hop: None,
+            closing: Closing::AsParams,
+            chunks: Vec::new(),
+            last_rx_at: None,
         }
+    }
+
+    /// ARP for `gateway` instead of the server (a route through a gateway).
+    pub fn via(mut self, gateway: Ipv4Addr) -> Self {
+        self.next_hop = Some(gateway);
+        self
+    }
+
+    /// When to close; see [`Closing`].
+    pub fn closing(mut self, closing: Closing) -> Self {
+        self.closing = closing;
+        self
+    }
+
+    /// Send each chunk with its own send call once established, instead
+    /// of `params.data` (what `--data a --data b` asks for).
+    pub fn data_chunks(mut self, chunks: Vec<Vec<u8>>) -> Self {
+        self.chunks = chunks;
+        self
     }
 
     /// Resolves the server's MAC, runs handshake, data, teardown and
@@ -179,7 +230,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     after: self.params.timeout,
                 });
             }
-            let wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
+            let mut wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
+            if let (Closing::WhenQuiet { quiet, .. }, Some(last), false) =
+                (self.closing, self.last_rx_at, close_sent)
+            {
+                wait_until = wait_until.min((last + quiet).max(now));
+            }
             if let Some(bytes) = self.link.recv(wait_until)? {
                 self.on_frame(bytes)?;
             }
@@ -191,9 +247,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             match self.conn.state() {
                 State::Established if !data_sent => {
                     data_sent = true;
-                    if !self.params.data.is_empty() {
-                        let data = self.params.data.clone();
-                        let events = self.conn.send(Instant::now(), &data)?;
+                    let chunks = if self.chunks.is_empty() {
+                        vec![self.params.data.clone()]
+                    } else {
+                        self.chunks.clone()
+                    };
+                    for data in chunks.iter().filter(|d| !d.is_empty()) {
+                        let events = self.conn.send(Instant::now(), data)?;
                         self.outcome.bytes_sent += data.len();
                         self.dispatch(events, None)?;
                     }
@@ -202,14 +262,25 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     let acked = self.conn.snd_una() == self.conn.snd_nxt();
                     let replied = self.outcome.bytes_received >= self.params.expect_reply;
                     let peer_closed = self.conn.state() == State::CloseWait;
-                    let may_close = if self.params.wait_for_peer_close {
-                        peer_closed
-                    } else {
-                        replied || peer_closed
+                    let (may_close, abort) = match self.closing {
+                        Closing::AsParams if self.params.wait_for_peer_close => {
+                            (peer_closed, false)
+                        }
+                        Closing::AsParams => (replied || peer_closed, false),
+                        Closing::WhenQuiet { quiet, abort } => {
+                            let since = self.last_rx_at.unwrap_or(now);
+                            let quiet_now = Instant::now().saturating_duration_since(since);
+                            (peer_closed || quiet_now >= quiet, abort)
+                        }
                     };
                     if acked && may_close {
                         close_sent = true;
-                        let events = self.conn.close(Instant::now())?;
+                        let now = Instant::now();
+                        let events = if abort {
+                            self.conn.abort(now)
+                        } else {
+                            self.conn.close(now)?
+                        };
                         self.dispatch(events, None)?;
                     }
                 }
@@ -236,7 +307,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             sender_mac: self.local_mac,
             sender_ip: self.params.local_ip,
             target_mac: MacAddr::zero(),
-            target_ip: self.params.remote_ip,
+            target_ip: self.next_hop.unwrap_or(self.params.remote_ip),
         };
         let mut next_request = start;
         for _ in 0..MAX_TURNS {
@@ -262,7 +333,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             }
         }
         Err(ClientError::NoArpReply {
-            ip: self.params.remote_ip,
+            ip: self.next_hop.unwrap_or(self.params.remote_ip),
             after: start.elapsed(),
         })
     }
@@ -275,7 +346,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         match parsed {
             Ok(Frame::Arp { arp, .. }) => {
                 let for_us = arp.target_ip == self.params.local_ip;
-                if arp.sender_ip == self.params.remote_ip {
+                if arp.sender_ip == self.next_hop.unwrap_or(self.params.remote_ip) {
                     self.remote_mac = Some(arp.sender_mac);
                 }
                 let reply = (arp.op == ArpOp::Request && for_us).then_some(ArpRepr {
@@ -306,6 +377,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                         self.outcome.handshake_rtt.get_or_insert(at - syn_at);
                     }
                 }
+                self.last_rx_at = Some(at);
                 let events = self.conn.on_segment(at, &segment);
                 let changes = Event::state_changes(&events);
                 let note = describe_incoming(&segment, &events);
@@ -324,13 +396,24 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 });
                 self.dispatch(events, Some(at))?;
             }
-            _ => self.observer.frame(FrameRecord {
-                dir: Direction::ServerToClient,
-                at,
-                wall,
-                bytes,
-                kind: FrameKind::Noise,
-            }),
+            _ => {
+                let unreachable =
+                    wire::parse_icmp_unreachable(&bytes).filter(|icmp| self.is_about_ours(icmp));
+                self.observer.frame(FrameRecord {
+                    dir: Direction::ServerToClient,
+                    at,
+                    wall,
+                    bytes,
+                    kind: FrameKind::Noise,
+                });
+                if let Some(icmp) = unreachable {
+                    return Err(ClientError::Unreachable {
+                        from: icmp.from,
+                        code: icmp.code,
+                        at,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -340,6 +423,15 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             && frame.ip.dst == self.params.local_ip
             && frame.segment.src_port == self.params.conn.remote_port
             && frame.segment.dst_port == self.params.conn.local_port
+    }
+
+    /// An ICMP error that quotes a segment of this connection (RFC 792:
+    /// the IP header and the first 8 bytes, which hold both ports).
+    fn is_about_ours(&self, icmp: &wire::IcmpUnreachable) -> bool {
+        icmp.quoted_src == self.params.local_ip
+            && icmp.quoted_dst == self.params.remote_ip
+            && icmp.quoted_src_port == self.params.conn.local_port
+            && icmp.quoted_dst_port == self.params.conn.remote_port
     }
 
     /// Acts on the connection's events: sends segments, reports the rest.
@@ -453,6 +545,24 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             kind,
         });
         Ok(at)
+    }
+}
+
+/// RFC 792 / RFC 1122 §3.2.2.1 names of the destination-unreachable codes.
+pub fn icmp_unreachable_meaning(code: u8) -> &'static str {
+    match code {
+        0 => "net unreachable",
+        1 => "host unreachable",
+        2 => "protocol unreachable",
+        3 => "port unreachable",
+        4 => "fragmentation needed and DF set",
+        5 => "source route failed",
+        6 => "destination network unknown",
+        7 => "destination host unknown",
+        9 | 10 => "communication with the destination administratively prohibited",
+        11 | 12 => "unreachable for the type of service",
+        13 => "communication administratively prohibited (a firewall's reject)",
+        _ => "see RFC 1812 §5.2.7.1",
     }
 }
 

@@ -11,7 +11,7 @@
 
 pub mod bench;
 pub mod client;
-mod reporter;
+pub(crate) mod reporter;
 
 use std::fs::File;
 use std::io::{self, BufWriter};

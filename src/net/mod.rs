@@ -6,5 +6,5 @@ pub mod labnet;
 pub mod link;
 pub mod server;
 pub mod sockinfo;
-mod sys;
+pub(crate) mod sys;
 pub mod userns;

@@ -281,12 +281,21 @@ fn format_summary(s: &Summary) -> String {
             String::new()
         }
     );
-    if let Some(state) = s.final_state {
-        let _ = write!(
-            out,
-            "\n  client ended in                 {state} (TIME-WAIT held {} ms; Linux holds it 60 s)",
-            s.time_wait_ms
-        );
+    match s.final_state {
+        Some(state) if s.time_wait_ms == 0 => {
+            let _ = write!(
+                out,
+                "\n  client ended in                 {state} (no TIME-WAIT on this side)"
+            );
+        }
+        Some(state) => {
+            let _ = write!(
+                out,
+                "\n  client ended in                 {state} (TIME-WAIT held {} ms; Linux holds it 60 s)",
+                s.time_wait_ms
+            );
+        }
+        None => {}
     }
     let _ = write!(out, "\n  pcap                            {}", s.pcap);
     out

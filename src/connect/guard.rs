@@ -329,6 +329,73 @@ mod tests {
         assert!(rule.ends_with("-j DROP"));
     }
 
+    /// Runs `f` in a thread of its own inside a new network namespace
+    /// (namespaces are per thread, and `nft` forked from that thread works
+    /// on it): the host's ruleset is never touched, and parallel tests
+    /// cannot meet. Skips loudly without root or nft; under CI=true fails.
+    fn in_private_netns(f: impl FnOnce() + Send + 'static) {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let missing = if !nix::unistd::geteuid().is_root() {
+            Some("root")
+        } else if !has_tool("nft") {
+            Some("nft")
+        } else {
+            None
+        };
+        if let Some(what) = missing {
+            assert!(
+                !ci,
+                "this test needs {what} and CI=true forbids skipping it"
+            );
+            eprintln!("\n*** SKIPPED: needs {what} ***\n");
+            return;
+        }
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            f();
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    fn ruleset() -> String {
+        let out = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn remove_takes_the_table_away() {
+        in_private_netns(|| {
+            let before = ruleset();
+            let guard = RstGuard::install(flow()).unwrap();
+            let during = ruleset();
+            assert!(during.contains(&table_name(std::process::id())), "{during}");
+            assert!(during.contains("tcp flags & rst == rst"), "{during}");
+            assert!(guard.describe().contains("tcp sport 40000 tcp dport 8080"));
+            let said = guard.remove().unwrap();
+            assert!(said.contains("dropped 0 RSTs"), "{said}");
+            assert_eq!(ruleset(), before);
+        });
+    }
+
+    #[test]
+    fn a_panic_still_removes_the_rule() {
+        in_private_netns(|| {
+            let before = ruleset();
+            let result = std::panic::catch_unwind(|| {
+                let _guard = RstGuard::install(flow()).unwrap();
+                assert_ne!(ruleset(), before);
+                panic!("a bug in the middle of the run");
+            });
+            assert!(result.is_err());
+            assert_eq!(ruleset(), before, "the guard's table outlived a panic");
+        });
+    }
+
     #[test]
     fn the_counter_is_read_from_the_listing() {
         let listing = "table ip synack_guard_1 {\n\tchain output {\n\t\ttype filter hook output \

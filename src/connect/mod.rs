@@ -75,8 +75,8 @@ pub struct ConnectConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
-        "synack connect needs root: CAP_NET_RAW to send and capture raw frames{} on this \
-         host's network; try sudo",
+        "connect needs root (CAP_NET_RAW to send and capture raw frames{} on this host's \
+         network); try sudo",
         if *.needs_admin { " and CAP_NET_ADMIN for the rule that stops the kernel's RST" } else { "" }
     )]
     NotPrivileged { needs_admin: bool },
@@ -530,10 +530,20 @@ impl Observer for ConnectObserver {
                 segment,
                 ..
             } => {
-                self.last_state = *state_after;
                 if segment.flags.syn() && !segment.flags.ack() {
                     self.first_syn.get_or_insert(record.at);
                 }
+                if record.dir == Direction::ServerToClient
+                    && segment.flags.rst()
+                    && self.last_state == State::SynSent
+                {
+                    notes.push(format!(
+                        "refused: nothing listens on {}, so the server's kernel answered the SYN \
+                         with RST+ACK (RFC 9293 §3.10.7.1: a connection that does not exist)",
+                        self.server
+                    ));
+                }
+                self.last_state = *state_after;
                 if self.loopback
                     && record.dir == Direction::ServerToClient
                     && !*checksums_ok
@@ -547,7 +557,19 @@ impl Observer for ConnectObserver {
                 }
             }
             FrameKind::Noise => {
-                if let Ok(frame) = wire::parse(&record.bytes) {
+                if let Some(icmp) = wire::parse_icmp_unreachable(&record.bytes)
+                    .filter(|i| i.quoted_src_port == self.ours.port())
+                {
+                    notes.push(format!(
+                        "server → client  ICMP destination unreachable from {}, code {} ({}), \
+                         about our segment to {}:{}",
+                        icmp.from,
+                        icmp.code,
+                        client::icmp_unreachable_meaning(icmp.code),
+                        icmp.quoted_dst,
+                        icmp.quoted_dst_port
+                    ));
+                } else if let Ok(frame) = wire::parse(&record.bytes) {
                     if explain::is_kernel_rst(&frame, self.ours, self.server) {
                         if let wire::Frame::Tcp(tcp) = frame {
                             record.dir = Direction::ClientToServer;

@@ -338,8 +338,11 @@ impl Connection {
     pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         if self.state.is_synchronized() && self.state != State::TimeWait {
+            // "<SEQ=SND.NXT><CTL=RST>": no ACK bit, so the acknowledgment
+            // field is zero (tshark notes a nonzero one without ACK).
             let rst = SegmentRepr {
                 seq: self.snd_nxt,
+                ack: SeqNumber(0),
                 flags: Flags::RST,
                 ..self.segment_base()
             };

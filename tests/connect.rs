@@ -697,3 +697,136 @@ fn help_says_what_the_guard_and_source_do() {
         );
     }
 }
+
+/// A directory for PATH holding only `ip` and the named tools, so synack
+/// finds exactly those.
+fn path_with(dir: &Path, tools: &[&str]) -> std::ffi::OsString {
+    for tool in ["ip"].iter().chain(tools) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        assert!(!real.is_empty(), "{tool} not found");
+        std::os::unix::fs::symlink(real, dir.join(tool)).unwrap();
+    }
+    dir.as_os_str().to_owned()
+}
+
+/// A listener that accepts one client, echoes once and reads to EOF.
+fn echo_once() -> (u16, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        // Bounded: the kernel's RST may mean no client ever arrives.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sock = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Err(_) => return,
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = sock.read(&mut buf) {
+            let _ = sock.write_all(&buf[..n]);
+        }
+        while sock.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    (port, handle)
+}
+
+#[test]
+fn without_nft_the_guard_is_an_iptables_rule_and_goes_away() {
+    require_root!();
+    require_tool!("iptables");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = path_with(&bin, &["iptables"]);
+    let pcap = dir.path().join("ipt.pcap");
+    let (out, before, after) = in_netns(move || {
+        let before = sh("iptables -S");
+        let (port, server) = echo_once();
+        let out = synack()
+            .env("PATH", &path)
+            .args([
+                "--color",
+                "never",
+                "connect",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+                "hi",
+                "--time-wait",
+                "0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        server.join().unwrap();
+        (out, before, sh("iptables -S"))
+    });
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("guard: added iptables rule `-I OUTPUT -p tcp"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("guard: removed the iptables rule"),
+        "{stderr}"
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn without_any_firewall_tool_it_says_so_and_lets_the_kernel_rst() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = path_with(&bin, &[]);
+    let pcap = dir.path().join("none.pcap");
+    let out = in_netns(move || {
+        let (port, server) = echo_once();
+        let out = synack()
+            .env("PATH", &path)
+            .args([
+                "--color",
+                "never",
+                "connect",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+                "hi",
+                "--timeout",
+                "3s",
+                "-w",
+            ])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        server.join().unwrap();
+        out
+    });
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        stderr
+            .matches("neither nft nor iptables is installed")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("going on as with --let-kernel-rst"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("that RST came from this host's kernel"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+}

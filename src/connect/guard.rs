@@ -102,6 +102,37 @@ pub fn dropped_packets(nft_listing: &str) -> Option<u64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// The guard tables in an `nft list tables` listing whose process no
+/// longer exists (`alive` says which PIDs do): left by a run killed with
+/// SIGKILL, the one exit no handler sees.
+pub fn stale_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table ip "))
+        .filter_map(|name| {
+            let pid: u32 = name.strip_prefix("synack_guard_")?.parse().ok()?;
+            (!alive(pid)).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Warns about guard tables that outlived their run. It does not delete
+/// them: a process in another PID namespace sharing this network
+/// namespace (a container with the host's network) may still own one, and
+/// its PID is not visible here.
+pub fn warn_about_stale_tables() {
+    let Ok(listing) = run(Command::new("nft").args(["list", "tables"]), None) else {
+        return;
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    for table in stale_tables(&listing, alive) {
+        eprintln!(
+            "synack: guard: table `ip {table}` belongs to no running process here (a run \
+             killed with SIGKILL?); remove it with: nft delete table ip {table}"
+        );
+    }
+}
+
 /// Which tool holds the rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -193,6 +224,7 @@ impl RstGuard {
     /// otherwise (without CAP_NET_ADMIN: "Operation not permitted").
     pub fn install(flow: Flow) -> Result<RstGuard, GuardError> {
         let backend = if has_tool("nft") {
+            warn_about_stale_tables();
             let table = table_name(std::process::id());
             run(
                 Command::new("nft").args(["-f", "-"]),
@@ -228,7 +260,15 @@ impl RstGuard {
             Backend::Iptables => format!(
                 "added iptables rule `-I {}` (the kernel's RST to the server's SYN-ACK); \
                  it is removed when synack exits",
-                iptables_rule(&self.flow).join(" ")
+                iptables_rule(&self.flow)
+                    .iter()
+                    .map(|a| if a.contains(' ') {
+                        format!("\"{a}\"")
+                    } else {
+                        a.clone()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
         }
     }
@@ -394,6 +434,14 @@ mod tests {
             assert!(result.is_err());
             assert_eq!(ruleset(), before, "the guard's table outlived a panic");
         });
+    }
+
+    #[test]
+    fn stale_tables_are_those_of_dead_processes() {
+        let listing = "table inet filter\ntable ip synack_guard_10\ntable ip synack_guard_20\n\
+                       table ip synack_guard_x\ntable ip6 synack_guard_30\n";
+        assert_eq!(stale_tables(listing, |pid| pid == 20), ["synack_guard_10"]);
+        assert!(stale_tables(listing, |_| true).is_empty());
     }
 
     #[test]

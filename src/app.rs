@@ -168,10 +168,12 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     let cfg = ConnectConfig {
         target: args.target,
         data: args.data.iter().map(|d| d.clone().into_bytes()).collect(),
-        close: match args.close {
-            ConnectClose::Client => CloseMode::Client,
-            ConnectClose::Server => CloseMode::Server,
-            ConnectClose::Abort => CloseMode::Abort,
+        close: match (args.close, args.expect_reply) {
+            (ConnectClose::Client, Some(bytes)) => CloseMode::AfterReply(bytes as usize),
+            (ConnectClose::Client, None) => CloseMode::Client,
+            (_, Some(_)) => anyhow::bail!("--expect-reply goes with --close client only"),
+            (ConnectClose::Server, None) => CloseMode::Server,
+            (ConnectClose::Abort, None) => CloseMode::Abort,
         },
         timeout: args.timeout,
         time_wait: args.time_wait,

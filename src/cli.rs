@@ -165,6 +165,12 @@ pub struct ConnectArgs {
     #[arg(long, value_enum, default_value_t = ConnectClose::Client)]
     pub close: ConnectClose,
 
+    /// With --close client: send FIN as soon as BYTES of reply arrived
+    /// instead of waiting for 200 ms of quiet (for a server whose reply
+    /// length is known, as in a benchmark).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expect_reply: Option<u32>,
+
     /// Where to write the capture of every frame sent and received.
     #[arg(
         short = 'w',

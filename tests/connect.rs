@@ -830,3 +830,36 @@ fn without_any_firewall_tool_it_says_so_and_lets_the_kernel_rst() {
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
 }
+
+#[test]
+fn json_lines_are_one_event_each_and_expect_reply_closes_at_once() {
+    require_root!();
+    require_tool!("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("j.pcap");
+    let out = in_netns(move || {
+        let (port, server) = echo_once();
+        let out = connect(
+            &pcap,
+            &format!("127.0.0.1:{port}"),
+            &["--json", "--data", "hello", "--expect-reply", "5"],
+        );
+        server.join().unwrap();
+        out
+    });
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events[0]["event"], "connect");
+    assert_eq!(events[0]["iface"], "lo");
+    assert_eq!(events[0]["kernel_owns_source"], true);
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["bytes_s2c"], 5);
+    // Closing on the fifth reply byte, not after 200 ms of quiet.
+    let cycle = summary["cycle_us"].as_f64().unwrap();
+    assert!(cycle < 150_000.0, "cycle {cycle} µs");
+}

@@ -48,6 +48,8 @@ pub const REPLY_QUIET: Duration = Duration::from_millis(200);
 pub enum CloseMode {
     /// synack sends FIN once the reply has been quiet for [`REPLY_QUIET`].
     Client,
+    /// synack sends FIN as soon as this many reply bytes arrived.
+    AfterReply(usize),
     /// synack waits for the server's FIN, then closes its half.
     Server,
     /// synack sends RST instead of FIN (RFC 9293 §3.10.5, ABORT).
@@ -345,7 +347,10 @@ fn run_client(
         remote_ip: *cfg.target.ip(),
         conn,
         data: Vec::new(),
-        expect_reply: 0,
+        expect_reply: match cfg.close {
+            CloseMode::AfterReply(bytes) => bytes,
+            _ => 0,
+        },
         timeout: cfg.timeout,
         // lo has no ARP: its frames carry all-zero MACs.
         server_mac: plan.loopback.then(MacAddr::zero),
@@ -360,7 +365,7 @@ fn run_client(
             quiet: REPLY_QUIET,
             abort: true,
         },
-        CloseMode::Server => Closing::AsParams,
+        CloseMode::Server | CloseMode::AfterReply(_) => Closing::AsParams,
     };
     let target_is_local = datalink::interfaces()
         .iter()
@@ -415,7 +420,7 @@ fn run_client(
         frames: outcome.frames,
         retransmissions: outcome.retransmissions,
         final_state: outcome.final_state,
-        time_wait_ms: if cfg.close == CloseMode::Client {
+        time_wait_ms: if matches!(cfg.close, CloseMode::Client | CloseMode::AfterReply(_)) {
             cfg.time_wait.as_millis() as u64
         } else {
             0

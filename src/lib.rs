@@ -10,6 +10,8 @@
 //! - [`net`]: the only privileged code: the lab's namespace and veth pair,
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.
+//! - [`connect`]: the same client against any IPv4 server, with the RST
+//!   guard (a firewall rule of its own for the run).
 
 pub mod capture;
 pub mod connect;

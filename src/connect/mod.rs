@@ -149,6 +149,9 @@ pub struct Plan {
     /// A kernel interface owns the source address (so the kernel would
     /// answer the SYN-ACK with RST).
     pub kernel_owns_source: bool,
+    /// The target is one of this host's addresses (its server's sockets
+    /// are visible to sock_diag).
+    pub target_is_local: bool,
     pub mac: MacAddr,
 }
 
@@ -184,16 +187,21 @@ pub fn plan(cfg: &ConnectConfig) -> Result<Plan, ConnectError> {
         None if loopback => MacAddr::zero(),
         None => return Err(ConnectError::NotEthernet(route.dev.clone())),
     };
-    let kernel_owns_source = interfaces
-        .iter()
-        .flat_map(|i| i.ips.iter())
-        .any(|net| net.ip() == std::net::IpAddr::V4(source));
+    let owned = |addr: Ipv4Addr| {
+        interfaces
+            .iter()
+            .flat_map(|i| i.ips.iter())
+            .any(|net| net.ip() == std::net::IpAddr::V4(addr))
+    };
+    let kernel_owns_source = owned(source);
+    let target_is_local = owned(target);
     Ok(Plan {
         dev: route.dev,
         source,
         gateway: route.gateway,
         loopback,
         kernel_owns_source,
+        target_is_local,
         mac,
     })
 }
@@ -329,10 +337,13 @@ fn run_client(
         path: cfg.pcap.clone(),
         source,
     })?;
-    give_to_sudo_user(&cfg.pcap).map_err(|source| ConnectError::Pcap {
-        path: cfg.pcap.clone(),
-        source,
-    })?;
+    // Only a regular file changes owner (never `-w /dev/null`).
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        give_to_sudo_user(&cfg.pcap).map_err(|source| ConnectError::Pcap {
+            path: cfg.pcap.clone(),
+            source,
+        })?;
+    }
     print_plan(cfg, plan, ours, let_kernel_rst).map_err(ConnectError::Report)?;
 
     let (tx, rx) = mpsc::channel::<Message>();
@@ -367,10 +378,6 @@ fn run_client(
         },
         CloseMode::Server | CloseMode::AfterReply(_) => Closing::AsParams,
     };
-    let target_is_local = datalink::interfaces()
-        .iter()
-        .flat_map(|i| i.ips.iter())
-        .any(|net| net.ip() == std::net::IpAddr::V4(*cfg.target.ip()));
     let mut observer = ConnectObserver {
         tx: tx.clone(),
         interrupted,
@@ -380,7 +387,10 @@ fn run_client(
         checksum_note_sent: false,
         rst_explained: false,
         let_kernel_rst,
-        diag: if target_is_local {
+        // The server's kernel state, when the server is on this host and
+        // the narration shows it: each look-up costs tens of µs before
+        // synack answers a segment, so -q (and benchmarks) go without.
+        diag: if plan.target_is_local && !matches!(cfg.output, Output::Quiet) {
             SockDiag::open().ok()
         } else {
             None
@@ -623,6 +633,3 @@ impl Observer for ConnectObserver {
         self.interrupted.load(Ordering::Relaxed)
     }
 }
-
-/// Keep `client::Outcome` reachable for callers that want the raw figures.
-pub use client::Outcome;

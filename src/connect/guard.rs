@@ -179,7 +179,12 @@ fn has_tool(tool: &str) -> bool {
 }
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, GuardError> {
+    use std::os::unix::process::CommandExt;
     let name = format!("{cmd:?}").replace('"', "");
+    // A process group of its own: a Ctrl-C at the terminal reaches synack
+    // (which only sets a flag) but cannot kill `nft` halfway through
+    // removing the rule.
+    cmd.process_group(0);
     let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -226,10 +231,16 @@ impl RstGuard {
         let backend = if has_tool("nft") {
             warn_about_stale_tables();
             let table = table_name(std::process::id());
-            run(
-                Command::new("nft").args(["-f", "-"]),
-                Some(&nft_script(&table, &flow)),
-            )?;
+            let script = nft_script(&table, &flow);
+            if let Err(e) = run(Command::new("nft").args(["-f", "-"]), Some(&script)) {
+                // `nft -f` is one transaction, but if nft died after the
+                // commit the table exists: make sure it does not.
+                let _ = run(
+                    Command::new("nft").args(["delete", "table", "ip", &table]),
+                    None,
+                );
+                return Err(e);
+            }
             Backend::Nft { table }
         } else if has_tool("iptables") {
             run(

@@ -187,11 +187,15 @@ pub fn plan(cfg: &ConnectConfig) -> Result<Plan, ConnectError> {
         None if loopback => MacAddr::zero(),
         None => return Err(ConnectError::NotEthernet(route.dev.clone())),
     };
+    // The kernel owns every address of its interfaces, and all of
+    // 127.0.0.0/8 (the `local 127.0.0.0/8 dev lo` route), not only
+    // 127.0.0.1.
     let owned = |addr: Ipv4Addr| {
-        interfaces
-            .iter()
-            .flat_map(|i| i.ips.iter())
-            .any(|net| net.ip() == std::net::IpAddr::V4(addr))
+        addr.is_loopback()
+            || interfaces
+                .iter()
+                .flat_map(|i| i.ips.iter())
+                .any(|net| net.ip() == std::net::IpAddr::V4(addr))
     };
     let kernel_owns_source = owned(source);
     let target_is_local = owned(target);

@@ -323,6 +323,11 @@ fn close_server_waits_for_the_servers_fin_and_abort_sends_rst() {
 
     let (stdout, stderr) = text(&abort);
     assert!(abort.status.success(), "{stdout}\n{stderr}");
+    let rst_line = stdout
+        .lines()
+        .find(|l| l.contains("client → server  [RST]"))
+        .unwrap_or_else(|| panic!("no RST line in:\n{stdout}"));
+    assert!(rst_line.contains("ESTABLISHED → CLOSED"), "{rst_line}");
     let frames = tshark_lo(&abort_pcap);
     assert_clean_lo_capture(&frames, frames[1].src_port);
     let flags = lo_flags(&frames);

@@ -337,22 +337,25 @@ impl Connection {
     /// RFC 9293 §3.10.5, ABORT: send RST and enter CLOSED.
     pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        if self.state.is_synchronized() && self.state != State::TimeWait {
-            // "<SEQ=SND.NXT><CTL=RST>": no ACK bit, so the acknowledgment
-            // field is zero (tshark notes a nonzero one without ACK).
-            let rst = SegmentRepr {
+        // "<SEQ=SND.NXT><CTL=RST>": no ACK bit, so the acknowledgment
+        // field is zero (tshark notes a nonzero one without ACK).
+        let rst =
+            (self.state.is_synchronized() && self.state != State::TimeWait).then(|| SegmentRepr {
                 seq: self.snd_nxt,
                 ack: SeqNumber(0),
                 flags: Flags::RST,
                 ..self.segment_base()
-            };
+            });
+        self.clear_timers();
+        // The state change comes first, as for close(): the RST's line
+        // then carries ESTABLISHED → CLOSED.
+        self.set_state(State::Closed, &mut events);
+        if let Some(segment) = rst {
             events.push(Event::Send {
-                segment: rst,
+                segment,
                 reason: SendReason::Abort,
             });
         }
-        self.clear_timers();
-        self.set_state(State::Closed, &mut events);
         events
     }
 

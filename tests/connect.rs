@@ -868,3 +868,39 @@ fn json_lines_are_one_event_each_and_expect_reply_closes_at_once() {
     let cycle = summary["cycle_us"].as_f64().unwrap();
     assert!(cycle < 150_000.0, "cycle {cycle} µs");
 }
+
+#[test]
+fn no_arp_reply_for_the_next_hop_is_exit_1() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("arp.pcap");
+    let out = in_netns(move || {
+        sh("ip link add veth0 type veth peer name veth1 \
+            && ip addr add 198.18.0.1/24 dev veth0 \
+            && ip link set veth0 up && ip link set veth1 up");
+        // Nobody owns 198.18.0.99: the ARP requests go unanswered.
+        connect(
+            &pcap,
+            "198.18.0.99:8080",
+            &[
+                "-i",
+                "veth1",
+                "--source",
+                "198.18.0.2",
+                "--timeout",
+                "1500ms",
+            ],
+        )
+    });
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("no ARP reply from 198.18.0.99"), "{stderr}");
+    // ARP_RETRY is 1 s: two requests within 1.5 s.
+    assert_eq!(
+        stdout
+            .matches("who has 198.18.0.99? tell 198.18.0.2")
+            .count(),
+        2,
+        "{stdout}"
+    );
+}

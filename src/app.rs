@@ -15,7 +15,8 @@ use synack::report::Style;
 use synack::serve::{self, EventKind};
 
 use crate::cli::{
-    Cli, CloseArg, Closer, ColorChoice, Command, FramingArg, InspectArgs, LabArgs, ServeArgs, Side,
+    Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
+    InspectArgs, LabArgs, ServeArgs, Side,
 };
 use synack::lab::scenario::{self, Teardown};
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lab(ref args) => lab(&cli, args),
         Command::Inspect(ref args) => inspect(&cli, args),
         Command::Serve(ref args) => serve(&cli, args),
+        Command::Connect(ref args) => connect(&cli, args),
     }
 }
 
@@ -275,6 +277,49 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match lab::run(&cfg, stop) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.is_interrupted() => {
+            eprintln!(
+                "synack: {err}; {} holds every frame up to here",
+                cfg.pcap.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+        Err(err) if err.is_connection_failure() => {
+            Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `synack connect`: exit 0 when the exchange completed, 1 when the server
+/// refused, reset, stayed silent or was unreachable, 130 on Ctrl-C or
+/// SIGTERM, 2 when synack could not run.
+fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
+    use synack::connect::{self, CloseMode, ConnectConfig};
+    let cfg = ConnectConfig {
+        target: args.target,
+        data: args.data.iter().map(|d| d.clone().into_bytes()).collect(),
+        close: match (args.close, args.expect_reply) {
+            (ConnectClose::Client, Some(bytes)) => CloseMode::AfterReply(bytes as usize),
+            (ConnectClose::Client, None) => CloseMode::Client,
+            (_, Some(_)) => anyhow::bail!("--expect-reply goes with --close client only"),
+            (ConnectClose::Server, None) => CloseMode::Server,
+            (ConnectClose::Abort, None) => CloseMode::Abort,
+        },
+        timeout: args.timeout,
+        time_wait: args.time_wait,
+        iface: args.iface.clone(),
+        source: args.source,
+        let_kernel_rst: args.let_kernel_rst,
+        isn: args.isn,
+        pcap: args.write.clone(),
+        output: output(cli, args.json),
+    };
+    // The handlers go in before the guard's rule: a signal then only sets
+    // the flag, the client loop returns, and the rule is removed.
+    let stop = stop_flag()?;
+    match connect::run(&cfg, stop) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {
             eprintln!(

@@ -1,6 +1,6 @@
 //! The command line, as clap derive types only: no logic here.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +36,20 @@ pub enum Command {
     /// synack then creates one and is root only inside it. Where the host
     /// forbids them, the error names the setting; run `sudo synack lab`.
     Lab(LabArgs),
+    /// synack's hand-built client against a real server: SYN, SYN-ACK, ACK,
+    /// the data, the reply and the close, narrated and written to a pcap.
+    ///
+    /// IPv4 only. Needs root (CAP_NET_RAW, and CAP_NET_ADMIN for the RST
+    /// guard): it sends raw frames on this host's network; try sudo.
+    ///
+    /// When the kernel owns the source address it answers the server's
+    /// SYN-ACK with RST (it has no socket for synack's port). By default
+    /// synack adds one nftables rule for the run (table `ip
+    /// synack_guard_<pid>`, falling back to iptables) that drops only
+    /// outgoing RSTs from its port to the target, prints it, and removes it
+    /// on every exit (end, error, timeout, Ctrl-C, SIGTERM). With --source
+    /// on an address no kernel interface owns, no rule is needed.
+    Connect(ConnectArgs),
     /// The tutorials' TCP server on the kernel's own stack: bind, listen,
     /// accept, read, reply, close, narrated with the kernel's view of each
     /// socket (TCP_INFO: state, rtt, retransmissions). Ctrl-C stops it.
@@ -241,6 +255,86 @@ pub struct LabArgs {
     pub count: Option<u32>,
 }
 
+/// `--close` of `connect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConnectClose {
+    /// synack sends FIN once the reply has been quiet for 200 ms.
+    Client,
+    /// synack waits for the server's FIN (CLOSE-WAIT, LAST-ACK).
+    Server,
+    /// synack sends RST instead of FIN once the reply is quiet.
+    Abort,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The server: IPv4:PORT or NAME:PORT (a name must resolve to an IPv4
+    /// address; IPv6 is not supported).
+    #[arg(value_name = "HOST:PORT", value_parser = parse_connect_target)]
+    pub target: SocketAddrV4,
+
+    /// Data to send once connected; repeat it for several sends (one
+    /// segment each).
+    #[arg(long, value_name = "TEXT")]
+    pub data: Vec<String>,
+
+    /// Who closes: client (FIN after the reply has been quiet for 200 ms),
+    /// server (wait for its FIN), abort (RST instead of FIN).
+    #[arg(long, value_enum, default_value_t = ConnectClose::Client)]
+    pub close: ConnectClose,
+
+    /// With --close client: send FIN as soon as BYTES of reply arrived
+    /// instead of waiting for 200 ms of quiet (for a server whose reply
+    /// length is known, as in a benchmark).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expect_reply: Option<u32>,
+
+    /// Where to write the capture of every frame sent and received.
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE",
+        default_value = "synack-connect.pcap"
+    )]
+    pub write: PathBuf,
+
+    /// Give up after this long: the whole attempt, ARP and SYN
+    /// retransmissions (1s, 2s, 4s … apart) included. Accepts 3, 3s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// How long the client stays in TIME-WAIT after closing first (Linux:
+    /// 60s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub time_wait: Duration,
+
+    /// The interface to use (default: the route's; `lo` for this host's
+    /// own addresses).
+    #[arg(short = 'i', long = "iface", value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// The client's address (default: the route's). An address on the
+    /// link that no kernel interface owns needs no RST guard at all:
+    /// synack answers ARP for it itself and no kernel resets the
+    /// connection (the benchmark lab's way: -i veth1 --source 198.18.0.2).
+    #[arg(long, value_name = "IP")]
+    pub source: Option<Ipv4Addr>,
+
+    /// Add no firewall rule: let the kernel answer the SYN-ACK with RST,
+    /// capture it and explain it (RFC 9293 §3.10.7.1). The connection then
+    /// fails (exit 1).
+    #[arg(long)]
+    pub let_kernel_rst: bool,
+
+    /// The client's initial sequence number (default: random).
+    #[arg(long, value_name = "N")]
+    pub isn: Option<u32>,
+
+    /// Print each event as a JSON line instead of the narration.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Capture files (pcap or pcapng, any tool).
@@ -364,6 +458,54 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(bad)
 }
 
+/// Parses the target of `connect`: `IPv4:PORT`, or `NAME:PORT` resolved
+/// to its first IPv4 address. IPv6 is refused with a clear message.
+pub fn parse_connect_target(text: &str) -> Result<SocketAddrV4, String> {
+    match text.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(addr)) => return check_port(addr),
+        Ok(SocketAddr::V6(_)) => {
+            return Err(format!(
+                "'{text}' is IPv6; synack connect speaks IPv4 only (try an IPv4 address)"
+            ))
+        }
+        Err(_) => {}
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not HOST:PORT (try 127.0.0.1:8080)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port (1 to 65535)"))?;
+    if host.is_empty() || host.contains(':') || !host.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "'{text}' is not HOST:PORT with an IPv4 address or a name"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("'{host}' does not resolve: {e}"))?
+        .collect();
+    let v4 = addrs.iter().find_map(|a| match a {
+        SocketAddr::V4(a) => Some(*a),
+        SocketAddr::V6(_) => None,
+    });
+    match v4 {
+        Some(addr) => check_port(addr),
+        None if !addrs.is_empty() => Err(format!(
+            "'{host}' resolves to IPv6 only; synack connect speaks IPv4 only"
+        )),
+        None => Err(format!("'{host}' does not resolve")),
+    }
+}
+
+fn check_port(addr: SocketAddrV4) -> Result<SocketAddrV4, String> {
+    if addr.port() == 0 {
+        Err("port 0 is not a port to connect to".into())
+    } else {
+        Ok(addr)
+    }
+}
+
 /// Parses `3`, `3s`, `500ms`, `250us`, `1.5s`, `2m` into a duration
 /// (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -421,6 +563,59 @@ mod tests {
         assert!(parse_listen_addr("300.1.2.3:80").is_err());
         assert!(parse_listen_addr("127.0.0.1:99999").is_err());
         assert!(parse_listen_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn connect_targets_parse() {
+        assert_eq!(
+            parse_connect_target("127.0.0.1:8080"),
+            Ok(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080))
+        );
+        assert_eq!(
+            parse_connect_target("localhost:8080"),
+            Ok(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080))
+        );
+        let v6 = parse_connect_target("[::1]:8080").unwrap_err();
+        assert!(v6.contains("IPv4 only"), "{v6}");
+        assert!(parse_connect_target("127.0.0.1:0").is_err());
+        assert!(parse_connect_target("127.0.0.1:99999").is_err());
+        assert!(parse_connect_target("300.1.2.3:80").is_err());
+        assert!(parse_connect_target("127.0.0.1").is_err());
+        assert!(parse_connect_target("no-such-host.invalid:80")
+            .unwrap_err()
+            .contains("does not resolve"));
+    }
+
+    #[test]
+    fn connect_options_parse() {
+        let cli = Cli::try_parse_from([
+            "synack",
+            "connect",
+            "198.18.0.1:8080",
+            "-i",
+            "veth1",
+            "--source",
+            "198.18.0.2",
+            "--data",
+            "a",
+            "--data",
+            "b",
+            "--close",
+            "abort",
+            "--timeout",
+            "500ms",
+        ])
+        .unwrap();
+        let Command::Connect(args) = cli.command else {
+            panic!("not connect");
+        };
+        assert_eq!(args.iface.as_deref(), Some("veth1"));
+        assert_eq!(args.source, Some(Ipv4Addr::new(198, 18, 0, 2)));
+        assert_eq!(args.data, ["a", "b"]);
+        assert_eq!(args.close, ConnectClose::Abort);
+        assert_eq!(args.timeout, Duration::from_millis(500));
+        assert!(!args.let_kernel_rst);
+        assert_eq!(args.write, PathBuf::from("synack-connect.pcap"));
     }
 
     #[test]

@@ -13,8 +13,11 @@
 //! - [`net`]: the only privileged code: the lab's namespace and veth pair,
 //!   the `TcpListener` server, the AF_PACKET link.
 //! - [`lab`]: the client loop that ties them together.
+//! - [`connect`]: the same client against any IPv4 server, with the RST
+//!   guard (a firewall rule of its own for the run).
 
 pub mod capture;
+pub mod connect;
 pub mod framing;
 pub mod inspect_report;
 pub mod lab;

@@ -49,6 +49,20 @@ pub struct ClientParams {
     pub drops: DropSpec,
 }
 
+/// When the client sends its FIN (or RST). The lab uses
+/// [`Closing::AsParams`]; `synack connect` cannot know how long the reply
+/// is, so it waits for the reply to go quiet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Closing {
+    /// As [`ClientParams`] says: after `expect_reply` bytes arrived, or
+    /// after the peer's FIN with `wait_for_peer_close`.
+    #[default]
+    AsParams,
+    /// Once our data is acknowledged and nothing arrived for `quiet` (or
+    /// the peer closed): FIN, or RST with `abort` (RFC 9293 §3.10.5).
+    WhenQuiet { quiet: Duration, abort: bool },
+}
+
 /// A frame that went in or out, and what it meant.
 #[derive(Clone, Debug)]
 pub struct FrameRecord {
@@ -119,6 +133,12 @@ pub enum ClientError {
     /// The server did not do what the scenario needs.
     #[error("the scenario did not happen: {0}")]
     Scenario(String),
+    #[error("{from} answered with ICMP destination unreachable, code {code} ({})", icmp_unreachable_meaning(*code))]
+    Unreachable {
+        from: Ipv4Addr,
+        code: u8,
+        at: Instant,
+    },
     #[error("interrupted in {state}")]
     Interrupted { state: State },
     #[error(
@@ -201,6 +221,11 @@ pub struct Client<'a, L: Link, O: Observer> {
     /// UDP datagrams of the exchange received so far.
     datagrams_received: usize,
     scenario: ScenarioState,
+    /// Whom to ARP for when the server is behind a gateway.
+    next_hop: Option<Ipv4Addr>,
+    closing: Closing,
+    /// The last segment of this connection that arrived.
+    last_rx_at: Option<Instant>,
 }
 
 impl<'a, L: Link, O: Observer> Client<'a, L, O> {
@@ -229,7 +254,22 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             last_syn_at: None,
             datagrams_received: 0,
             scenario,
+            next_hop: None,
+            closing: Closing::AsParams,
+            last_rx_at: None,
         }
+    }
+
+    /// ARP for `gateway` instead of the server (a route through a gateway).
+    pub fn via(mut self, gateway: Ipv4Addr) -> Self {
+        self.next_hop = Some(gateway);
+        self
+    }
+
+    /// When to close; see [`Closing`].
+    pub fn closing(mut self, closing: Closing) -> Self {
+        self.closing = closing;
+        self
     }
 
     /// Resolves the server's MAC, runs handshake, data, teardown and
@@ -261,7 +301,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     after: self.params.timeout,
                 });
             }
-            let wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
+            let mut wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
+            if let (Closing::WhenQuiet { quiet, .. }, Some(last), false) =
+                (self.closing, self.last_rx_at, self.scenario.close_sent)
+            {
+                wait_until = wait_until.min((last + quiet).max(now));
+            }
             if let Some(bytes) = self.link.recv(wait_until)? {
                 self.on_frame(bytes)?;
             }
@@ -388,13 +433,26 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             // without waiting for the reply.
             Teardown::HalfClose => true,
             Teardown::Fin | Teardown::AbortClient if self.params.wait_for_peer_close => peer_closed,
-            Teardown::Fin | Teardown::AbortClient => replied || peer_closed,
+            Teardown::Fin | Teardown::AbortClient => match self.closing {
+                Closing::AsParams => replied || peer_closed,
+                // `synack connect`: the reply's length is unknown, so it
+                // ends when nothing arrived for `quiet`.
+                Closing::WhenQuiet { quiet, .. } => {
+                    let now = Instant::now();
+                    let since = self.last_rx_at.unwrap_or(now);
+                    peer_closed || now.saturating_duration_since(since) >= quiet
+                }
+            },
         };
         if !(acked && may_close) {
             return Ok(());
         }
         self.scenario.close_sent = true;
-        let events = if self.params.teardown == Teardown::AbortClient {
+        let abort = match self.closing {
+            Closing::WhenQuiet { abort, .. } => abort,
+            Closing::AsParams => false,
+        };
+        let events = if abort || self.params.teardown == Teardown::AbortClient {
             self.conn.abort(Instant::now())
         } else {
             self.conn.close(Instant::now())?
@@ -489,7 +547,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             sender_mac: self.local_mac,
             sender_ip: self.params.local_ip,
             target_mac: MacAddr::zero(),
-            target_ip: self.params.remote_ip,
+            target_ip: self.next_hop.unwrap_or(self.params.remote_ip),
         };
         let mut next_request = start;
         for _ in 0..MAX_TURNS {
@@ -515,7 +573,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             }
         }
         Err(ClientError::NoArpReply {
-            ip: self.params.remote_ip,
+            ip: self.next_hop.unwrap_or(self.params.remote_ip),
             after: start.elapsed(),
         })
     }
@@ -528,7 +586,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         match parsed {
             Ok(Frame::Arp { arp, .. }) => {
                 let for_us = arp.target_ip == self.params.local_ip;
-                if arp.sender_ip == self.params.remote_ip {
+                if arp.sender_ip == self.next_hop.unwrap_or(self.params.remote_ip) {
                     self.remote_mac = Some(arp.sender_mac);
                 }
                 let reply = (arp.op == ArpOp::Request && for_us).then_some(ArpRepr {
@@ -595,6 +653,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     return self.cross_fins(segment, frame.checksums_ok, bytes, at, wall);
                 }
                 let in_time_wait = self.conn.state() == State::TimeWait;
+                self.last_rx_at = Some(at);
                 let events = self.conn.on_segment(at, &segment);
                 let changes = Event::state_changes(&events);
                 let mut note = describe_incoming(&segment, &events);
@@ -651,13 +710,24 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     },
                 });
             }
-            _ => self.observer.frame(FrameRecord {
-                dir: Direction::ServerToClient,
-                at,
-                wall,
-                bytes,
-                kind: FrameKind::Noise,
-            }),
+            _ => {
+                let unreachable =
+                    wire::parse_icmp_unreachable(&bytes).filter(|icmp| self.is_about_ours(icmp));
+                self.observer.frame(FrameRecord {
+                    dir: Direction::ServerToClient,
+                    at,
+                    wall,
+                    bytes,
+                    kind: FrameKind::Noise,
+                });
+                if let Some(icmp) = unreachable {
+                    return Err(ClientError::Unreachable {
+                        from: icmp.from,
+                        code: icmp.code,
+                        at,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -745,6 +815,15 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             && frame.ip.dst == self.params.local_ip
             && frame.segment.src_port == self.params.conn.remote_port
             && frame.segment.dst_port == self.params.conn.local_port
+    }
+
+    /// An ICMP error that quotes a segment of this connection (RFC 792:
+    /// the IP header and the first 8 bytes, which hold both ports).
+    fn is_about_ours(&self, icmp: &wire::IcmpUnreachable) -> bool {
+        icmp.quoted_src == self.params.local_ip
+            && icmp.quoted_dst == self.params.remote_ip
+            && icmp.quoted_src_port == self.params.conn.local_port
+            && icmp.quoted_dst_port == self.params.conn.remote_port
     }
 
     /// Acts on the connection's events: sends segments, reports the rest.
@@ -902,6 +981,24 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             kind,
         });
         Ok(at)
+    }
+}
+
+/// RFC 792 / RFC 1122 §3.2.2.1 names of the destination-unreachable codes.
+pub fn icmp_unreachable_meaning(code: u8) -> &'static str {
+    match code {
+        0 => "net unreachable",
+        1 => "host unreachable",
+        2 => "protocol unreachable",
+        3 => "port unreachable",
+        4 => "fragmentation needed and DF set",
+        5 => "source route failed",
+        6 => "destination network unknown",
+        7 => "destination host unknown",
+        9 | 10 => "communication with the destination administratively prohibited",
+        11 | 12 => "unreachable for the type of service",
+        13 => "communication administratively prohibited (a firewall's reject)",
+        _ => "see RFC 1812 §5.2.7.1",
     }
 }
 

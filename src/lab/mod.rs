@@ -12,7 +12,7 @@
 pub mod bench;
 pub mod client;
 pub mod handshake;
-mod reporter;
+pub(crate) mod reporter;
 pub mod scenario;
 
 use std::fs::File;

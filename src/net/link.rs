@@ -4,12 +4,14 @@
 //!
 //! Privileged: opening a [`PnetLink`] needs CAP_NET_RAW.
 
+use std::collections::VecDeque;
 use std::io;
+use std::os::fd::IntoRawFd;
 use std::time::{Duration, Instant};
 
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender, NetworkInterface};
 
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, ETHERNET_HEADER_LEN};
 
 /// pnet's receive timeout is fixed when the channel is made (libpnet PR
 /// #650 is unmerged), so it is short and [`Link::recv`] loops to its own
@@ -36,11 +38,21 @@ pub trait Link {
     fn mac(&self) -> MacAddr;
 }
 
+/// How many of our own sent frames [`PnetLink`] remembers to recognise
+/// their looped-back copies on `lo`.
+const ECHO_MEMORY: usize = 16;
+
 /// A pnet datalink channel on one interface.
 pub struct PnetLink {
     tx: Box<dyn DataLinkSender>,
     rx: Box<dyn DataLinkReceiver>,
     mac: MacAddr,
+    /// Frames we sent whose looped-back copy has not come back yet
+    /// (only on a loopback link).
+    echoes: Option<VecDeque<Vec<u8>>>,
+    /// On `lo`: a raw IPv4 socket that sends our packets (see
+    /// [`PnetLink::open_loopback`]).
+    raw_tx: Option<socket2::Socket>,
 }
 
 impl PnetLink {
@@ -50,6 +62,40 @@ impl PnetLink {
     /// `NotFound` for an unknown interface, `PermissionDenied` without
     /// CAP_NET_RAW.
     pub fn open(name: &str) -> io::Result<PnetLink> {
+        Self::open_with(name, false)
+    }
+
+    /// A link on the loopback interface `name`, where every frame is both
+    /// sent and received:
+    /// - the AF_PACKET socket ignores outgoing frames
+    ///   (`PACKET_IGNORE_OUTGOING`, set on a socket handed to pnet, whose
+    ///   receiver drops the packet type), so each kernel segment arrives
+    ///   once, and the copy of each frame we sent that comes back in is
+    ///   dropped;
+    /// - frames are sent through a raw IPv4 socket (`IPPROTO_RAW`, the
+    ///   Ethernet header stripped): a packet injected with AF_PACKET has no
+    ///   route attached, and the kernel drops one from 127.0.0.0/8 arriving
+    ///   on an interface as a martian (unless `route_localnet`). The raw
+    ///   socket's packets pass the output hook, so they carry `mark`
+    ///   (SO_MARK, needs CAP_NET_ADMIN) for a firewall rule to spare them.
+    ///
+    /// # Errors
+    /// As [`PnetLink::open`].
+    pub fn open_loopback(name: &str, mark: Option<u32>) -> io::Result<PnetLink> {
+        let mut link = Self::open_with(name, true)?;
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        if let Some(mark) = mark {
+            raw.set_mark(mark)?;
+        }
+        link.raw_tx = Some(raw);
+        Ok(link)
+    }
+
+    fn open_with(name: &str, loopback: bool) -> io::Result<PnetLink> {
         let iface: NetworkInterface = datalink::interfaces()
             .into_iter()
             .find(|iface| iface.name == name)
@@ -67,10 +113,23 @@ impl PnetLink {
             read_buffer_size: 65536,
             write_buffer_size: 65536,
             promiscuous: false,
+            socket_fd: if loopback {
+                // pnet owns (and closes) the descriptor from here on.
+                Some(super::sys::packet_socket_ignoring_outgoing()?.into_raw_fd())
+            } else {
+                None
+            },
             ..datalink::Config::default()
         };
+        let echoes = loopback.then(VecDeque::new);
         match datalink::channel(&iface, config)? {
-            Channel::Ethernet(tx, rx) => Ok(PnetLink { tx, rx, mac }),
+            Channel::Ethernet(tx, rx) => Ok(PnetLink {
+                tx,
+                rx,
+                mac,
+                echoes,
+                raw_tx: None,
+            }),
             _ => Err(io::Error::other("pnet returned a non-Ethernet channel")),
         }
     }
@@ -78,6 +137,22 @@ impl PnetLink {
 
 impl Link for PnetLink {
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        if let Some(echoes) = &mut self.echoes {
+            if echoes.len() == ECHO_MEMORY {
+                echoes.pop_front();
+            }
+            echoes.push_back(frame.to_vec());
+        }
+        if let Some(raw) = &self.raw_tx {
+            let packet = frame.get(ETHERNET_HEADER_LEN..).unwrap_or_default();
+            // The IPv4 destination: bytes 16..20 of the header.
+            let dst = packet
+                .get(16..20)
+                .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                .ok_or_else(|| io::Error::other("a frame too short for IPv4"))?;
+            raw.send_to(packet, &std::net::SocketAddrV4::new(dst, 0).into())?;
+            return Ok(());
+        }
         self.tx
             .send_to(frame, None)
             .unwrap_or_else(|| Err(io::Error::other("the pnet sender is closed")))
@@ -88,7 +163,16 @@ impl Link for PnetLink {
             return Ok(None);
         }
         match self.rx.next() {
-            Ok(frame) => Ok(Some(frame.to_vec())),
+            Ok(frame) => {
+                if let Some(echoes) = &mut self.echoes {
+                    if let Some(i) = echoes.iter().position(|sent| sent == frame) {
+                        // Our own frame, back in through lo.
+                        echoes.remove(i);
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(frame.to_vec()))
+            }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
             Err(e) => Err(e),

@@ -6,6 +6,6 @@ pub mod labnet;
 pub mod link;
 pub mod server;
 pub mod sockinfo;
-mod sys;
+pub(crate) mod sys;
 pub mod tap;
 pub mod userns;

@@ -1,8 +1,10 @@
-//! The only `unsafe` code of the lab's network set-up: the SIOCETHTOOL ioctl
+//! The only `unsafe` code of the network set-up: the SIOCETHTOOL ioctl
 //! that switches checksum offload off, in-process (a fresh machine has no
-//! `ethtool` binary).
+//! `ethtool` binary), and an AF_PACKET socket with `PACKET_IGNORE_OUTGOING`
+//! for `synack connect` on `lo`.
 //!
-//! Privileged: needs CAP_NET_ADMIN in the current network namespace.
+//! Privileged: needs CAP_NET_ADMIN (ethtool) or CAP_NET_RAW (the socket)
+//! in the current network namespace.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -60,4 +62,43 @@ pub fn disable_checksum_offload(ifname: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `PACKET_IGNORE_OUTGOING` (include/uapi/linux/if_packet.h, Linux 4.20):
+/// the socket no longer receives the frames the host sends.
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// A new AF_PACKET socket that will not see outgoing frames, for pnet to
+/// bind (pnet's `Config::socket_fd`). Created with protocol 0, so it
+/// receives nothing until pnet binds it to one interface with ETH_P_ALL.
+///
+/// On `lo` every frame is sent and received: without this, each kernel
+/// segment arrives twice (the outgoing and the incoming copy).
+///
+/// # Errors
+/// `EPERM` without CAP_NET_RAW; `ENOPROTOOPT` before Linux 4.20.
+pub fn packet_socket_ignoring_outgoing() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `one` (an int, its size given) during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
 }

@@ -407,7 +407,8 @@ impl Connection {
     /// RFC 9293 §3.10.5, ABORT: send RST and enter CLOSED.
     pub fn abort(&mut self, _now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        // "<SEQ=SND.NXT><CTL=RST>": no ACK flag, so the ACK field stays 0.
+        // "<SEQ=SND.NXT><CTL=RST>": no ACK bit, so the acknowledgment
+        // field is zero (tshark notes a nonzero one without ACK).
         let rst =
             (self.state.is_synchronized() && self.state != State::TimeWait).then(|| SegmentRepr {
                 seq: self.snd_nxt,
@@ -416,11 +417,12 @@ impl Connection {
                 ..self.segment_base()
             });
         self.clear_timers();
-        // The state change first, so the RST's line shows it.
+        // The state change comes first, as for close(): the RST's line
+        // then carries ESTABLISHED → CLOSED.
         self.set_state(State::Closed, &mut events);
-        if let Some(rst) = rst {
+        if let Some(segment) = rst {
             events.push(Event::Send {
-                segment: rst,
+                segment,
                 reason: SendReason::Abort,
             });
         }

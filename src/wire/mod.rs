@@ -6,6 +6,7 @@
 //! Pure: nothing here does I/O or reads a clock.
 
 mod frame;
+mod icmp;
 mod segment;
 mod seq;
 
@@ -14,6 +15,7 @@ pub use frame::{
     TcpFrame, UdpFrame, UdpRepr, ARP_PACKET_LEN, DEFAULT_TTL, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
     TCP_HEADER_LEN, UDP_HEADER_LEN,
 };
+pub use icmp::{parse_icmp_unreachable, IcmpUnreachable, ICMP_DEST_UNREACHABLE};
 pub use segment::{Flags, SegmentRepr, TcpFlags, TcpOptions};
 pub use seq::SeqNumber;
 

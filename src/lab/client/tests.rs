@@ -43,6 +43,8 @@ struct Script {
     /// Send the SYN-ACK, the reply and the FIN twice, as a kernel does
     /// when the first copy went unacknowledged.
     resend: bool,
+    /// Answer the SYN with ICMP destination unreachable of this code.
+    icmp_unreachable: Option<u8>,
 }
 
 /// A kernel-like server, one scripted reaction per received frame.
@@ -110,7 +112,8 @@ impl FakePeer {
                 let reply = ArpRepr {
                     op: ArpOp::Reply,
                     sender_mac: SERVER_MAC,
-                    sender_ip: SERVER_IP,
+                    // Whoever was asked for: the server, or a gateway.
+                    sender_ip: arp.target_ip,
                     target_mac: arp.sender_mac,
                     target_ip: arp.sender_ip,
                 };
@@ -123,6 +126,10 @@ impl FakePeer {
                 if seg.flags.syn() {
                     self.syns_seen += 1;
                     if self.script.silent || (self.script.lose_first_syn && self.syns_seen == 1) {
+                        return;
+                    }
+                    if let Some(code) = self.script.icmp_unreachable {
+                        self.icmp_unreachable(frame.clone(), code);
                         return;
                     }
                     if self.script.refuse {
@@ -222,6 +229,22 @@ impl FakePeer {
                 _ => None,
             })
             .collect()
+    }
+
+    /// An ICMP destination unreachable quoting the client's segment.
+    fn icmp_unreachable(&mut self, frame: Frame, code: u8) {
+        let Frame::Tcp(tcp) = frame else { return };
+        let sent = wire::emit_tcp(CLIENT_MAC, SERVER_MAC, &tcp.ip, &tcp.segment).unwrap();
+        let quote = &sent[wire::ETHERNET_HEADER_LEN..wire::ETHERNET_HEADER_LEN + 28];
+        let builder =
+            etherparse::PacketBuilder::ethernet2(SERVER_MAC.octets(), CLIENT_MAC.octets())
+                .ipv4(SERVER_IP.octets(), CLIENT_IP.octets(), 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::from_values(code, 0).unwrap(),
+                ));
+        let mut out = Vec::new();
+        builder.write(&mut out, quote).unwrap();
+        self.inbox.push_back(out);
     }
 
     /// The flags of every TCP segment the client sent, in order.
@@ -1016,4 +1039,105 @@ fn a_lost_final_ack_the_server_never_answers_fails_the_scenario() {
         matches!(&result, Err(ClientError::Scenario(why)) if why.contains("did not retransmit its FIN")),
         "{result:?}"
     );
+}
+
+// Tests for the additions `synack connect` uses: closing when the reply
+// goes quiet, abort, separate sends, ICMP, a gateway.
+
+fn connect_params() -> ClientParams {
+    ClientParams {
+        data: vec![b"he".to_vec(), b"llo".to_vec()],
+        expect_reply: 0,
+        ..params()
+    }
+}
+
+const QUIET: Duration = Duration::from_millis(40);
+
+#[test]
+fn when_quiet_sends_each_chunk_and_closes_only_after_the_reply_went_quiet() {
+    let mut peer = FakePeer::new(Script::default());
+    let mut recorder = Recorder::default();
+    let outcome = Client::new(&mut peer, &mut recorder, connect_params(), Instant::now())
+        .closing(Closing::WhenQuiet {
+            quiet: QUIET,
+            abort: false,
+        })
+        .run()
+        .unwrap();
+    assert_eq!(outcome.bytes_sent, 5);
+    // One reply per send, both read before the FIN.
+    assert_eq!(outcome.received, b"HELLOHELLO");
+    let flags = peer.client_flags();
+    assert_eq!(&flags[..4], ["SYN", "ACK", "PSH, ACK", "PSH, ACK"]);
+    assert!(flags.contains(&"FIN, ACK".to_string()), "{flags:?}");
+    let is_fin = |r: &FrameRecord| {
+        r.dir == Direction::ClientToServer
+            && matches!(&r.kind, FrameKind::Segment { segment, .. } if segment.flags.fin())
+    };
+    let fin = recorder.frames.iter().position(is_fin).unwrap();
+    let fin_at = recorder.frames[fin].at;
+    let last_rx = recorder.frames[..fin]
+        .iter()
+        .rev()
+        .find(|r| r.dir == Direction::ServerToClient)
+        .map(|r| r.at)
+        .unwrap();
+    assert!(
+        fin_at - last_rx >= QUIET,
+        "the FIN left before the reply was quiet"
+    );
+    assert_eq!(outcome.final_state, Some(State::Closed));
+}
+
+#[test]
+fn abort_sends_rst_instead_of_fin() {
+    let mut peer = FakePeer::new(Script::default());
+    let mut recorder = Recorder::default();
+    let outcome = Client::new(&mut peer, &mut recorder, params(), Instant::now())
+        .closing(Closing::WhenQuiet {
+            quiet: QUIET,
+            abort: true,
+        })
+        .run()
+        .unwrap();
+    assert_eq!(
+        peer.client_flags(),
+        ["SYN", "ACK", "PSH, ACK", "ACK", "RST"]
+    );
+    assert_eq!(outcome.received, b"HELLO");
+    assert_eq!(outcome.final_state, Some(State::Closed));
+}
+
+#[test]
+fn an_icmp_unreachable_about_our_syn_ends_the_run_with_its_code() {
+    let script = Script {
+        icmp_unreachable: Some(3),
+        ..Script::default()
+    };
+    let (result, _, _) = run(script, params());
+    match result {
+        Err(ClientError::Unreachable { from, code, .. }) => {
+            assert_eq!((from, code), (SERVER_IP, 3));
+            let text = result.unwrap_err().to_string();
+            assert!(text.contains("port unreachable"), "{text}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+#[test]
+fn behind_a_gateway_the_client_arps_for_the_gateway() {
+    let gateway = Ipv4Addr::new(198, 18, 0, 254);
+    let mut peer = FakePeer::new(Script::default());
+    let mut recorder = Recorder::default();
+    let outcome = Client::new(&mut peer, &mut recorder, params(), Instant::now())
+        .via(gateway)
+        .run()
+        .unwrap();
+    assert_eq!(outcome.server_mac, Some(SERVER_MAC));
+    assert!(matches!(
+        &peer.sent[0],
+        Frame::Arp { arp, .. } if arp.target_ip == gateway
+    ));
 }

@@ -1,0 +1,466 @@
+//! The RST guard: while synack's client owns a connection from an address
+//! the kernel also owns, the kernel answers the server's SYN-ACK with RST
+//! (it has no socket for that port; RFC 9293 §3.10.7.1). The guard is one
+//! narrow rule that drops only *outgoing* RSTs from our source port to the
+//! target, in a table of our own (`ip synack_guard_<pid>`), installed for
+//! the run and removed on every exit path ([`RstGuard`]'s `Drop` covers
+//! errors, timeouts, Ctrl-C/SIGTERM, which end the run normally, and
+//! panics, which unwind).
+//!
+//! An outbound rule, not an inbound one: an INPUT drop of the SYN-ACK would
+//! hide it from synack too. The rule text is pure and tested; installing
+//! and removing it runs `nft` (or `iptables` where there is no `nft`).
+//! Privileged: CAP_NET_ADMIN.
+
+use std::io::Write;
+use std::net::SocketAddrV4;
+use std::process::{Command, Stdio};
+
+/// The connection whose kernel RSTs are dropped: `src` is our end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+}
+
+/// The packet mark (SO_MARK) on the packets synack itself sends through a
+/// raw IP socket on `lo`: they pass the output hook too, and the rule
+/// spares them (`--close abort` sends a RST of synack's own). "synk".
+pub const SYNACK_MARK: u32 = 0x7379_6e6b;
+
+/// The comment on the rule, so `nft list ruleset` says whose it is.
+const COMMENT: &str = "synack connect: drop the kernel's RST for synack's own connection";
+
+/// The nftables table name for the process `pid`.
+pub fn table_name(pid: u32) -> String {
+    format!("synack_guard_{pid}")
+}
+
+/// The match on one flow, in nft syntax.
+fn nft_match(flow: &Flow) -> String {
+    format!(
+        "ip saddr {} ip daddr {} tcp sport {} tcp dport {} tcp flags & rst == rst \
+         meta mark != {SYNACK_MARK:#x}",
+        flow.src.ip(),
+        flow.dst.ip(),
+        flow.src.port(),
+        flow.dst.port()
+    )
+}
+
+/// The whole table, as `nft -f -` reads it: one output chain, one rule.
+pub fn nft_script(table: &str, flow: &Flow) -> String {
+    format!(
+        "table ip {table} {{\n\
+         \tchain output {{\n\
+         \t\ttype filter hook output priority filter; policy accept;\n\
+         \t\t{} counter drop comment \"{COMMENT}\"\n\
+         \t}}\n\
+         }}\n",
+        nft_match(flow)
+    )
+}
+
+/// The iptables rule's arguments after `-I` / `-D` (the fallback).
+pub fn iptables_rule(flow: &Flow) -> Vec<String> {
+    [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-s",
+        &flow.src.ip().to_string(),
+        "-d",
+        &flow.dst.ip().to_string(),
+        "--sport",
+        &flow.src.port().to_string(),
+        "--dport",
+        &flow.dst.port().to_string(),
+        "--tcp-flags",
+        "RST",
+        "RST",
+        "-m",
+        "mark",
+        "!",
+        "--mark",
+        &format!("{SYNACK_MARK:#x}"),
+        "-m",
+        "comment",
+        "--comment",
+        COMMENT,
+        "-j",
+        "DROP",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The `counter packets N` of an `nft list table` output: how many RSTs
+/// the rule dropped.
+pub fn dropped_packets(nft_listing: &str) -> Option<u64> {
+    let rest = nft_listing.split("counter packets ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The guard tables in an `nft list tables` listing whose process no
+/// longer exists (`alive` says which PIDs do): left by a run killed with
+/// SIGKILL, the one exit no handler sees.
+pub fn stale_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table ip "))
+        .filter_map(|name| {
+            let pid: u32 = name.strip_prefix("synack_guard_")?.parse().ok()?;
+            (!alive(pid)).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Warns about guard tables that outlived their run. It does not delete
+/// them: a process in another PID namespace sharing this network
+/// namespace (a container with the host's network) may still own one, and
+/// its PID is not visible here.
+pub fn warn_about_stale_tables() {
+    let Ok(listing) = run(Command::new("nft").args(["list", "tables"]), None) else {
+        return;
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    for table in stale_tables(&listing, alive) {
+        eprintln!(
+            "synack: guard: table `ip {table}` belongs to no running process here (a run \
+             killed with SIGKILL?); remove it with: nft delete table ip {table}"
+        );
+    }
+}
+
+/// Which tool holds the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An nftables table of our own.
+    Nft { table: String },
+    /// One rule in iptables' OUTPUT chain.
+    Iptables,
+}
+
+/// Why the guard could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// Neither `nft` nor `iptables` is installed.
+    #[error(
+        "neither nft nor iptables is installed, so nothing can stop the kernel's RST \
+         (apt-get install nftables)"
+    )]
+    NoTool,
+    #[error("`{cmd}` failed: {stderr}")]
+    Command { cmd: String, stderr: String },
+    #[error("running {cmd}: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An installed rule; dropping it removes the rule.
+#[derive(Debug)]
+pub struct RstGuard {
+    flow: Flow,
+    backend: Backend,
+    removed: bool,
+}
+
+fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, GuardError> {
+    use std::os::unix::process::CommandExt;
+    let name = format!("{cmd:?}").replace('"', "");
+    // A process group of its own: a Ctrl-C at the terminal reaches synack
+    // (which only sets a flag) but cannot kill `nft` halfway through
+    // removing the rule.
+    cmd.process_group(0);
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| GuardError::Spawn {
+            cmd: name.clone(),
+            source,
+        })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|source| GuardError::Spawn {
+                cmd: name.clone(),
+                source,
+            })?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|source| GuardError::Spawn {
+            cmd: name.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GuardError::Command {
+            cmd: name,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl RstGuard {
+    /// Installs the rule for `flow`: an nftables table `ip
+    /// synack_guard_<pid>`, or, without `nft`, an iptables rule.
+    ///
+    /// # Errors
+    /// [`GuardError::NoTool`] when neither tool exists; the tool's error
+    /// otherwise (without CAP_NET_ADMIN: "Operation not permitted").
+    pub fn install(flow: Flow) -> Result<RstGuard, GuardError> {
+        let backend = if has_tool("nft") {
+            warn_about_stale_tables();
+            let table = table_name(std::process::id());
+            let script = nft_script(&table, &flow);
+            if let Err(e) = run(Command::new("nft").args(["-f", "-"]), Some(&script)) {
+                // `nft -f` is one transaction, but if nft died after the
+                // commit the table exists: make sure it does not.
+                let _ = run(
+                    Command::new("nft").args(["delete", "table", "ip", &table]),
+                    None,
+                );
+                return Err(e);
+            }
+            Backend::Nft { table }
+        } else if has_tool("iptables") {
+            run(
+                Command::new("iptables")
+                    .args(["-w", "-I"])
+                    .args(iptables_rule(&flow)),
+                None,
+            )?;
+            Backend::Iptables
+        } else {
+            return Err(GuardError::NoTool);
+        };
+        Ok(RstGuard {
+            flow,
+            backend,
+            removed: false,
+        })
+    }
+
+    /// What was added, for the user.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Nft { table } => format!(
+                "added nftables table `ip {table}`: in hook output, drop `{}` \
+                 (the kernel's RST to the server's SYN-ACK); it is removed when synack exits",
+                nft_match(&self.flow)
+            ),
+            Backend::Iptables => format!(
+                "added iptables rule `-I {}` (the kernel's RST to the server's SYN-ACK); \
+                 it is removed when synack exits",
+                iptables_rule(&self.flow)
+                    .iter()
+                    .map(|a| if a.contains(' ') {
+                        format!("\"{a}\"")
+                    } else {
+                        a.clone()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        }
+    }
+
+    /// Removes the rule and says so (how many RSTs it dropped, with nft).
+    ///
+    /// # Errors
+    /// The tool's error; the message then names what to remove by hand.
+    pub fn remove(mut self) -> Result<String, GuardError> {
+        self.removed = true;
+        self.remove_now()
+    }
+
+    fn remove_now(&self) -> Result<String, GuardError> {
+        match &self.backend {
+            Backend::Nft { table } => {
+                let listing = run(
+                    Command::new("nft").args(["list", "table", "ip", table]),
+                    None,
+                )
+                .unwrap_or_default();
+                run(
+                    Command::new("nft").args(["delete", "table", "ip", table]),
+                    None,
+                )
+                .map_err(|e| GuardError::Command {
+                    cmd: format!("nft delete table ip {table}"),
+                    stderr: format!("{e}; remove it by hand: nft delete table ip {table}"),
+                })?;
+                let dropped = dropped_packets(&listing)
+                    .map(|n| format!(" (it dropped {n} RST{})", if n == 1 { "" } else { "s" }))
+                    .unwrap_or_default();
+                Ok(format!("removed nftables table `ip {table}`{dropped}"))
+            }
+            Backend::Iptables => {
+                run(
+                    Command::new("iptables")
+                        .args(["-w", "-D"])
+                        .args(iptables_rule(&self.flow)),
+                    None,
+                )?;
+                Ok("removed the iptables rule".to_string())
+            }
+        }
+    }
+}
+
+impl Drop for RstGuard {
+    /// The last line of defence: an error, an interrupt or a panic that
+    /// skipped [`RstGuard::remove`] still removes the rule.
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        self.removed = true;
+        match self.remove_now() {
+            Ok(text) => eprintln!("synack: guard: {text}"),
+            Err(e) => eprintln!("synack: guard: REMOVING FAILED: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn flow() -> Flow {
+        Flow {
+            src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000),
+            dst: SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 8080),
+        }
+    }
+
+    #[test]
+    fn the_nft_table_holds_one_outgoing_rst_rule() {
+        assert_eq!(
+            nft_script("synack_guard_42", &flow()),
+            "table ip synack_guard_42 {\n\
+             \tchain output {\n\
+             \t\ttype filter hook output priority filter; policy accept;\n\
+             \t\tip saddr 127.0.0.1 ip daddr 127.0.0.2 tcp sport 40000 tcp dport 8080 \
+             tcp flags & rst == rst meta mark != 0x73796e6b counter drop comment \"synack connect: drop the kernel's \
+             RST for synack's own connection\"\n\
+             \t}\n\
+             }\n"
+        );
+        assert_eq!(table_name(42), "synack_guard_42");
+    }
+
+    #[test]
+    fn the_iptables_rule_matches_the_same_flow() {
+        let rule = iptables_rule(&flow()).join(" ");
+        assert!(rule.starts_with(
+            "OUTPUT -p tcp -s 127.0.0.1 -d 127.0.0.2 --sport 40000 --dport 8080 \
+             --tcp-flags RST RST"
+        ));
+        assert!(rule.ends_with("-j DROP"));
+    }
+
+    /// Runs `f` in a thread of its own inside a new network namespace
+    /// (namespaces are per thread, and `nft` forked from that thread works
+    /// on it): the host's ruleset is never touched, and parallel tests
+    /// cannot meet. Skips loudly without root or nft; under CI=true fails.
+    fn in_private_netns(f: impl FnOnce() + Send + 'static) {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let missing = if !nix::unistd::geteuid().is_root() {
+            Some("root")
+        } else if !has_tool("nft") {
+            Some("nft")
+        } else {
+            None
+        };
+        if let Some(what) = missing {
+            assert!(
+                !ci,
+                "this test needs {what} and CI=true forbids skipping it"
+            );
+            eprintln!("\n*** SKIPPED: needs {what} ***\n");
+            return;
+        }
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            f();
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    fn ruleset() -> String {
+        let out = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn remove_takes_the_table_away() {
+        in_private_netns(|| {
+            let before = ruleset();
+            let guard = RstGuard::install(flow()).unwrap();
+            let during = ruleset();
+            assert!(during.contains(&table_name(std::process::id())), "{during}");
+            assert!(during.contains("tcp flags & rst == rst"), "{during}");
+            assert!(guard.describe().contains("tcp sport 40000 tcp dport 8080"));
+            let said = guard.remove().unwrap();
+            assert!(said.contains("dropped 0 RSTs"), "{said}");
+            assert_eq!(ruleset(), before);
+        });
+    }
+
+    #[test]
+    fn a_panic_still_removes_the_rule() {
+        in_private_netns(|| {
+            let before = ruleset();
+            let result = std::panic::catch_unwind(|| {
+                let _guard = RstGuard::install(flow()).unwrap();
+                assert_ne!(ruleset(), before);
+                panic!("a bug in the middle of the run");
+            });
+            assert!(result.is_err());
+            assert_eq!(ruleset(), before, "the guard's table outlived a panic");
+        });
+    }
+
+    #[test]
+    fn stale_tables_are_those_of_dead_processes() {
+        let listing = "table inet filter\ntable ip synack_guard_10\ntable ip synack_guard_20\n\
+                       table ip synack_guard_x\ntable ip6 synack_guard_30\n";
+        assert_eq!(stale_tables(listing, |pid| pid == 20), ["synack_guard_10"]);
+        assert!(stale_tables(listing, |_| true).is_empty());
+    }
+
+    #[test]
+    fn the_counter_is_read_from_the_listing() {
+        let listing = "table ip synack_guard_1 {\n\tchain output {\n\t\ttype filter hook output \
+                       priority filter; policy accept;\n\t\tip saddr 127.0.0.1 tcp flags & rst \
+                       == rst counter packets 3 bytes 120 drop\n\t}\n}\n";
+        assert_eq!(dropped_packets(listing), Some(3));
+        assert_eq!(dropped_packets("table ip x {}"), None);
+    }
+}

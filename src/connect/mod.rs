@@ -1,0 +1,670 @@
+//! `synack connect HOST:PORT`: the lab's hand-built client against any
+//! IPv4 server this host can reach (tests: loopback or a namespace of
+//! their own), with the same narration and pcap.
+//!
+//! The run: look up the route (interface, source, next hop), keep the
+//! kernel from resetting our connection ([`guard`]), open an AF_PACKET link
+//! on the route's interface, run [`crate::lab::client::Client`] and narrate
+//! it through the lab's reporter thread.
+//!
+//! Privileged: CAP_NET_RAW for the link, CAP_NET_ADMIN for the guard (not
+//! needed with `--source` on an address no kernel interface owns, nor with
+//! `--let-kernel-rst`). IPv4 only.
+
+pub mod explain;
+pub mod guard;
+pub mod route;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pnet::datalink;
+
+use crate::capture::writer::{CaptureWriter, Format, Interface};
+use crate::lab::client::{
+    self, Client, ClientError, ClientParams, Closing, FrameKind, FrameRecord, Observer,
+};
+use crate::lab::reporter::{Extras, Message, Reporter};
+use crate::lab::scenario::{DropSpec, Teardown};
+use crate::lab::{give_to_sudo_user, random_u32, Output};
+use crate::net::link::PnetLink;
+use crate::net::sockinfo::SockDiag;
+use crate::report::{Direction, LabEvent, Summary};
+use crate::tcp::{self, State};
+use crate::wire::{self, MacAddr, SeqNumber};
+
+use guard::{Flow, GuardError, RstGuard};
+use route::{Route, RouteError};
+
+/// `--close client`: how long the reply must be quiet before our FIN.
+pub const REPLY_QUIET: Duration = Duration::from_millis(200);
+
+/// Who ends the connection, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseMode {
+    /// synack sends FIN once the reply has been quiet for [`REPLY_QUIET`].
+    Client,
+    /// synack sends FIN as soon as this many reply bytes arrived.
+    AfterReply(usize),
+    /// synack waits for the server's FIN, then closes its half.
+    Server,
+    /// synack sends RST instead of FIN (RFC 9293 §3.10.5, ABORT).
+    Abort,
+}
+
+/// Everything `synack connect` can be asked for.
+#[derive(Clone, Debug)]
+pub struct ConnectConfig {
+    pub target: SocketAddrV4,
+    /// Each `--data`, sent with its own send call.
+    pub data: Vec<Vec<u8>>,
+    pub close: CloseMode,
+    pub timeout: Duration,
+    pub time_wait: Duration,
+    pub iface: Option<String>,
+    pub source: Option<Ipv4Addr>,
+    pub let_kernel_rst: bool,
+    pub isn: Option<u32>,
+    pub pcap: PathBuf,
+    pub output: Output,
+}
+
+/// Why `synack connect` could not run, or how the connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "connect needs root (CAP_NET_RAW to send and capture raw frames{} on this host's \
+         network); try sudo",
+        if *.needs_admin { " and CAP_NET_ADMIN for the rule that stops the kernel's RST" } else { "" }
+    )]
+    NotPrivileged { needs_admin: bool },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("no IPv4 source address for {target} on {dev}; give one with --source")]
+    NoSource { target: Ipv4Addr, dev: String },
+    #[error("no interface '{0}' (see `ip link`)")]
+    NoInterface(String),
+    #[error("interface '{0}' has no MAC address (synack speaks Ethernet)")]
+    NotEthernet(String),
+    #[error("reserving a port on {addr}: {source}")]
+    Port {
+        addr: Ipv4Addr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the RST guard: {0}")]
+    Guard(#[source] GuardError),
+    #[error("opening an AF_PACKET socket on {dev}: {source}")]
+    Link {
+        dev: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("creating {path}: {source}")]
+    Pcap {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Report(#[source] io::Error),
+}
+
+impl ConnectError {
+    /// The connection itself failed (exit status 1), as opposed to synack
+    /// not being able to run (exit status 2).
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Client(
+                ClientError::Timeout { .. }
+                    | ClientError::GaveUp { .. }
+                    | ClientError::Refused { .. }
+                    | ClientError::Reset { .. }
+                    | ClientError::NoArpReply { .. }
+                    | ClientError::Unreachable { .. }
+            )
+        )
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, ConnectError::Client(ClientError::Interrupted { .. }))
+    }
+}
+
+/// Where the connection goes, as decided before the first frame.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub dev: String,
+    pub source: Ipv4Addr,
+    /// The gateway to ARP for, when the target is not on the link.
+    pub gateway: Option<Ipv4Addr>,
+    pub loopback: bool,
+    /// A kernel interface owns the source address (so the kernel would
+    /// answer the SYN-ACK with RST).
+    pub kernel_owns_source: bool,
+    /// The target is one of this host's addresses (its server's sockets
+    /// are visible to sock_diag).
+    pub target_is_local: bool,
+    pub mac: MacAddr,
+}
+
+/// Decides the interface, source address and next hop.
+///
+/// # Errors
+/// No route, no source address, an unknown interface.
+pub fn plan(cfg: &ConnectConfig) -> Result<Plan, ConnectError> {
+    let target = *cfg.target.ip();
+    let route = match (&cfg.iface, cfg.source) {
+        // Both given (the benchmark lab's way): the target is on that link.
+        (Some(dev), Some(_)) => Route {
+            dev: dev.clone(),
+            prefsrc: None,
+            gateway: None,
+            local: false,
+        },
+        (iface, _) => route::route_get(target, iface.as_deref())?,
+    };
+    let source =
+        explain::pick_source(cfg.source, route.prefsrc).ok_or_else(|| ConnectError::NoSource {
+            target,
+            dev: route.dev.clone(),
+        })?;
+    let interfaces = datalink::interfaces();
+    let iface = interfaces
+        .iter()
+        .find(|i| i.name == route.dev)
+        .ok_or_else(|| ConnectError::NoInterface(route.dev.clone()))?;
+    let loopback = iface.is_loopback();
+    let mac = match iface.mac {
+        Some(mac) => MacAddr::from(mac.octets()),
+        None if loopback => MacAddr::zero(),
+        None => return Err(ConnectError::NotEthernet(route.dev.clone())),
+    };
+    // The kernel owns every address of its interfaces, and all of
+    // 127.0.0.0/8 (the `local 127.0.0.0/8 dev lo` route), not only
+    // 127.0.0.1.
+    let owned = |addr: Ipv4Addr| {
+        addr.is_loopback()
+            || interfaces
+                .iter()
+                .flat_map(|i| i.ips.iter())
+                .any(|net| net.ip() == std::net::IpAddr::V4(addr))
+    };
+    let kernel_owns_source = owned(source);
+    let target_is_local = owned(target);
+    Ok(Plan {
+        dev: route.dev,
+        source,
+        gateway: route.gateway,
+        loopback,
+        kernel_owns_source,
+        target_is_local,
+        mac,
+    })
+}
+
+/// Checks the capabilities before touching anything.
+fn check_privileges(needs_admin: bool) -> Result<(), ConnectError> {
+    let Some(caps) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| explain::effective_caps(&s))
+    else {
+        // Not Linux's /proc: let the socket calls say it.
+        return Ok(());
+    };
+    let ok = explain::has_cap(caps, explain::CAP_NET_RAW)
+        && (!needs_admin || explain::has_cap(caps, explain::CAP_NET_ADMIN));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectError::NotPrivileged { needs_admin })
+    }
+}
+
+/// A local port for our end. When the kernel owns the source address, a
+/// kernel socket bound to it holds the port for the run, so no connection
+/// of the kernel's own takes the same 4-tuple (it does not stop the RST:
+/// a bound socket that does not listen takes no SYN-ACK).
+fn local_port(plan: &Plan) -> Result<(u16, Option<TcpListener>), ConnectError> {
+    if !plan.kernel_owns_source {
+        return Ok((32768 + (random_u32() % (60999 - 32768 + 1)) as u16, None));
+    }
+    let err = |source| ConnectError::Port {
+        addr: plan.source,
+        source,
+    };
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(err)?;
+    sock.bind(&SocketAddrV4::new(plan.source, 0).into())
+        .map_err(err)?;
+    let port = sock
+        .local_addr()
+        .map_err(err)?
+        .as_socket_ipv4()
+        .map(|a| a.port())
+        .ok_or_else(|| err(io::Error::other("not an IPv4 socket")))?;
+    // A bound, never-listening socket: held only so the port stays ours.
+    Ok((port, Some(TcpListener::from(sock))))
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct Finished {
+    pub summary: Summary,
+}
+
+/// Runs `synack connect` once. Messages about the host's firewall go to
+/// stderr; the narration (or JSON) to stdout.
+///
+/// # Errors
+/// See [`ConnectError`]. The capture is complete whatever the error.
+pub fn run(cfg: &ConnectConfig, interrupted: Arc<AtomicBool>) -> Result<Finished, ConnectError> {
+    let plan = plan(cfg)?;
+    let mut let_kernel_rst = cfg.let_kernel_rst;
+    let wants_guard = plan.kernel_owns_source && !let_kernel_rst;
+    check_privileges(wants_guard)?;
+    let (port, _port_holder) = local_port(&plan)?;
+    let ours = SocketAddrV4::new(plan.source, port);
+
+    // The guard first: from here on every exit path passes its Drop.
+    let guard = if wants_guard {
+        match RstGuard::install(Flow {
+            src: ours,
+            dst: cfg.target,
+        }) {
+            Ok(guard) => {
+                eprintln!("synack: guard: {}", guard.describe());
+                Some(guard)
+            }
+            Err(GuardError::NoTool) => {
+                eprintln!(
+                    "synack: guard: {}; going on as with --let-kernel-rst",
+                    GuardError::NoTool
+                );
+                let_kernel_rst = true;
+                None
+            }
+            Err(e) => return Err(ConnectError::Guard(e)),
+        }
+    } else {
+        None
+    };
+
+    let result = run_client(
+        cfg,
+        &plan,
+        ours,
+        let_kernel_rst,
+        guard.is_some(),
+        interrupted,
+    );
+    if let Some(guard) = guard {
+        match guard.remove() {
+            Ok(text) => eprintln!("synack: guard: {text}"),
+            Err(e) => eprintln!("synack: guard: REMOVING FAILED: {e}"),
+        }
+    }
+    result
+}
+
+fn run_client(
+    cfg: &ConnectConfig,
+    plan: &Plan,
+    ours: SocketAddrV4,
+    let_kernel_rst: bool,
+    guarded: bool,
+    interrupted: Arc<AtomicBool>,
+) -> Result<Finished, ConnectError> {
+    let opened = if plan.loopback {
+        PnetLink::open_loopback(&plan.dev, guarded.then_some(guard::SYNACK_MARK))
+    } else {
+        PnetLink::open(&plan.dev)
+    };
+    let mut link = opened.map_err(|source| {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            ConnectError::NotPrivileged { needs_admin: false }
+        } else {
+            ConnectError::Link {
+                dev: plan.dev.clone(),
+                source,
+            }
+        }
+    })?;
+    let file = File::create(&cfg.pcap).map_err(|source| ConnectError::Pcap {
+        path: cfg.pcap.clone(),
+        source,
+    })?;
+    // Only a regular file changes owner (never `-w /dev/null`).
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        give_to_sudo_user(&cfg.pcap).map_err(|source| ConnectError::Pcap {
+            path: cfg.pcap.clone(),
+            source,
+        })?;
+    }
+    print_plan(cfg, plan, ours, let_kernel_rst).map_err(ConnectError::Report)?;
+
+    let (tx, rx) = mpsc::channel::<Message>();
+    // A `.pcapng` name gives pcapng with a comment on every segment, as
+    // in the lab.
+    let iface = Interface {
+        name: plan.dev.clone(),
+        description: format!("synack connect's client ({})", plan.source),
+    };
+    let capture = CaptureWriter::new(
+        BufWriter::new(file),
+        Format::for_path(&cfg.pcap, false),
+        &iface,
+    )
+    .map_err(|e| ConnectError::Pcap {
+        path: cfg.pcap.clone(),
+        source: io::Error::other(e),
+    })?;
+    let extras = Extras {
+        explain: false,
+        ladder: false,
+        mermaid: None,
+        color: false,
+        client_initial: Some(State::Closed),
+        // A server of the user's: its state is known only when it runs on
+        // this host (sock_diag).
+        server_initial: None,
+    };
+    let reporter = Reporter::spawn(rx, capture, cfg.output, cfg.target.port(), extras)
+        .map_err(ConnectError::Report)?;
+
+    let iss = SeqNumber(cfg.isn.unwrap_or_else(random_u32));
+    let mut conn = tcp::Config::new(ours.port(), cfg.target.port(), iss);
+    conn.time_wait = cfg.time_wait;
+    let params = ClientParams {
+        local_ip: plan.source,
+        remote_ip: *cfg.target.ip(),
+        conn,
+        data: cfg.data.clone(),
+        expect_reply: match cfg.close {
+            CloseMode::AfterReply(bytes) => bytes,
+            _ => 0,
+        },
+        timeout: cfg.timeout,
+        // lo has no ARP: its frames carry all-zero MACs.
+        server_mac: plan.loopback.then(MacAddr::zero),
+        wait_for_peer_close: cfg.close == CloseMode::Server,
+        udp: false,
+        teardown: Teardown::Fin,
+        drops: DropSpec::default(),
+    };
+    let closing = match cfg.close {
+        CloseMode::Client => Closing::WhenQuiet {
+            quiet: REPLY_QUIET,
+            abort: false,
+        },
+        CloseMode::Abort => Closing::WhenQuiet {
+            quiet: REPLY_QUIET,
+            abort: true,
+        },
+        CloseMode::Server | CloseMode::AfterReply(_) => Closing::AsParams,
+    };
+    let mut observer = ConnectObserver {
+        tx: tx.clone(),
+        interrupted,
+        ours,
+        server: cfg.target,
+        loopback: plan.loopback,
+        checksum_note_sent: false,
+        rst_explained: false,
+        let_kernel_rst,
+        // The server's kernel state, when the server is on this host and
+        // the narration shows it: each look-up costs tens of µs before
+        // synack answers a segment, so -q (and benchmarks) go without.
+        diag: if plan.target_is_local && !matches!(cfg.output, Output::Quiet) {
+            SockDiag::open().ok()
+        } else {
+            None
+        },
+        synchronized: false,
+        last_state: State::Closed,
+        first_syn: None,
+    };
+    let mut client = Client::new(&mut link, &mut observer, params, Instant::now()).closing(closing);
+    if let Some(gateway) = plan.gateway {
+        client = client.via(gateway);
+    }
+    let result = client.run();
+    drop(observer);
+
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            drop(tx);
+            if let Err(e) = reporter.finish() {
+                log::warn!("finishing the capture: {e}");
+            }
+            return Err(err.into());
+        }
+    };
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let summary = Summary {
+        handshake_rtt_us: outcome.handshake_rtt.map(micros),
+        cycle_us: outcome
+            .first_syn_at
+            .zip(outcome.last_sent_at)
+            .map(|(first, last)| micros(last - first)),
+        bytes_c2s: outcome.bytes_sent,
+        bytes_s2c: outcome.bytes_received,
+        frames: outcome.frames,
+        retransmissions: outcome.retransmissions,
+        server_retransmissions: outcome.server_retransmissions,
+        dropped: outcome.dropped,
+        final_state: outcome.final_state,
+        time_wait_ms: if outcome.time_wait_entered {
+            cfg.time_wait.as_millis() as u64
+        } else {
+            0
+        },
+        time_wait_entered: outcome.time_wait_entered,
+        refused: false,
+        pcap: cfg.pcap.display().to_string(),
+    };
+    let _ = tx.send(Message::Event(LabEvent::Summary(summary.clone())));
+    drop(tx);
+    reporter.finish().map_err(ConnectError::Report)?;
+    Ok(Finished { summary })
+}
+
+/// The first line: what goes where, before the reporter owns stdout.
+fn print_plan(
+    cfg: &ConnectConfig,
+    plan: &Plan,
+    ours: SocketAddrV4,
+    let_kernel_rst: bool,
+) -> io::Result<()> {
+    let rst = if !plan.kernel_owns_source {
+        format!(
+            "no kernel interface owns {}: synack answers ARP for it and no kernel answers the \
+             SYN-ACK with RST",
+            plan.source
+        )
+    } else if let_kernel_rst {
+        "the kernel owns the source address and nothing stops its RST (--let-kernel-rst)".into()
+    } else {
+        "the kernel owns the source address: its RST is dropped for the run".into()
+    };
+    let link = if plan.loopback {
+        "loopback: no ARP, all-zero MACs".to_string()
+    } else if let Some(gw) = plan.gateway {
+        format!("via gateway {gw}")
+    } else {
+        "on the link".to_string()
+    };
+    let mut out = io::stdout().lock();
+    match cfg.output {
+        Output::Json => {
+            let value = serde_json::json!({
+                "event": "connect",
+                "target": cfg.target.to_string(),
+                "source": ours.to_string(),
+                "iface": plan.dev,
+                "gateway": plan.gateway.map(|g| g.to_string()),
+                "kernel_owns_source": plan.kernel_owns_source,
+                "let_kernel_rst": let_kernel_rst,
+            });
+            writeln!(out, "{value}")?;
+        }
+        Output::Quiet => {}
+        Output::Text(_) => writeln!(
+            out,
+            "connect {} from {ours} on {} ({link}); {rst}",
+            cfg.target, plan.dev
+        )?,
+    }
+    out.flush()
+}
+
+/// Forwards every frame to the reporter, and explains what only
+/// `connect` meets: the partial checksums of `lo` and the kernel's RST.
+struct ConnectObserver {
+    tx: Sender<Message>,
+    interrupted: Arc<AtomicBool>,
+    ours: SocketAddrV4,
+    server: SocketAddrV4,
+    loopback: bool,
+    checksum_note_sent: bool,
+    rst_explained: bool,
+    let_kernel_rst: bool,
+    /// Open when the server is on this host: the kernel's view of its
+    /// socket (sock_diag, what `ss -tan` reads).
+    diag: Option<SockDiag>,
+    synchronized: bool,
+    last_state: State,
+    first_syn: Option<Instant>,
+}
+
+impl ConnectObserver {
+    fn server_state(&mut self) -> Option<State> {
+        let diag = self.diag.as_mut()?;
+        match diag.lookup(self.server, self.ours).ok()? {
+            Some(sock) => {
+                self.synchronized = true;
+                Some(sock.state)
+            }
+            None if self.synchronized => Some(State::Closed),
+            None => None,
+        }
+    }
+
+    /// A line of explanation, printed right after the frame it explains
+    /// (the reporter's notes speak for the client, so this is an event).
+    fn explain(&self, at: Instant, text: String) {
+        let t_us = self.first_syn.map_or(0.0, |syn| {
+            at.saturating_duration_since(syn).as_secs_f64() * 1e6
+        });
+        let _ = self.tx.send(Message::Event(LabEvent::Note { t_us, text }));
+    }
+}
+
+impl Observer for ConnectObserver {
+    fn frame(&mut self, mut record: FrameRecord) {
+        let mut notes = Vec::new();
+        match &mut record.kind {
+            FrameKind::Segment {
+                checksums_ok,
+                state_after,
+                segment,
+                ..
+            } => {
+                if segment.flags.syn() && !segment.flags.ack() {
+                    self.first_syn.get_or_insert(record.at);
+                }
+                if record.dir == Direction::ServerToClient
+                    && segment.flags.rst()
+                    && self.last_state == State::SynSent
+                {
+                    notes.push(format!(
+                        "refused: nothing listens on {}, so the server's kernel answered the SYN \
+                         with RST+ACK (RFC 9293 §3.10.7.1: a connection that does not exist)",
+                        self.server
+                    ));
+                }
+                self.last_state = *state_after;
+                if self.loopback
+                    && record.dir == Direction::ServerToClient
+                    && !*checksums_ok
+                    && explain::is_partial_checksum(&record.bytes)
+                {
+                    *checksums_ok = true;
+                    if !self.checksum_note_sent {
+                        self.checksum_note_sent = true;
+                        notes.push(explain::LOOPBACK_CHECKSUM_NOTE.to_string());
+                    }
+                }
+            }
+            FrameKind::Noise => {
+                if let Some(icmp) = wire::parse_icmp_unreachable(&record.bytes)
+                    .filter(|i| i.quoted_src_port == self.ours.port())
+                {
+                    notes.push(format!(
+                        "server → client  ICMP destination unreachable from {}, code {} ({}), \
+                         about our segment to {}:{}",
+                        icmp.from,
+                        icmp.code,
+                        client::icmp_unreachable_meaning(icmp.code),
+                        icmp.quoted_dst,
+                        icmp.quoted_dst_port
+                    ));
+                } else if let Ok(frame) = wire::parse(&record.bytes) {
+                    if explain::is_kernel_rst(&frame, self.ours, self.server) {
+                        if let wire::Frame::Tcp(tcp) = frame {
+                            record.dir = Direction::ClientToServer;
+                            record.kind = FrameKind::Segment {
+                                checksums_ok: tcp.checksums_ok
+                                    || (self.loopback
+                                        && explain::is_partial_checksum(&record.bytes)),
+                                segment: tcp.segment,
+                                changes: Vec::new(),
+                                state_after: self.last_state,
+                                note: "the kernel's RST".into(),
+                            };
+                        }
+                        if !self.rst_explained {
+                            self.rst_explained = true;
+                            let mut text = explain::kernel_rst_explanation(self.ours, self.server);
+                            if !self.let_kernel_rst {
+                                text.push_str(" (the guard should have dropped it: is another firewall in the way?)");
+                            }
+                            notes.push(text);
+                        }
+                    }
+                }
+            }
+            FrameKind::Arp(_) | FrameKind::Datagram { .. } => {}
+        }
+        let server_state = match record.kind {
+            FrameKind::Segment { .. } => self.server_state(),
+            _ => None,
+        };
+        let at = record.at;
+        let _ = self.tx.send(Message::Frame {
+            record,
+            server_state,
+        });
+        for text in notes {
+            self.explain(at, text);
+        }
+    }
+
+    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
+        let _ = self.tx.send(Message::Note { at, text, changes });
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+}

@@ -122,17 +122,7 @@ impl ConnectError {
     /// The connection itself failed (exit status 1), as opposed to synack
     /// not being able to run (exit status 2).
     pub fn is_connection_failure(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::Client(
-                ClientError::Timeout { .. }
-                    | ClientError::GaveUp { .. }
-                    | ClientError::Refused { .. }
-                    | ClientError::Reset { .. }
-                    | ClientError::NoArpReply { .. }
-                    | ClientError::Unreachable { .. }
-            )
-        )
+        matches!(self, ConnectError::Client(e) if e.is_connection_failure())
     }
 
     pub fn is_interrupted(&self) -> bool {

@@ -158,6 +158,24 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
+impl ClientError {
+    /// The peer or the network did not behave (exit status 1), as opposed
+    /// to synack not being able to run (exit status 2).
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. }
+                | ClientError::GaveUp { .. }
+                | ClientError::Refused { .. }
+                | ClientError::Reset { .. }
+                | ClientError::NoArpReply { .. }
+                | ClientError::Unreachable { .. }
+                | ClientError::NoReply { .. }
+                | ClientError::Scenario(_)
+        )
+    }
+}
+
 /// What a completed exchange measured.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {

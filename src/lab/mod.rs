@@ -233,18 +233,7 @@ impl LabError {
     /// The connection itself failed (exit status 1), as opposed to the lab
     /// not being able to run (exit status 2).
     pub fn is_connection_failure(&self) -> bool {
-        matches!(
-            self,
-            LabError::Client(
-                ClientError::Timeout { .. }
-                    | ClientError::GaveUp { .. }
-                    | ClientError::Refused { .. }
-                    | ClientError::Reset { .. }
-                    | ClientError::NoArpReply { .. }
-                    | ClientError::NoReply { .. }
-                    | ClientError::Scenario(_)
-            )
-        )
+        matches!(self, LabError::Client(e) if e.is_connection_failure())
     }
 
     pub fn is_interrupted(&self) -> bool {

@@ -14,6 +14,7 @@
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
@@ -218,7 +219,55 @@ pub fn build_veth_pair() -> Result<(), LabNetError> {
         sys::disable_checksum_offload(ifname)
             .map_err(|source| LabNetError::Offload { ifname, source })?;
     }
+    disable_tail_loss_probes();
+    wait_until_running(&[SERVER_IF, CLIENT_IF], LINK_READY_WITHIN);
     Ok(())
+}
+
+/// How long [`build_veth_pair`] waits for the veths to carry traffic.
+pub const LINK_READY_WITHIN: Duration = Duration::from_secs(2);
+
+/// Waits (bounded) until every link in `names` is operationally up
+/// (`IFF_RUNNING`). Until the kernel's link watcher has run, a freshly
+/// raised veth still has its no-op queue and silently drops what is sent:
+/// under load that took the first ARP request, and the lab waited a
+/// second for its retry. Past `within` the lab goes on (the ARP retry
+/// still covers it).
+fn wait_until_running(names: &[&str], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let running = |name: &&str| {
+            nix::ifaddrs::getifaddrs().is_ok_and(|mut addrs| {
+                addrs.any(|a| {
+                    a.interface_name == *name
+                        && a.flags.contains(nix::net::if_::InterfaceFlags::IFF_RUNNING)
+                })
+            })
+        };
+        if names.iter().all(running) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::debug!("links not running after {within:?}: {names:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Switches Linux's tail loss probes off in the lab's namespace
+/// (`net.ipv4.tcp_early_retrans=0`), so the server's kernel retransmits on
+/// its RFC 6298 timer alone, as the narration explains. With probes on,
+/// a server whose reply and FIN were both unacknowledged resent its FIN
+/// after 2·SRTT + 2 jiffies, about 5 ms on the veth: whenever synack's
+/// client was held up that long (a loaded machine), the textbook close
+/// grew a retransmission (3 of 30 runs with six busy loops on two cores).
+/// Best effort: the lab still runs where the sysctl cannot be written.
+fn disable_tail_loss_probes() {
+    let path = "/proc/sys/net/ipv4/tcp_early_retrans";
+    if let Err(e) = std::fs::write(path, b"0") {
+        log::debug!("could not write {path}: {e}");
+    }
 }
 
 /// The benchmark's second veth pair: the kernel client's link, identical to

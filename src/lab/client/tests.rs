@@ -943,10 +943,15 @@ fn dropped_syns_are_recorded_but_not_delivered_and_backed_off() {
         .filter(|r| matches!(&r.kind, FrameKind::Segment { segment, .. } if segment.flags.syn() && !segment.flags.ack()))
         .map(|r| r.at)
         .collect();
-    // RTO 30 ms, then 60 ms (RFC 6298 §5.5).
+    // RTO 30 ms, then 60 ms (RFC 6298 §5.5). The timer runs from the
+    // instant the state machine was given, a record is stamped when its
+    // frame is written, a little later and not always by the same amount
+    // (a loaded machine): hence the slack.
     let gaps: Vec<Duration> = syn_times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[0] >= Duration::from_millis(30), "{gaps:?}");
-    assert!(gaps[1] >= Duration::from_millis(60), "{gaps:?}");
+    let slack = Duration::from_millis(5);
+    assert!(gaps[0] + slack >= Duration::from_millis(30), "{gaps:?}");
+    assert!(gaps[1] + slack >= Duration::from_millis(60), "{gaps:?}");
+    assert!(gaps[1] > gaps[0], "the timer backs off: {gaps:?}");
     let notes = recorder.segment_notes();
     assert!(
         notes[0].contains("dropped on purpose (--drop syn)"),

@@ -289,7 +289,8 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     pub expect_reply: Option<u32>,
 
-    /// Where to write the capture of every frame sent and received.
+    /// Where to write the capture of every frame sent and received (a
+    /// `.pcapng` name writes pcapng, with a comment on every segment).
     #[arg(
         short = 'w',
         long = "write",

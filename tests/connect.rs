@@ -904,3 +904,39 @@ fn no_arp_reply_for_the_next_hop_is_exit_1() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_pcapng_name_gets_a_comment_on_every_segment() {
+    require_root!();
+    require_tool!("tshark");
+    require_tool!("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("c.pcapng");
+    let out = in_netns({
+        let pcap = pcap.clone();
+        move || {
+            let (port, server) = kernel_server(false);
+            let out = connect(&pcap, &format!("127.0.0.1:{port}"), &["--data", "hello"]);
+            server.join().unwrap();
+            out
+        }
+    });
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let comments = sh(&format!(
+        "tshark -r {} -T fields -e frame.comment 2>/dev/null",
+        pcap.display()
+    ));
+    let lines: Vec<&str> = comments.lines().collect();
+    // Every frame of the capture carries its comment.
+    assert!(lines.len() >= 9, "{comments}");
+    assert!(lines.iter().all(|l| !l.is_empty()), "{comments}");
+    assert!(lines[0].starts_with("SYN: client ISN 0x"), "{comments}");
+    assert!(lines[1].starts_with("SYN-ACK: server ISN 0x"), "{comments}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("data: 5 bytes from the client")),
+        "{comments}"
+    );
+}

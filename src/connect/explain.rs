@@ -4,8 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-
+use crate::capture::link;
 use crate::wire::{Frame, TcpFrame};
 
 /// Whether a TCP frame's checksum is exactly the pseudo-header sum that
@@ -13,31 +12,11 @@ use crate::wire::{Frame, TcpFrame};
 /// what every kernel segment carries on `lo`, where offload is fixed on
 /// and nothing ever computes the rest (the data never leaves memory).
 pub fn is_partial_checksum(bytes: &[u8]) -> bool {
-    let Ok(sliced) = SlicedPacket::from_ethernet(bytes) else {
-        return false;
-    };
-    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) =
-        (&sliced.net, &sliced.transport)
-    else {
-        return false;
-    };
-    let header = ip.header();
-    let tcp_len = tcp.slice().len() as u32;
-    let mut sum: u32 = 0;
-    for pair in header
-        .source()
-        .chunks(2)
-        .chain(header.destination().chunks(2))
-    {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    sum += u32::from(header.protocol().0);
-    sum += tcp_len;
-    // Fold the carries back in (RFC 1071), twice at most for 32 bits.
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    tcp.checksum() == sum as u16
+    // inspect's reader tells the three cases apart already: good, bad,
+    // and the pseudo-header sum alone ("offloaded").
+    link::ip_packet(link::linktype::ETHERNET, bytes)
+        .and_then(link::tcp_segment)
+        .is_ok_and(|seg| seg.checksum == link::Checksum::Offloaded)
 }
 
 /// Whether `frame` is the kernel's RST for our connection: sent from our

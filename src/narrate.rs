@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use crate::report::{DatagramLine, Direction, SegmentLine};
 use crate::tcp::State;
+use crate::wire::SeqNumber;
 
 /// Who sent a segment.
 fn sender(dir: Direction) -> &'static str {
@@ -112,7 +113,7 @@ impl Default for Narrator {
 
 /// `a < b` for relative sequence numbers (wrapping, RFC 9293 §3.4).
 fn seq_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
+    SeqNumber(a) < SeqNumber(b)
 }
 
 impl Narrator {

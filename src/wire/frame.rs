@@ -364,6 +364,18 @@ fn mac(bytes: [u8; 6]) -> MacAddr {
     MacAddr::from(bytes)
 }
 
+/// The IPv4 header's fields we keep, and whether its checksum is right.
+fn ipv4_repr(header: etherparse::Ipv4HeaderSlice<'_>) -> (Ipv4Repr, bool) {
+    let ok = header.to_header().calc_header_checksum() == header.header_checksum();
+    let repr = Ipv4Repr {
+        src: Ipv4Addr::from(header.source()),
+        dst: Ipv4Addr::from(header.destination()),
+        ident: header.identification(),
+        ttl: header.ttl(),
+    };
+    (repr, ok)
+}
+
 /// Parses one received Ethernet frame.
 ///
 /// # Errors
@@ -409,21 +421,15 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
             })
         }
         (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) => {
-            let header = ip.header();
-            let ip_ok = header.to_header().calc_header_checksum() == header.header_checksum();
-            let (src, dst) = (header.source(), header.destination());
+            let (ip, ip_ok) = ipv4_repr(ip.header());
+            let (src, dst) = (ip.src.octets(), ip.dst.octets());
             let tcp_ok = tcp
                 .calc_checksum_ipv4(src, dst)
                 .is_ok_and(|sum| sum == tcp.checksum());
             Ok(Frame::Tcp(TcpFrame {
                 src_mac,
                 dst_mac,
-                ip: Ipv4Repr {
-                    src: Ipv4Addr::from(src),
-                    dst: Ipv4Addr::from(dst),
-                    ident: header.identification(),
-                    ttl: header.ttl(),
-                },
+                ip,
                 segment: SegmentRepr {
                     src_port: tcp.source_port(),
                     dst_port: tcp.destination_port(),
@@ -438,9 +444,8 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
             }))
         }
         (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) => {
-            let header = ip.header();
-            let ip_ok = header.to_header().calc_header_checksum() == header.header_checksum();
-            let (src, dst) = (header.source(), header.destination());
+            let (ip, ip_ok) = ipv4_repr(ip.header());
+            let (src, dst) = (ip.src.octets(), ip.dst.octets());
             let udp_ok = udp.checksum() == 0
                 || udp
                     .to_header()
@@ -449,12 +454,7 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
             Ok(Frame::Udp(UdpFrame {
                 src_mac,
                 dst_mac,
-                ip: Ipv4Repr {
-                    src: Ipv4Addr::from(src),
-                    dst: Ipv4Addr::from(dst),
-                    ident: header.identification(),
-                    ttl: header.ttl(),
-                },
+                ip,
                 datagram: UdpRepr {
                     src_port: udp.source_port(),
                     dst_port: udp.destination_port(),

@@ -1,12 +1,13 @@
 //! One function per subcommand: turn the parsed options into the library's
 //! configuration, run it, report. Errors carry their exit status.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use clap::CommandFactory;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
@@ -41,7 +42,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(ref args) => inspect(&cli, args),
         Command::Serve(ref args) => serve(&cli, args),
         Command::Connect(ref args) => connect(&cli, args),
+        Command::Completions(ref args) => completions(args.shell),
+        Command::Man(ref args) => man(args.command.as_deref()),
     }
+}
+
+/// `synack completions SHELL`: the completion script, generated from the
+/// same clap definitions the parser uses, so it never goes stale.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "synack", &mut io::stdout().lock());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `synack man [COMMAND]`: synack(1) or synack-COMMAND(1) in roff, from
+/// the clap definitions.
+fn man(command: Option<&str>) -> Result<ExitCode> {
+    let mut cmd = Cli::command();
+    // Built, subcommands carry their page names (synack-lab) and usage.
+    cmd.build();
+    let cmd = match command {
+        None => cmd,
+        Some(name) => cmd
+            .find_subcommand(name)
+            .cloned()
+            .with_context(|| format!("no manual page for {name}"))?,
+    };
+    let page = clap_mangen::Man::new(cmd);
+    let mut out = io::stdout().lock();
+    page.render(&mut out).context("writing the manual page")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `synack serve`: options → `serve::Config`, bind, stop on SIGINT and
@@ -109,14 +140,9 @@ fn output(cli: &Cli, json: bool) -> Output {
     if cli.quiet {
         return Output::Quiet;
     }
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
     Output::Text(Style {
         verbose: cli.verbose > 0,
-        color,
+        color: use_color(cli),
     })
 }
 
@@ -131,12 +157,17 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Whether to colour, for outputs other than the narration (`--ladder`).
+/// Whether to colour stdout: `--color always|never`, or for `auto` the
+/// conventions anstream follows (NO_COLOR when non-empty turns colour off,
+/// CLICOLOR_FORCE turns it on, CLICOLOR=0 off, else a terminal that is not
+/// TERM=dumb). The one place that decides, for every command.
 fn use_color(cli: &Cli) -> bool {
     match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
+        }
     }
 }
 
@@ -339,19 +370,14 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
 /// 1 when one was cut or damaged (its report is still printed), 2 when one
 /// could not be opened or is not a capture.
 fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
-    use std::io::{IsTerminal, Write};
+    use std::io::Write;
     use synack::capture::analyze::{self, Options};
     use synack::capture::reader::CaptureReader;
     use synack::inspect_report::{self as report, FileReport, Style};
 
-    let color = match cli.color {
-        crate::cli::ColorChoice::Always => true,
-        crate::cli::ColorChoice::Never => false,
-        crate::cli::ColorChoice::Auto => {
-            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
+    let style = Style {
+        color: use_color(cli),
     };
-    let style = Style { color };
     let ladder = !(args.json || args.summary || args.no_ladder || cli.quiet);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

@@ -57,6 +57,30 @@ pub enum Command {
     /// Reconstruct and judge every TCP connection in pcap/pcapng files:
     /// handshake, RTT, bytes, close, anomalies, Zeek conn_state/history.
     Inspect(InspectArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// bash: `synack completions bash > ~/.local/share/bash-completion/completions/synack`;
+    /// zsh: `synack completions zsh > "${fpath[1]}/_synack"`;
+    /// fish: `synack completions fish > ~/.config/fish/completions/synack.fish`.
+    Completions(CompletionsArgs),
+    /// Print a manual page (roff) to stdout: `synack man | man -l -`, or
+    /// one subcommand's page: `synack man lab | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (synack-lab(1), …); without it,
+    /// synack(1).
+    #[arg(value_parser = ["lab", "connect", "serve", "inspect", "completions"])]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `--close`.

@@ -1,0 +1,146 @@
+//! The conventions a command-line user expects of any tool: shell
+//! completions that load, manual pages that render, colour that follows
+//! NO_COLOR and CLICOLOR_FORCE. No privileges needed.
+
+mod common;
+
+use std::process::Command as Process;
+
+use assert_cmd::Command;
+
+fn synack() -> Command {
+    Command::cargo_bin("synack").unwrap()
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = synack().args(args).output().unwrap();
+    assert!(out.status.success(), "synack {args:?} failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bash_completions_source_cleanly_and_complete_the_subcommands() {
+    require_tool!("bash");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("synack.bash");
+    std::fs::write(&script, stdout_of(&["completions", "bash"])).unwrap();
+    // Source the script, then ask its function for `synack l<TAB>` and
+    // `synack lab --ti<TAB>` the way bash's readline would.
+    let probe = format!(
+        r#"set -e
+source {script}
+complete -p synack
+COMP_WORDS=(synack l); COMP_CWORD=1; COMP_LINE="synack l"; COMP_POINT=${{#COMP_LINE}}
+_synack synack l synack
+echo "words: ${{COMPREPLY[*]}}"
+COMP_WORDS=(synack lab --time); COMP_CWORD=2; COMP_LINE="synack lab --time"; COMP_POINT=${{#COMP_LINE}}
+_synack synack --time lab
+echo "flags: ${{COMPREPLY[*]}}""#,
+        script = script.display()
+    );
+    let out = Process::new("bash")
+        .args(["--norc", "--noprofile", "-c", &probe])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sourcing failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("-F _synack synack"), "{stdout}");
+    assert!(stdout.contains("words: lab"), "{stdout}");
+    assert!(
+        stdout.contains("--time-wait") && stdout.contains("--timeout"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_shell_gets_a_script_that_names_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let script = stdout_of(&["completions", shell]);
+        for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+            assert!(script.contains(sub), "{shell} completions miss {sub}");
+        }
+    }
+    synack()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("invalid value"));
+}
+
+#[test]
+fn manual_pages_render_with_man() {
+    require_tool!("man");
+    let dir = tempfile::tempdir().unwrap();
+    for (page, title, must) in [
+        (None, "synack(1)", "synack-lab(1)"),
+        (Some("lab"), "synack-lab(1)", "--time-wait"),
+        (Some("connect"), "synack-connect(1)", "--let-kernel-rst"),
+        (Some("serve"), "synack-serve(1)", "--framing"),
+        (Some("inspect"), "synack-inspect(1)", "--summary"),
+    ] {
+        let mut args = vec!["man"];
+        args.extend(page);
+        let roff = stdout_of(&args);
+        let file = dir.path().join("page.1");
+        std::fs::write(&file, roff).unwrap();
+        let out = Process::new("man")
+            .arg("-l")
+            .arg(&file)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "man -l failed for {page:?}: {err}");
+        assert!(!err.contains("warning"), "man warns for {page:?}: {err}");
+        // man hyphenates and may break lines: compare without them.
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(title), "{title} missing:\n{text}");
+        assert!(flat.contains(must), "{must} missing from {title}:\n{text}");
+    }
+    synack().args(["man", "nothing"]).assert().code(2);
+}
+
+/// The escape sequences in `inspect`'s ladder for one stored capture, with
+/// the given environment and `--color auto`.
+fn escapes_with(env: &[(&str, &str)]) -> usize {
+    let mut cmd = synack();
+    cmd.env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(["inspect", "captures/port_reuse.pcap"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .matches("\x1b[")
+        .count()
+}
+
+#[test]
+fn colour_follows_no_color_and_clicolor_force() {
+    // stdout is a pipe here: no colour unless forced.
+    assert_eq!(escapes_with(&[]), 0);
+    assert!(escapes_with(&[("CLICOLOR_FORCE", "1")]) > 0);
+    // NO_COLOR counts only when non-empty (no-color.org).
+    assert!(escapes_with(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")]) > 0);
+    assert_eq!(
+        escapes_with(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]),
+        0
+    );
+    // An explicit flag wins over the environment.
+    let out = synack()
+        .env("NO_COLOR", "1")
+        .args(["--color", "always", "inspect", "captures/port_reuse.pcap"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\x1b["));
+}

@@ -446,12 +446,29 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
 }
 
 /// Exit status 1 for a connection or analysis that failed, 2 for the rest.
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+pub fn exit_status_for(err: &anyhow::Error) -> u8 {
     if err.chain().any(|cause| cause.is::<synack::Failed>()) {
-        ExitCode::from(1)
+        1
     } else {
-        ExitCode::from(2)
+        2
     }
+}
+
+/// Whether the command prints JSON lines (`--json`).
+pub fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Lab(args) => args.json,
+        Command::Connect(args) => args.json,
+        Command::Inspect(args) => args.json,
+        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => false,
+    }
+}
+
+/// The last JSON line of a run that failed: `{"event": "error", "exit": N,
+/// "message": …}` on stdout (the human message still goes to stderr).
+pub fn json_error(exit: u8, message: &str) {
+    let line = serde_json::json!({ "event": "error", "exit": exit, "message": message });
+    let _ = writeln!(io::stdout().lock(), "{line}");
 }
 
 /// A closed stdout (`synack … | head`) is not an error.

@@ -10,8 +10,19 @@ mod app;
 mod cli;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // A usage error under --json still ends the JSON lines with an
+            // error object; --help and --version print as usual.
+            if err.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                app::json_error(err.exit_code() as u8, &err.kind().to_string());
+            }
+            err.exit()
+        }
+    };
     app::init_logging(&cli);
+    let json = app::wants_json(&cli);
     match app::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -19,7 +30,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("synack: {err:#}");
-            app::exit_code_for(&err)
+            let code = app::exit_status_for(&err);
+            if json {
+                app::json_error(code, &format!("{err:#}"));
+            }
+            ExitCode::from(code)
         }
     }
 }

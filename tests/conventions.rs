@@ -144,3 +144,37 @@ fn colour_follows_no_color_and_clicolor_force() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("\x1b["));
 }
+
+/// Every stdout line of a `--json` run, parsed; the run's exit status.
+fn json_lines(args: &[&str]) -> (Vec<serde_json::Value>, i32) {
+    let out = synack().args(args).output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    (lines, out.status.code().unwrap())
+}
+
+#[test]
+fn a_failed_json_run_ends_with_an_error_object_on_stdout() {
+    for (args, exit) in [
+        (vec!["inspect", "--json", "/nonexistent/x.pcap"], 2),
+        (vec!["inspect", "--json", "Cargo.toml"], 2),
+        (vec!["lab", "--json", "--no-such-flag"], 2),
+        (
+            vec!["connect", "--json", "--timeout", "soon", "127.0.0.1:9"],
+            2,
+        ),
+    ] {
+        let (lines, code) = json_lines(&args);
+        assert_eq!(code, exit, "{args:?}");
+        let last = lines.last().unwrap_or_else(|| panic!("{args:?}: no JSON"));
+        assert_eq!(last["event"], "error", "{args:?}: {last}");
+        assert_eq!(last["exit"], exit, "{args:?}: {last}");
+        assert!(
+            last["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{args:?}: {last}"
+        );
+    }
+}

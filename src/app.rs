@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
@@ -50,7 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// `synack completions SHELL`: the completion script, generated from the
 /// same clap definitions the parser uses, so it never goes stale.
 fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::help::command();
     clap_complete::generate(shell, &mut cmd, "synack", &mut io::stdout().lock());
     Ok(ExitCode::SUCCESS)
 }
@@ -58,7 +57,7 @@ fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
 /// `synack man [COMMAND]`: synack(1) or synack-COMMAND(1) in roff, from
 /// the clap definitions.
 fn man(command: Option<&str>) -> Result<ExitCode> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::help::command();
     // Built, subcommands carry their page names (synack-lab) and usage.
     cmd.build();
     let cmd = match command {

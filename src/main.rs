@@ -4,13 +4,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 mod app;
 mod cli;
+mod help;
+
+/// The command line, with the full help of `help.rs`.
+fn parse() -> Result<cli::Cli, clap::Error> {
+    let mut cmd = help::command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    cli::Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))
+}
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(err) => {
             // A usage error under --json still ends the JSON lines with an

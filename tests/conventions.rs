@@ -178,3 +178,55 @@ fn a_failed_json_run_ends_with_an_error_object_on_stdout() {
         );
     }
 }
+
+/// The section headings of a help text, in order.
+fn headings(help: &str) -> Vec<&str> {
+    help.lines()
+        .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+        .collect()
+}
+
+#[test]
+fn every_subcommand_help_teaches_examples_headings_and_exit_codes() {
+    for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+        let long = stdout_of(&[sub, "--help"]);
+        let short = stdout_of(&[sub, "-h"]);
+        let found = headings(&long);
+        // Examples right after the usage line, exit codes last.
+        let usage = long.find("Usage:").unwrap();
+        let examples = long
+            .find("\nExamples:\n")
+            .unwrap_or_else(|| panic!("{sub}: {long}"));
+        assert!(usage < examples, "{sub}: examples before usage");
+        let examples_block = &long[examples..];
+        let lines = examples_block
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.trim_start().starts_with("synack") || l.contains("sudo synack"))
+            .count();
+        assert!((2..=4).contains(&lines), "{sub}: {lines} examples");
+        assert_eq!(found.last(), Some(&"Exit codes:"), "{sub}: {found:?}");
+        assert!(long.contains("\n    0  "), "{sub}: exit status 0 missing");
+        assert!(long.contains("\n    2  "), "{sub}: exit status 2 missing");
+        assert!(found.contains(&"Global options:"), "{sub}: {found:?}");
+        // The globals are only under their heading, not mixed in.
+        let global = long.find("Global options:").unwrap();
+        assert!(long[..global].find("--verbose").is_none(), "{sub}");
+        // No option left without a heading.
+        assert!(!found.contains(&"Options:"), "{sub}: {found:?}");
+        // -h stays a summary.
+        assert!(!short.contains("Examples:"), "{sub}");
+        assert!(short.len() < long.len(), "{sub}: -h is not shorter");
+    }
+    let lab = stdout_of(&["lab", "--help"]);
+    for heading in [
+        "What to run:",
+        "What to show:",
+        "Where to write:",
+        "Timing:",
+        "TCP options in the SYN:",
+    ] {
+        assert!(headings(&lab).contains(&heading), "lab: {heading}");
+    }
+}

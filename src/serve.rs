@@ -10,8 +10,8 @@
 //! Pure parts, tested without sockets: [`Responder`] (what to answer to the
 //! bytes of one read, in each reply mode and framing) and [`format_event`]
 //! (one narration line per event). The rest does socket I/O and needs no
-//! privileges. Stopping ([`Stopper::stop`], wired to SIGINT and SIGTERM by
-//! [`stop_on_signals`]) wakes the blocked `accept` by shutting the
+//! privileges. Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and
+//! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting the
 //! listening socket down, lets open clients finish within
 //! [`Config::grace`], then shuts the stragglers' sockets down.
 
@@ -502,15 +502,15 @@ impl Stopper {
     }
 }
 
-/// Stops `stopper`'s server on the first SIGINT or SIGTERM; a second one
-/// exits at once with status 130.
+/// Stops `stopper`'s server on the first SIGINT, SIGTERM or SIGHUP (a
+/// closed terminal); a second one exits at once with status 130.
 ///
 /// # Errors
 ///
 /// Installing the signal handlers failed.
 pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

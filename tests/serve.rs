@@ -435,3 +435,19 @@ fn max_clients_queues_the_next_client_until_one_leaves() {
     assert!(status.success());
     assert!(out.contains("1 clients open (--max-clients)"), "{out}");
 }
+
+#[test]
+fn sighup_stops_like_sigint() {
+    let serve = Serve::start(&[]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    serve.signal(Signal::SIGHUP);
+    let (status, out, _) = serve.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {out}");
+    assert!(
+        out.contains("stopped: 1 connection(s), 0 error(s)"),
+        "{out}"
+    );
+}

@@ -405,8 +405,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub linger0: bool,
 
-    /// Close a client that sends nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// Close a client that sends nothing for this long (more than 0).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
 
     /// After Ctrl-C or SIGTERM, how long open clients get to finish.
@@ -430,6 +430,14 @@ pub enum FramingArg {
 pub enum CloseArg {
     First,
     AfterPeer,
+}
+
+/// Parses `serve --idle-timeout`: a duration ([`parse_duration`]) above 0.
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("the idle timeout must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 /// Parses `ADDR:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`)
@@ -617,6 +625,13 @@ mod tests {
         assert_eq!(args.timeout, Duration::from_millis(500));
         assert!(!args.let_kernel_rst);
         assert_eq!(args.write, PathBuf::from("synack-connect.pcap"));
+    }
+
+    #[test]
+    fn serve_idle_timeout_is_above_0() {
+        assert!(parse_idle_timeout("0").is_err());
+        assert!(parse_idle_timeout("0ms").is_err());
+        assert_eq!(parse_idle_timeout("2s"), Ok(Duration::from_secs(2)));
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub enum ServeError {
     /// EACCES.
     #[error("cannot listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE (try sudo, or a port above 1023)")]
     PermissionDenied { addr: SocketAddr },
+    /// A setting that cannot work.
+    #[error("{reason}")]
+    Config { reason: String },
     /// Any other failure to set up the listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -570,8 +573,9 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServeError`].
+    /// [`ServeError`]; [`ServeError::Config`] for an idle timeout of 0.
     pub fn bind(config: Config, sink: Sink) -> Result<Server, ServeError> {
+        check(&config)?;
         let listener = listen(config.addr, config.reuse_address, config.backlog)?;
         let setup = |source| ServeError::Listen {
             addr: config.addr,
@@ -769,6 +773,18 @@ impl Server {
         }
         open.len()
     }
+}
+
+/// Refuses a configuration that cannot work.
+fn check(config: &Config) -> Result<(), ServeError> {
+    // A read timeout of 0 is refused by the kernel call (EINVAL): every
+    // client would fail on its first read.
+    if config.idle_timeout.is_zero() {
+        return Err(ServeError::Config {
+            reason: "the idle timeout must be more than 0".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Takes the client off the open list when its thread ends, however it ends.
@@ -1216,6 +1232,15 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(EventKind::Stopped { .. })
         ));
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        let (sink, _events) = collecting_sink();
+        let mut idle = Config::new("127.0.0.1:0".parse().expect("addr"));
+        idle.idle_timeout = Duration::ZERO;
+        let err = Server::bind(idle, sink).err().expect("refused");
+        assert!(err.to_string().contains("idle timeout"), "{err}");
     }
 
     #[test]

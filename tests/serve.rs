@@ -451,3 +451,27 @@ fn sighup_stops_like_sigint() {
         "{out}"
     );
 }
+
+#[test]
+fn settings_that_cannot_work_exit_2() {
+    for (args, expected) in [
+        (
+            &["--idle-timeout", "0"][..],
+            "the idle timeout must be more than 0",
+        ),
+        (
+            &["--idle-timeout", "0ms"][..],
+            "the idle timeout must be more than 0",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+            .args(["serve", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}

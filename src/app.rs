@@ -80,6 +80,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 EventKind::Listening { .. }
                     | EventKind::Stopped { .. }
                     | EventKind::ClientError { .. }
+                    | EventKind::Forced
                     | EventKind::AcceptError { .. }
             );
         if wanted {

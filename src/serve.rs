@@ -11,9 +11,11 @@
 //! bytes of one read, in each reply mode and framing) and [`format_event`]
 //! (one narration line per event). The rest does socket I/O and needs no
 //! privileges. Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and
-//! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting the
-//! listening socket down, lets open clients finish within
-//! [`Config::grace`], then shuts the stragglers' sockets down.
+//! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting
+//! the listening socket down, lets open clients finish within
+//! [`Config::grace`], then shuts the stragglers' sockets down. Every
+//! client's events reach the sink before the summary: the run waits for
+//! the client threads themselves, not only for their sockets.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -285,10 +287,14 @@ pub enum EventKind {
     TimeWait,
     /// The socket was closed, `elapsed` after the accept.
     Closed { elapsed: Duration },
-    /// The socket was closed with SO_LINGER 0: RST instead of FIN.
+    /// The socket was closed with SO_LINGER 0 (`--linger0`): RST instead
+    /// of FIN. The server's own choice, not an error.
     Aborted { elapsed: Duration },
     /// The client's connection failed (reset, timeout, bad frame…).
     ClientError { error: String },
+    /// The grace period after a stop ended with the client still open:
+    /// its socket was shut down.
+    Forced,
     /// The accept loop hit an error (and goes on).
     AcceptError { error: String },
     /// A stop was asked for: no more accepts.
@@ -315,9 +321,12 @@ pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
 pub struct Summary {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections that ended in an error.
+    /// Connections that ended in an error (the `error:` lines).
     pub errors: u64,
-    /// Connections still open when the grace period ended, shut down.
+    /// Connections closed with RST by `--linger0` (the `aborted` lines).
+    pub aborted: u64,
+    /// Connections still open when the grace period ended, shut down
+    /// (the `shut down by the server` lines).
     pub forced: u64,
     /// The most clients served at once.
     pub peak: usize,
@@ -365,17 +374,24 @@ pub fn format_event(event: &Event) -> String {
             write!(line, "aborted with RST (SO_LINGER 0) after {}", millis(*elapsed))
         }
         EventKind::ClientError { error } => write!(line, "error: {error}"),
+        EventKind::Forced => write!(line, "{FORCED}"),
         EventKind::AcceptError { error } => write!(line, "accept failed: {error}"),
         EventKind::Stopping { open, grace } => write!(
             line,
             "stopping: no more accepts; {open} open client(s) get {} to finish",
             human(*grace)
         ),
-        EventKind::Stopped { summary } => write!(
-            line,
-            "stopped: {} connection(s), {} error(s), {} shut down at the end of the grace period, at most {} at once",
-            summary.accepted, summary.errors, summary.forced, summary.peak
-        ),
+        EventKind::Stopped { summary } => {
+            let aborted = match summary.aborted {
+                0 => String::new(),
+                n => format!(", {n} aborted with RST (--linger0)"),
+            };
+            write!(
+                line,
+                "stopped: {} connection(s), {} error(s){aborted}, {} shut down at the end of the grace period, at most {} at once",
+                summary.accepted, summary.errors, summary.forced, summary.peak
+            )
+        }
     };
     if let Some(info) = &event.kernel {
         let pad = 58usize.saturating_sub(line.chars().count());
@@ -498,9 +514,10 @@ impl Stopper {
     /// clients finish within the grace period.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // shutdown(SHUT_RD) on a listening socket stops it listening and
-        // wakes a thread blocked in accept(2) (EINVAL) on Linux.
-        let _ = SockRef::from(&self.shared.listener).shutdown(Shutdown::Read);
+        self.shared.close_listener();
+        // Under the lock: a waiter between its check of `stop` and its
+        // wait cannot miss the wake-up.
+        let _clients = self.shared.clients();
         self.shared.changed.notify_all();
     }
 }
@@ -530,30 +547,71 @@ pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
     Ok(())
 }
 
+/// The clients being served.
+struct Clients {
+    /// A clone of each open client's stream, to shut stragglers down.
+    streams: HashMap<u64, TcpStream>,
+    /// Client threads still running. A thread outlives its socket by its
+    /// last events (`closed`, `aborted`): the summary waits for this.
+    live: usize,
+}
+
 struct Shared {
     stop: AtomicBool,
     /// The grace period ended and the open clients' sockets were shut down.
     forced: AtomicBool,
     /// A clone of the listening socket, to shut it down from `stop`.
     listener: TcpListener,
-    /// Open clients: a clone of each stream, to shut stragglers down.
-    open: Mutex<HashMap<u64, TcpStream>>,
+    clients: Mutex<Clients>,
     changed: Condvar,
+    /// The summary's counts, one per kind of event (see [`Shared::emit`]).
     errors: AtomicU64,
+    aborted: AtomicU64,
+    forced_clients: AtomicU64,
     sink: Sink,
     config: Config,
 }
 
 impl Shared {
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn clients(&self) -> MutexGuard<'_, Clients> {
         // A client thread that panicked while holding the lock leaves the
         // map itself intact: keep going with it.
-        self.open
+        self.clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Waits at most `timeout` for a change (a client leaving, a stop).
+    fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, Clients>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, Clients> {
+        match self.changed.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+
+    /// No more accepts: the socket leaves LISTEN (connections still in
+    /// the accept queue get RST) and a blocked accept(2) returns (EINVAL):
+    /// shutdown(SHUT_RD) on a listening socket does both on Linux.
+    fn close_listener(&self) {
+        let _ = SockRef::from(&self.listener).shutdown(Shutdown::Read);
+    }
+
+    /// Hands an event to the sink. The summary's counts are counted here,
+    /// from the events themselves, so that the two always agree.
     fn emit(&self, client: Option<ClientId>, kind: EventKind, kernel: Option<TcpInfo>) {
+        let counter = match kind {
+            EventKind::ClientError { .. } => Some(&self.errors),
+            EventKind::Aborted { .. } => Some(&self.aborted),
+            EventKind::Forced => Some(&self.forced_clients),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
         (self.sink)(&Event {
             client,
             kind,
@@ -588,9 +646,14 @@ impl Server {
                 stop: AtomicBool::new(false),
                 forced: AtomicBool::new(false),
                 listener: clone,
-                open: Mutex::new(HashMap::new()),
+                clients: Mutex::new(Clients {
+                    streams: HashMap::new(),
+                    live: 0,
+                }),
                 changed: Condvar::new(),
                 errors: AtomicU64::new(0),
+                aborted: AtomicU64::new(0),
+                forced_clients: AtomicU64::new(0),
                 sink,
                 config,
             }),
@@ -614,7 +677,8 @@ impl Server {
     }
 
     /// Accepts and serves clients until stopped (or `max_connections`),
-    /// then waits for open clients within the grace period.
+    /// then waits for the open clients (after a stop, within the grace
+    /// period). Every client's events are emitted before the summary.
     pub fn run(self) -> Summary {
         let shared = &self.shared;
         let config = &shared.config;
@@ -656,19 +720,17 @@ impl Server {
                         },
                         None,
                     );
-                    let open = shared.open();
-                    let _ = shared.changed.wait_timeout(open, ACCEPT_RETRY_DELAY);
+                    let clients = shared.clients();
+                    let _clients = shared.wait(clients, ACCEPT_RETRY_DELAY);
                 }
             }
         }
-        // Stop listening (the socket leaves LISTEN; connections still in
-        // the accept queue get RST); the descriptor closes when run returns.
-        Stopper {
-            shared: Arc::clone(shared),
-        }
-        .stop();
-        summary.forced = self.finish_open_clients();
+        // The descriptor itself closes when run returns.
+        shared.close_listener();
+        self.finish_clients();
         summary.errors = shared.errors.load(Ordering::SeqCst);
+        summary.aborted = shared.aborted.load(Ordering::SeqCst);
+        summary.forced = shared.forced_clients.load(Ordering::SeqCst);
         shared.emit(None, EventKind::Stopped { summary }, None);
         summary
     }
@@ -676,19 +738,17 @@ impl Server {
     /// Waits until fewer than `max_clients` are open; false once stopped.
     fn wait_for_slot(&self) -> bool {
         let shared = &self.shared;
-        let mut open = shared.open();
+        let mut clients = shared.clients();
         let mut said = false;
-        while open.len() >= shared.config.max_clients.max(1) && !shared.stop.load(Ordering::SeqCst)
+        while clients.live >= shared.config.max_clients.max(1)
+            && !shared.stop.load(Ordering::SeqCst)
         {
             if !said {
                 said = true;
-                shared.emit(None, EventKind::Saturated { open: open.len() }, None);
+                shared.emit(None, EventKind::Saturated { open: clients.live }, None);
             }
             // Woken by each client that ends, and by stop.
-            open = match shared.changed.wait_timeout(open, Duration::from_secs(1)) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            clients = shared.wait(clients, Duration::from_secs(1));
         }
         !shared.stop.load(Ordering::SeqCst)
     }
@@ -697,11 +757,12 @@ impl Server {
     fn spawn_client(&self, client: ClientId, stream: TcpStream) -> usize {
         let shared = Arc::clone(&self.shared);
         let open = {
-            let mut open = shared.open();
+            let mut clients = shared.clients();
             if let Ok(clone) = stream.try_clone() {
-                open.insert(client.n, clone);
+                clients.streams.insert(client.n, clone);
             }
-            open.len()
+            clients.live += 1;
+            clients.live
         };
         let thread_shared = Arc::clone(&shared);
         let spawned = thread::Builder::new()
@@ -715,8 +776,11 @@ impl Server {
                 serve_client(&thread_shared, client, stream);
             });
         if let Err(e) = spawned {
-            shared.open().remove(&client.n);
-            shared.errors.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut clients = shared.clients();
+                clients.streams.remove(&client.n);
+                clients.live -= 1;
+            }
             shared.emit(
                 Some(client),
                 EventKind::ClientError {
@@ -728,50 +792,52 @@ impl Server {
         open
     }
 
-    /// After a stop: waits for open clients within the grace period, then
-    /// shuts the rest down and waits a little more. Returns how many had
-    /// to be shut down.
-    fn finish_open_clients(&self) -> u64 {
+    /// Waits for the client threads, so that all their events are out.
+    /// Once `max_connections` is reached they finish in their own time,
+    /// unless a stop comes; after a stop they get the grace period, then
+    /// their sockets are shut down and they get [`STRAGGLER_LIMIT`] more.
+    fn finish_clients(&self) {
         let shared = &self.shared;
-        let open_now = shared.open().len();
-        if open_now == 0 {
-            return 0;
+        if self.wait_for_clients(None) == 0 {
+            return;
         }
+        let open = shared.clients().live;
         shared.emit(
             None,
             EventKind::Stopping {
-                open: open_now,
+                open,
                 grace: shared.config.grace,
             },
             None,
         );
-        let remaining = self.wait_until_empty(shared.config.grace);
-        if remaining == 0 {
-            return 0;
+        if self.wait_for_clients(Some(shared.config.grace)) == 0 {
+            return;
         }
         shared.forced.store(true, Ordering::SeqCst);
-        for stream in shared.open().values() {
+        for stream in shared.clients().streams.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        self.wait_until_empty(STRAGGLER_LIMIT);
-        remaining as u64
+        self.wait_for_clients(Some(STRAGGLER_LIMIT));
     }
 
-    fn wait_until_empty(&self, limit: Duration) -> usize {
+    /// Waits until no client thread runs: at most `limit`, or with no
+    /// limit until a stop. Returns how many still run.
+    fn wait_for_clients(&self, limit: Option<Duration>) -> usize {
         let shared = &self.shared;
-        let deadline = Instant::now() + limit;
-        let mut open = shared.open();
-        while !open.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let deadline = limit.map(|limit| Instant::now() + limit);
+        let mut clients = shared.clients();
+        while clients.live > 0 {
+            let step = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None if shared.stop.load(Ordering::SeqCst) => Duration::ZERO,
+                None => Duration::from_secs(1),
+            };
+            if step.is_zero() {
                 break;
             }
-            open = match shared.changed.wait_timeout(open, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            clients = shared.wait(clients, step);
         }
-        open.len()
+        clients.live
     }
 }
 
@@ -787,7 +853,8 @@ fn check(config: &Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Takes the client off the open list when its thread ends, however it ends.
+/// Takes the client off the open list when its thread ends, however it
+/// ends, after its last event.
 struct LeaveGuard<'a> {
     shared: &'a Shared,
     n: u64,
@@ -795,14 +862,23 @@ struct LeaveGuard<'a> {
 
 impl Drop for LeaveGuard<'_> {
     fn drop(&mut self) {
-        self.shared.open().remove(&self.n);
+        let mut clients = self.shared.clients();
+        clients.streams.remove(&self.n);
+        clients.live = clients.live.saturating_sub(1);
         self.shared.changed.notify_all();
     }
 }
 
+/// How a client's exchange ended.
+enum Outcome {
+    /// The peer's FIN arrived.
+    PeerClosed,
+    /// `--close first`: the first reply is out.
+    Replied,
+}
+
 /// One client's whole life: read, reply, close.
 fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
-    let config = &shared.config;
     let accepted_at = Instant::now();
     let conn = Conn {
         shared,
@@ -811,15 +887,11 @@ fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
     };
     conn.event(EventKind::Accepted);
     match conn.exchange() {
-        Ok(peer_closed) => conn.close(peer_closed, accepted_at),
+        Ok(Outcome::PeerClosed) => conn.close(true, accepted_at),
+        Ok(Outcome::Replied) => conn.close(false, accepted_at),
         Err(error) => {
-            if !shared.forced.load(Ordering::SeqCst) {
-                shared.errors.fetch_add(1, Ordering::SeqCst);
-            }
-            conn.event(EventKind::ClientError {
-                error: describe(&error, config.idle_timeout),
-            });
-            if config.linger0 {
+            conn.fail(&error);
+            if shared.config.linger0 {
                 conn.abort(accepted_at);
             } else {
                 // Closes it (with RST if unread data remains).
@@ -858,9 +930,21 @@ impl Conn<'_> {
         self.shared.emit(Some(self.client), kind, self.kernel());
     }
 
-    /// Reads and answers until the peer's FIN (`Ok(true)`) or, with
-    /// `--close first`, the first reply (`Ok(false)`).
-    fn exchange(&self) -> io::Result<bool> {
+    /// The connection failed: an error, or, once the grace period ended
+    /// and the server shut the socket down, the server's own doing.
+    fn fail(&self, error: &io::Error) {
+        if self.shared.forced.load(Ordering::SeqCst) {
+            self.event(EventKind::Forced);
+        } else {
+            self.event(EventKind::ClientError {
+                error: describe(error, self.shared.config.idle_timeout),
+            });
+        }
+    }
+
+    /// Reads and answers until the peer's FIN, or with `--close first`
+    /// the first reply.
+    fn exchange(&self) -> io::Result<Outcome> {
         let config = &self.shared.config;
         self.stream.set_read_timeout(Some(config.idle_timeout))?;
         self.stream.set_write_timeout(Some(config.idle_timeout))?;
@@ -887,7 +971,7 @@ impl Conn<'_> {
                         ),
                     ));
                 }
-                return Ok(true);
+                return Ok(Outcome::PeerClosed);
             }
             self.event(EventKind::Read { bytes: n });
             let response = responder
@@ -903,7 +987,7 @@ impl Conn<'_> {
                 });
             }
             if responder.done() {
-                return Ok(false);
+                return Ok(Outcome::Replied);
             }
         }
         Err(io::Error::other("too many reads on one connection"))
@@ -915,10 +999,8 @@ impl Conn<'_> {
             return;
         }
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
-            self.shared.errors.fetch_add(1, Ordering::SeqCst);
-            self.event(EventKind::ClientError {
-                error: describe(&e, self.shared.config.idle_timeout),
-            });
+            self.fail(&e);
+            self.release();
             return;
         }
         self.event(EventKind::SentFin);
@@ -927,12 +1009,7 @@ impl Conn<'_> {
             // We closed first: wait for the peer's FIN (FIN-WAIT-2).
             match self.drain() {
                 Ok(()) => self.event(EventKind::PeerClosed),
-                Err(e) => {
-                    self.shared.errors.fetch_add(1, Ordering::SeqCst);
-                    self.event(EventKind::ClientError {
-                        error: describe(&e, self.shared.config.idle_timeout),
-                    });
-                }
+                Err(e) => self.fail(&e),
             }
             if self.shared.config.kernel_view == KernelView::Full && self.in_time_wait() {
                 self.shared
@@ -957,7 +1034,7 @@ impl Conn<'_> {
     /// Closes the socket now: our stream and the open list's clone of it
     /// (the kernel closes a socket with its last descriptor).
     fn release(self) {
-        self.shared.open().remove(&self.client.n);
+        self.shared.clients().streams.remove(&self.client.n);
         drop(self.stream);
     }
 
@@ -998,6 +1075,9 @@ impl Conn<'_> {
         let mut buf = vec![0u8; READ_BUFFER_LEN];
         for _ in 0..MAX_READS_PER_CLIENT {
             let n = (&self.stream).read(&mut buf)?;
+            if n == 0 && self.shared.forced.load(Ordering::SeqCst) {
+                return Err(io::Error::other(FORCED));
+            }
             if n == 0 {
                 return Ok(());
             }
@@ -1232,6 +1312,110 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(EventKind::Stopped { .. })
         ));
+    }
+
+    /// A sink as slow as a stdout piped to a busy reader: 50 ms per line.
+    fn slow_collecting_sink() -> (Sink, Arc<Mutex<Vec<Event>>>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::clone(&events);
+        let sink: Sink = Arc::new(move |e: &Event| {
+            if e.client.is_some() {
+                thread::sleep(Duration::from_millis(50));
+            }
+            store.lock().expect("events").push(e.clone());
+        });
+        (sink, events)
+    }
+
+    /// One client with `--close first`: the reply, then the server's RST
+    /// (`linger0`) or FIN.
+    fn one_exchange(addr: SocketAddr) {
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client.write_all(b"hello").expect("write");
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got);
+    }
+
+    #[test]
+    fn every_event_of_the_last_connection_comes_before_the_summary() {
+        for linger0 in [true, false] {
+            let mut config = Config::new("127.0.0.1:0".parse().expect("addr"));
+            config.max_connections = Some(1);
+            config.close = CloseMode::First;
+            config.linger0 = linger0;
+            let (sink, events) = slow_collecting_sink();
+            let server = Server::bind(config, sink).expect("bind");
+            let addr = server.local_addr().expect("addr");
+            let runner = thread::spawn(move || server.run());
+            one_exchange(addr);
+            let summary = runner.join().expect("server thread");
+            let events = events.lock().expect("events");
+            let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+            // --count reached is no stop: no "stopping" line ahead of the
+            // client's own events, and its last event before the summary.
+            assert!(
+                !kinds
+                    .iter()
+                    .any(|k| matches!(k, EventKind::Stopping { .. })),
+                "{kinds:?}"
+            );
+            let last_client_event = &kinds[kinds.len() - 2];
+            if linger0 {
+                assert!(
+                    matches!(last_client_event, EventKind::Aborted { .. }),
+                    "{kinds:?}"
+                );
+            } else {
+                assert!(
+                    matches!(last_client_event, EventKind::Closed { .. }),
+                    "{kinds:?}"
+                );
+            }
+            assert!(
+                matches!(kinds.last(), Some(EventKind::Stopped { .. })),
+                "{kinds:?}"
+            );
+            // The summary counts what the events say.
+            let count = |f: fn(&EventKind) -> bool| kinds.iter().filter(|k| f(k)).count() as u64;
+            assert_eq!(
+                summary.aborted,
+                count(|k| matches!(k, EventKind::Aborted { .. }))
+            );
+            assert_eq!(summary.aborted, u64::from(linger0));
+            assert_eq!(
+                summary.errors,
+                count(|k| matches!(k, EventKind::ClientError { .. }))
+            );
+            assert_eq!(summary.errors, 0, "{kinds:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_events_of_a_connection_in_flight() {
+        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"));
+        config.close = CloseMode::First;
+        config.linger0 = true;
+        let (sink, events) = slow_collecting_sink();
+        let server = Server::bind(config, sink).expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let stopper = server.stopper();
+        let runner = thread::spawn(move || server.run());
+        // The RST arrives while the server still narrates (50 ms a line):
+        // the stop comes in the middle of the client's events.
+        one_exchange(addr);
+        stopper.stop();
+        let summary = runner.join().expect("server thread");
+        let events = events.lock().expect("events");
+        let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+        assert!(
+            matches!(kinds[kinds.len() - 2], EventKind::Aborted { .. }),
+            "{kinds:?}"
+        );
+        assert!(matches!(kinds.last(), Some(EventKind::Stopped { .. })));
+        assert_eq!((summary.aborted, summary.errors, summary.forced), (1, 0, 0));
     }
 
     #[test]

@@ -295,9 +295,18 @@ fn linger0_aborts_with_rst() {
         assert!(got.len() <= 14, "{got:?}");
     };
     assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error}");
+    // The RST can reach us before the server has narrated it: the stop
+    // must still print the abort, before the summary, and count it.
     let (status, out, _) = serve.stop();
     assert!(status.success());
-    assert!(out.contains("aborted with RST"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let last = lines.len() - 1;
+    assert!(lines[last - 1].contains("aborted with RST"), "{out}");
+    assert!(
+        lines[last]
+            .starts_with("stopped: 1 connection(s), 0 error(s), 1 aborted with RST (--linger0)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -473,5 +482,40 @@ fn settings_that_cannot_work_exit_2() {
         let err = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn count_1_narrates_the_connection_before_the_summary() {
+    for args in [
+        &["--count", "1", "--close", "first", "--linger0"][..],
+        &["--count", "1"][..],
+    ] {
+        let serve = Serve::start(args);
+        let mut client = connect(serve.addr);
+        client.write_all(b"hello").expect("write");
+        assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+        let _ = client.shutdown(Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        drop(client);
+        let (status, out, _) = serve.wait();
+        assert!(status.success(), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(!out.contains("stopping"), "{out}");
+        let last = lines.len() - 1;
+        assert!(
+            lines[last].starts_with("stopped: 1 connection(s), 0 error(s)"),
+            "{out}"
+        );
+        if args.contains(&"--linger0") {
+            assert!(lines[last - 1].contains("aborted with RST"), "{out}");
+            assert!(
+                lines[last].contains("1 aborted with RST (--linger0)"),
+                "{out}"
+            );
+        } else {
+            assert!(lines[last - 1].contains("closed after"), "{out}");
+        }
     }
 }

@@ -66,6 +66,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     config.linger0 = args.linger0;
     config.idle_timeout = args.idle_timeout;
     config.grace = args.grace;
+    config.max_message = args.max_message;
+    config.memory_budget = args.memory_budget;
     config.kernel_view = if cli.quiet {
         serve::KernelView::Off
     } else {
@@ -80,6 +82,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 EventKind::Listening { .. }
                     | EventKind::Stopped { .. }
                     | EventKind::ClientError { .. }
+                    | EventKind::Refused { .. }
                     | EventKind::Forced
                     | EventKind::AcceptError { .. }
             );

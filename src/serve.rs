@@ -16,12 +16,17 @@
 //! [`Config::grace`], then shuts the stragglers' sockets down. Every
 //! client's events reach the sink before the summary: the run waits for
 //! the client threads themselves, not only for their sockets.
+//!
+//! Memory: a framed message is held until it is whole, so each is capped
+//! ([`Config::max_message`]) and all clients' held bytes together are
+//! charged to one budget ([`Config::memory_budget`]); a client over either
+//! gets an error in its own framing and is closed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -58,6 +63,15 @@ const STATE_WATCH_STEP: Duration = Duration::from_millis(1);
 const FORCED: &str = "shut down by the server: the grace period after the stop ended";
 /// After the grace period, how long the shut-down stragglers get.
 const STRAGGLER_LIMIT: Duration = Duration::from_secs(2);
+/// The largest framed message by default (1 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
+/// The bytes of framed messages all clients may hold at once by default
+/// (64 MiB).
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+/// After a refusal (an error frame and our FIN), how long the client's
+/// remaining bytes are read and dropped, so that our close is a FIN and
+/// the error frame is not lost to a RST.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 /// How long the accept loop waits before retrying after a failed `accept`
 /// (EMFILE, ENOBUFS), so that a full table does not spin it.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -123,6 +137,12 @@ pub struct Config {
     pub grace: Duration,
     /// How much of the kernel's view to report.
     pub kernel_view: KernelView,
+    /// With framing: the largest message body accepted; a bigger one is
+    /// refused (an error frame, then the close).
+    pub max_message: usize,
+    /// With framing: the bytes of incomplete messages all clients may hold
+    /// together; a read that would go past it is refused.
+    pub memory_budget: usize,
 }
 
 impl Config {
@@ -141,6 +161,8 @@ impl Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             grace: DEFAULT_GRACE,
             kernel_view: KernelView::Full,
+            max_message: DEFAULT_MAX_MESSAGE,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -290,6 +312,9 @@ pub enum EventKind {
     /// The socket was closed with SO_LINGER 0 (`--linger0`): RST instead
     /// of FIN. The server's own choice, not an error.
     Aborted { elapsed: Duration },
+    /// A message over a limit (`max_message`, `memory_budget`): the client
+    /// got an error frame and is closed.
+    Refused { reason: String },
     /// The client's connection failed (reset, timeout, bad frame…).
     ClientError { error: String },
     /// The grace period after a stop ended with the client still open:
@@ -323,6 +348,9 @@ pub struct Summary {
     pub accepted: u64,
     /// Connections that ended in an error (the `error:` lines).
     pub errors: u64,
+    /// Connections refused for a message over a limit (the `refused:`
+    /// lines).
+    pub refused: u64,
     /// Connections closed with RST by `--linger0` (the `aborted` lines).
     pub aborted: u64,
     /// Connections still open when the grace period ended, shut down
@@ -373,6 +401,10 @@ pub fn format_event(event: &Event) -> String {
         EventKind::Aborted { elapsed } => {
             write!(line, "aborted with RST (SO_LINGER 0) after {}", millis(*elapsed))
         }
+        EventKind::Refused { reason } => write!(
+            line,
+            "refused: {reason}; sent an error frame, closing"
+        ),
         EventKind::ClientError { error } => write!(line, "error: {error}"),
         EventKind::Forced => write!(line, "{FORCED}"),
         EventKind::AcceptError { error } => write!(line, "accept failed: {error}"),
@@ -382,13 +414,17 @@ pub fn format_event(event: &Event) -> String {
             human(*grace)
         ),
         EventKind::Stopped { summary } => {
+            let refused = match summary.refused {
+                0 => String::new(),
+                n => format!(", {n} refused (over --max-message or --memory-budget)"),
+            };
             let aborted = match summary.aborted {
                 0 => String::new(),
                 n => format!(", {n} aborted with RST (--linger0)"),
             };
             write!(
                 line,
-                "stopped: {} connection(s), {} error(s){aborted}, {} shut down at the end of the grace period, at most {} at once",
+                "stopped: {} connection(s), {} error(s){refused}{aborted}, {} shut down at the end of the grace period, at most {} at once",
                 summary.accepted, summary.errors, summary.forced, summary.peak
             )
         }
@@ -443,10 +479,21 @@ pub struct Response {
 }
 
 impl Responder {
+    /// A responder with the [`DEFAULT_MAX_MESSAGE`] limit.
     pub fn new(reply: Reply, framing: Option<Framing>, close: CloseMode) -> Responder {
+        Responder::with_max_message(reply, framing, close, DEFAULT_MAX_MESSAGE)
+    }
+
+    /// A responder that refuses framed messages over `max_message` bytes.
+    pub fn with_max_message(
+        reply: Reply,
+        framing: Option<Framing>,
+        close: CloseMode,
+        max_message: usize,
+    ) -> Responder {
         Responder {
             reply,
-            decoder: framing.map(Decoder::new),
+            decoder: framing.map(|f| Decoder::with_max_body_len(f, max_message)),
             close,
             replies: 0,
         }
@@ -499,6 +546,26 @@ impl Responder {
     /// Bytes of an incomplete frame held back (at EOF: a message cut short).
     pub fn pending(&self) -> usize {
         self.decoder.as_ref().map_or(0, Decoder::pending)
+    }
+
+    /// The memory held for incomplete messages (none without framing).
+    pub fn held(&self) -> usize {
+        self.decoder.as_ref().map_or(0, Decoder::held)
+    }
+
+    /// What [`Responder::held`] will be after a read of `len` bytes.
+    pub fn held_after_read(&self, len: usize) -> usize {
+        self.decoder.as_ref().map_or(0, |d| d.held_after_push(len))
+    }
+
+    /// `text` as one frame of this responder's framing (as is, unframed):
+    /// how a refusal is told to the client.
+    pub fn error_frame(&self, text: &str) -> Vec<u8> {
+        match &self.decoder {
+            Some(decoder) => framing::encode_to_vec(decoder.framing(), text.as_bytes())
+                .unwrap_or_else(|_| text.as_bytes().to_vec()),
+            None => text.as_bytes().to_vec(),
+        }
     }
 }
 
@@ -566,8 +633,12 @@ struct Shared {
     changed: Condvar,
     /// The summary's counts, one per kind of event (see [`Shared::emit`]).
     errors: AtomicU64,
+    refused: AtomicU64,
     aborted: AtomicU64,
     forced_clients: AtomicU64,
+    /// Bytes held for incomplete messages, all clients together (at most
+    /// `config.memory_budget`).
+    buffered: AtomicUsize,
     sink: Sink,
     config: Config,
 }
@@ -605,6 +676,7 @@ impl Shared {
     fn emit(&self, client: Option<ClientId>, kind: EventKind, kernel: Option<TcpInfo>) {
         let counter = match kind {
             EventKind::ClientError { .. } => Some(&self.errors),
+            EventKind::Refused { .. } => Some(&self.refused),
             EventKind::Aborted { .. } => Some(&self.aborted),
             EventKind::Forced => Some(&self.forced_clients),
             _ => None,
@@ -631,7 +703,8 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServeError`]; [`ServeError::Config`] for an idle timeout of 0.
+    /// [`ServeError`]; [`ServeError::Config`] for an idle timeout of 0 or
+    /// a memory budget that cannot hold one message of `max_message`.
     pub fn bind(config: Config, sink: Sink) -> Result<Server, ServeError> {
         check(&config)?;
         let listener = listen(config.addr, config.reuse_address, config.backlog)?;
@@ -652,8 +725,10 @@ impl Server {
                 }),
                 changed: Condvar::new(),
                 errors: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
                 aborted: AtomicU64::new(0),
                 forced_clients: AtomicU64::new(0),
+                buffered: AtomicUsize::new(0),
                 sink,
                 config,
             }),
@@ -729,6 +804,7 @@ impl Server {
         shared.close_listener();
         self.finish_clients();
         summary.errors = shared.errors.load(Ordering::SeqCst);
+        summary.refused = shared.refused.load(Ordering::SeqCst);
         summary.aborted = shared.aborted.load(Ordering::SeqCst);
         summary.forced = shared.forced_clients.load(Ordering::SeqCst);
         shared.emit(None, EventKind::Stopped { summary }, None);
@@ -850,6 +926,20 @@ fn check(config: &Config) -> Result<(), ServeError> {
             reason: "the idle timeout must be more than 0".into(),
         });
     }
+    // One message of the largest size, its header, and the read that
+    // completes it must fit.
+    let least = config
+        .max_message
+        .saturating_add(framing::LENGTH_PREFIX_LEN + framing::MAX_HEADER_LEN + READ_BUFFER_LEN);
+    if config.framing.is_some() && config.memory_budget < least {
+        return Err(ServeError::Config {
+            reason: format!(
+                "a memory budget of {} bytes cannot hold one message of the largest size \
+                 (--max-message {} bytes): it needs at least {least} bytes",
+                config.memory_budget, config.max_message
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -869,12 +959,62 @@ impl Drop for LeaveGuard<'_> {
     }
 }
 
+/// The bytes one client holds for incomplete messages, charged to the
+/// shared budget; given back when dropped.
+struct Charge<'a> {
+    shared: &'a Shared,
+    held: usize,
+}
+
+impl Charge<'_> {
+    /// Charges `held` bytes in all, if the budget has room; false (and
+    /// nothing charged) if not.
+    fn grow_to(&mut self, held: usize) -> bool {
+        let more = held.saturating_sub(self.held);
+        let budget = self.shared.config.memory_budget;
+        let charged = self
+            .shared
+            .buffered
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
+                total.checked_add(more).filter(|&t| t <= budget)
+            })
+            .is_ok();
+        if charged {
+            self.held += more;
+        }
+        charged
+    }
+
+    /// Charges what the client really holds now (less, once messages are
+    /// answered).
+    fn settle(&mut self, held: usize) {
+        if held >= self.held {
+            self.shared
+                .buffered
+                .fetch_add(held - self.held, Ordering::SeqCst);
+        } else {
+            self.shared
+                .buffered
+                .fetch_sub(self.held - held, Ordering::SeqCst);
+        }
+        self.held = held;
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.settle(0);
+    }
+}
+
 /// How a client's exchange ended.
 enum Outcome {
     /// The peer's FIN arrived.
     PeerClosed,
     /// `--close first`: the first reply is out.
     Replied,
+    /// A message over a limit: tell the client (`frame`) and close.
+    Refused { reason: String, frame: Vec<u8> },
 }
 
 /// One client's whole life: read, reply, close.
@@ -889,6 +1029,7 @@ fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
     match conn.exchange() {
         Ok(Outcome::PeerClosed) => conn.close(true, accepted_at),
         Ok(Outcome::Replied) => conn.close(false, accepted_at),
+        Ok(Outcome::Refused { reason, frame }) => conn.refuse(reason, &frame, accepted_at),
         Err(error) => {
             conn.fail(&error);
             if shared.config.linger0 {
@@ -943,14 +1084,25 @@ impl Conn<'_> {
     }
 
     /// Reads and answers until the peer's FIN, or with `--close first`
-    /// the first reply.
+    /// the first reply, or a message over a limit.
     fn exchange(&self) -> io::Result<Outcome> {
         let config = &self.shared.config;
         self.stream.set_read_timeout(Some(config.idle_timeout))?;
         self.stream.set_write_timeout(Some(config.idle_timeout))?;
         self.stream.set_nodelay(true)?;
         let sock = SockRef::from(&self.stream);
-        let mut responder = Responder::new(config.reply.clone(), config.framing, config.close);
+        // Declared first, dropped last: the budget gets the bytes back
+        // once the responder has freed them.
+        let mut charge = Charge {
+            shared: self.shared,
+            held: 0,
+        };
+        let mut responder = Responder::with_max_message(
+            config.reply.clone(),
+            config.framing,
+            config.close,
+            config.max_message,
+        );
         let mut buf = vec![0u8; READ_BUFFER_LEN];
         for _ in 0..MAX_READS_PER_CLIENT {
             // ACK at once (no delayed ACK), so that the peer's FIN is
@@ -974,9 +1126,28 @@ impl Conn<'_> {
                 return Ok(Outcome::PeerClosed);
             }
             self.event(EventKind::Read { bytes: n });
-            let response = responder
-                .on_read(&buf[..n])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let needed = responder.held_after_read(n);
+            if needed > charge.held && !charge.grow_to(needed) {
+                let reason = format!(
+                    "the server's memory budget for messages is full ({} of {} bytes held \
+                     by all clients, this read needs {} more; --memory-budget)",
+                    self.shared.buffered.load(Ordering::SeqCst),
+                    config.memory_budget,
+                    needed - charge.held
+                );
+                return Ok(self.refusal(&responder, reason));
+            }
+            let response = match responder.on_read(&buf[..n]) {
+                Ok(response) => response,
+                Err(e @ FramingError::BodyTooLong { .. }) => {
+                    return Ok(self.refusal(&responder, format!("{e} (--max-message)")));
+                }
+                Err(e @ FramingError::HeaderTooLong { .. }) => {
+                    return Ok(self.refusal(&responder, e.to_string()));
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            };
+            charge.settle(responder.held());
             for bytes in response.messages {
                 self.event(EventKind::Message { bytes });
             }
@@ -991,6 +1162,45 @@ impl Conn<'_> {
             }
         }
         Err(io::Error::other("too many reads on one connection"))
+    }
+
+    fn refusal(&self, responder: &Responder, reason: String) -> Outcome {
+        let frame = responder.error_frame(&format!("error: {reason}"));
+        Outcome::Refused { reason, frame }
+    }
+
+    /// Tells the client why (an error frame), sends our FIN, then reads
+    /// and drops what it still sends, for at most [`REFUSAL_LINGER`]:
+    /// closing with its bytes unread would send RST, and the RST could
+    /// destroy the error frame before the client reads it.
+    fn refuse(self, reason: String, frame: &[u8], accepted_at: Instant) {
+        self.event(EventKind::Refused { reason });
+        let sent = (&self.stream)
+            .write_all(frame)
+            .and_then(|()| self.stream.shutdown(Shutdown::Write));
+        if sent.is_ok() {
+            self.event(EventKind::SentFin);
+            let deadline = Instant::now() + REFUSAL_LINGER;
+            let mut buf = vec![0u8; READ_BUFFER_LEN];
+            for _ in 0..MAX_READS_PER_CLIENT {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                    break;
+                }
+                match (&self.stream).read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if self.shared.config.linger0 {
+            self.abort(accepted_at);
+            return;
+        }
+        let (shared, client) = (self.shared, self.client);
+        let elapsed = accepted_at.elapsed();
+        self.release();
+        shared.emit(Some(client), EventKind::Closed { elapsed }, None);
     }
 
     fn close(self, peer_closed: bool, accepted_at: Instant) {
@@ -1423,8 +1633,37 @@ mod tests {
         let (sink, _events) = collecting_sink();
         let mut idle = Config::new("127.0.0.1:0".parse().expect("addr"));
         idle.idle_timeout = Duration::ZERO;
-        let err = Server::bind(idle, sink).err().expect("refused");
+        let err = Server::bind(idle, Arc::clone(&sink))
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("idle timeout"), "{err}");
+        let mut small = Config::new("127.0.0.1:0".parse().expect("addr"));
+        small.framing = Some(Framing::LengthPrefix);
+        small.memory_budget = small.max_message;
+        let err = Server::bind(small, sink).err().expect("refused");
+        assert!(err.to_string().contains("memory budget"), "{err}");
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_in_its_own_framing() {
+        let mut r = Responder::with_max_message(
+            Reply::Echo,
+            Some(Framing::LengthPrefix),
+            CloseMode::AfterPeer,
+            1024,
+        );
+        let err = r
+            .on_read(&2048u32.to_be_bytes())
+            .expect_err("over the limit");
+        assert_eq!(
+            err,
+            FramingError::BodyTooLong {
+                len: 2048,
+                max: 1024
+            }
+        );
+        let frame = r.error_frame("error: too big");
+        assert_eq!(frame, b"\x00\x00\x00\x0eerror: too big");
     }
 
     #[test]

@@ -877,15 +877,19 @@ impl Server {
         if self.wait_for_clients(None) == 0 {
             return;
         }
-        let open = shared.clients().live;
-        shared.emit(
-            None,
-            EventKind::Stopping {
-                open,
-                grace: shared.config.grace,
-            },
-            None,
-        );
+        // Clients whose socket is already closed only have their last
+        // line to write: they are not "open".
+        let open = shared.clients().streams.len();
+        if open > 0 {
+            shared.emit(
+                None,
+                EventKind::Stopping {
+                    open,
+                    grace: shared.config.grace,
+                },
+                None,
+            );
+        }
         if self.wait_for_clients(Some(shared.config.grace)) == 0 {
             return;
         }

@@ -74,8 +74,8 @@ fn man(command: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT and
-/// SIGTERM, run; one line per event on stdout (with `-q` only the
+/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT,
+/// SIGTERM and SIGHUP, run; one line per event on stdout (with `-q` only the
 /// listening line, errors and the summary).
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let mut config = serve::Config::new(args.addr);
@@ -96,6 +96,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     config.linger0 = args.linger0;
     config.idle_timeout = args.idle_timeout;
     config.grace = args.grace;
+    config.max_message = args.max_message;
+    config.memory_budget = args.memory_budget;
     config.kernel_view = if cli.quiet {
         serve::KernelView::Off
     } else {
@@ -110,6 +112,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 EventKind::Listening { .. }
                     | EventKind::Stopped { .. }
                     | EventKind::ClientError { .. }
+                    | EventKind::Refused { .. }
+                    | EventKind::Forced
                     | EventKind::AcceptError { .. }
             );
         if wanted {
@@ -119,7 +123,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     });
     let server = serve::Server::bind(config, sink)?;
     serve::stop_on_signals(server.stopper())
-        .context("installing the SIGINT and SIGTERM handlers")?;
+        .context("installing the SIGINT, SIGTERM and SIGHUP handlers")?;
     server.run();
     Ok(ExitCode::SUCCESS)
 }

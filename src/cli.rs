@@ -429,9 +429,22 @@ pub struct ServeArgs {
     #[arg(long)]
     pub linger0: bool,
 
-    /// Close a client that sends nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// Close a client that sends nothing for this long (more than 0).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
+
+    /// With --framing: the largest message accepted (1048576, 512KiB,
+    /// 1MiB; binary units). A client announcing a bigger one gets an error
+    /// message in its framing, then the server closes the connection.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message: usize,
+
+    /// With --framing: the bytes of incomplete messages all clients
+    /// together may make the server hold (a message is held until it is
+    /// whole). A client whose read would go past it gets an error message
+    /// in its framing and is closed. It must hold one --max-message.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub memory_budget: usize,
 
     /// After Ctrl-C or SIGTERM, how long open clients get to finish.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -454,6 +467,46 @@ pub enum FramingArg {
 pub enum CloseArg {
     First,
     AfterPeer,
+}
+
+/// Parses `serve --idle-timeout`: a duration ([`parse_duration`]) above 0.
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("the idle timeout must be more than 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// Parses a size in bytes: `1048576`, `512k`, `512KiB`, `1M`, `1MiB`,
+/// `1G` (binary units: K = 1024; `KB`, `MB`, `GB` too). Above 0, at most
+/// 1 TiB.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 65536, 512KiB, 1MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit in '{text}' (use KiB, MiB, GiB or none for bytes)"
+            ))
+        }
+    };
+    match value.checked_mul(scale) {
+        Some(0) => Err("a size must be more than 0".into()),
+        Some(bytes) if bytes <= 1 << 40 => {
+            usize::try_from(bytes).map_err(|_| format!("'{text}' is too big for this machine"))
+        }
+        _ => Err(format!("'{text}' is out of range (1 byte to 1 TiB)")),
+    }
 }
 
 /// Parses `ADDR:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`)
@@ -641,6 +694,27 @@ mod tests {
         assert_eq!(args.timeout, Duration::from_millis(500));
         assert!(!args.let_kernel_rst);
         assert_eq!(args.write, PathBuf::from("synack-connect.pcap"));
+    }
+
+    #[test]
+    fn serve_idle_timeout_is_above_0() {
+        assert!(parse_idle_timeout("0").is_err());
+        assert!(parse_idle_timeout("0ms").is_err());
+        assert_eq!(parse_idle_timeout("2s"), Ok(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn serve_sizes_parse() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("64 MB"), Ok(64 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5M").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("2048G").is_err());
     }
 
     #[test]

@@ -222,12 +222,22 @@ fn read_prefix(buf: &[u8]) -> Option<usize> {
     usize::try_from(u32::from_be_bytes(bytes)).ok()
 }
 
+/// Below this capacity an emptied buffer is kept (not worth freeing).
+const KEEP_CAPACITY: usize = 4 * 1024;
+
 /// Collects the bytes of successive reads and yields whole messages.
+///
+/// Its memory is predictable, so that a server can charge it to a budget
+/// before it grows ([`Decoder::held_after_push`]): the buffer doubles, but
+/// never past the end of the frame being read (once its length is known),
+/// and an emptied buffer is freed.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     framing: Framing,
     max_body_len: usize,
     buf: Vec<u8>,
+    /// Where the frame being read ends, as far as the last decode knew.
+    frame_end: usize,
 }
 
 impl Decoder {
@@ -242,6 +252,7 @@ impl Decoder {
             framing,
             max_body_len,
             buf: Vec::new(),
+            frame_end: LENGTH_PREFIX_LEN,
         }
     }
 
@@ -252,6 +263,10 @@ impl Decoder {
 
     /// Adds the bytes of one read.
     pub fn push(&mut self, bytes: &[u8]) {
+        let capacity = self.held_after_push(bytes.len());
+        if capacity > self.buf.capacity() {
+            self.buf.reserve_exact(capacity - self.buf.len());
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -266,7 +281,16 @@ impl Decoder {
                 self.buf.drain(..consumed);
                 Ok(Some(message))
             }
-            Decoded::Incomplete { .. } => Ok(None),
+            Decoded::Incomplete { needed } => {
+                self.frame_end = needed;
+                if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+                    self.buf = Vec::new();
+                } else if self.buf.capacity() > 2 * needed.max(KEEP_CAPACITY) {
+                    // What is left of a big read: the next frame's start.
+                    self.buf.shrink_to(needed.max(self.buf.len()));
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -274,6 +298,27 @@ impl Decoder {
     /// message cut short).
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The bytes of memory the decoder holds (its buffer's capacity).
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// What [`Decoder::held`] will be once `len` more bytes are pushed.
+    pub fn held_after_push(&self, len: usize) -> usize {
+        let want = self.buf.len().saturating_add(len);
+        let capacity = self.buf.capacity();
+        if want <= capacity {
+            return capacity;
+        }
+        let doubled = capacity.saturating_mul(2).max(KEEP_CAPACITY);
+        let target = if self.frame_end >= want {
+            doubled.min(self.frame_end)
+        } else {
+            doubled
+        };
+        target.max(want)
     }
 }
 
@@ -450,6 +495,25 @@ mod tests {
                 max: 1024
             })
         ));
+    }
+
+    #[test]
+    fn the_buffer_grows_as_predicted_and_never_past_the_frame() {
+        for framing in BOTH {
+            let body = vec![7u8; 100_000];
+            let wire = encode_to_vec(framing, &body).expect("encode");
+            let mut decoder = Decoder::new(framing);
+            let mut peak = 0;
+            for chunk in wire.chunks(1000) {
+                let predicted = decoder.held_after_push(chunk.len());
+                decoder.push(chunk);
+                assert_eq!(decoder.held(), predicted, "{framing:?}");
+                peak = peak.max(decoder.held());
+                let _ = drain(&mut decoder);
+            }
+            assert!(peak <= wire.len(), "{framing:?}: {peak} > {}", wire.len());
+            assert_eq!(decoder.held(), 0, "{framing:?}: freed once empty");
+        }
     }
 
     #[test]

@@ -156,6 +156,7 @@ const PAGES: &[Page] = &[
                 "The listening socket",
                 &["no_reuseaddr", "backlog", "max_clients", "count"],
             ),
+            ("Limits", &["max_message", "memory_budget"]),
             ("Timing", &["idle_timeout", "grace"]),
         ],
         exit_codes: &[

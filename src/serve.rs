@@ -10,16 +10,23 @@
 //! Pure parts, tested without sockets: [`Responder`] (what to answer to the
 //! bytes of one read, in each reply mode and framing) and [`format_event`]
 //! (one narration line per event). The rest does socket I/O and needs no
-//! privileges. Stopping ([`Stopper::stop`], wired to SIGINT and SIGTERM by
-//! [`stop_on_signals`]) wakes the blocked `accept` by shutting the
-//! listening socket down, lets open clients finish within
-//! [`Config::grace`], then shuts the stragglers' sockets down.
+//! privileges. Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and
+//! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting
+//! the listening socket down, lets open clients finish within
+//! [`Config::grace`], then shuts the stragglers' sockets down. Every
+//! client's events reach the sink before the summary: the run waits for
+//! the client threads themselves, not only for their sockets.
+//!
+//! Memory: a framed message is held until it is whole, so each is capped
+//! ([`Config::max_message`]) and all clients' held bytes together are
+//! charged to one budget ([`Config::memory_budget`]); a client over either
+//! gets an error in its own framing and is closed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -56,6 +63,15 @@ const STATE_WATCH_STEP: Duration = Duration::from_millis(1);
 const FORCED: &str = "shut down by the server: the grace period after the stop ended";
 /// After the grace period, how long the shut-down stragglers get.
 const STRAGGLER_LIMIT: Duration = Duration::from_secs(2);
+/// The largest framed message by default (1 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
+/// The bytes of framed messages all clients may hold at once by default
+/// (64 MiB).
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+/// After a refusal (an error frame and our FIN), how long the client's
+/// remaining bytes are read and dropped, so that our close is a FIN and
+/// the error frame is not lost to a RST.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 /// How long the accept loop waits before retrying after a failed `accept`
 /// (EMFILE, ENOBUFS), so that a full table does not spin it.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -121,6 +137,12 @@ pub struct Config {
     pub grace: Duration,
     /// How much of the kernel's view to report.
     pub kernel_view: KernelView,
+    /// With framing: the largest message body accepted; a bigger one is
+    /// refused (an error frame, then the close).
+    pub max_message: usize,
+    /// With framing: the bytes of incomplete messages all clients may hold
+    /// together; a read that would go past it is refused.
+    pub memory_budget: usize,
 }
 
 impl Config {
@@ -139,6 +161,8 @@ impl Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             grace: DEFAULT_GRACE,
             kernel_view: KernelView::Full,
+            max_message: DEFAULT_MAX_MESSAGE,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -162,6 +186,9 @@ pub enum ServeError {
     /// EACCES.
     #[error("cannot listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE (try sudo, or a port above 1023)")]
     PermissionDenied { addr: SocketAddr },
+    /// A setting that cannot work.
+    #[error("{reason}")]
+    Config { reason: String },
     /// Any other failure to set up the listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -282,10 +309,17 @@ pub enum EventKind {
     TimeWait,
     /// The socket was closed, `elapsed` after the accept.
     Closed { elapsed: Duration },
-    /// The socket was closed with SO_LINGER 0: RST instead of FIN.
+    /// The socket was closed with SO_LINGER 0 (`--linger0`): RST instead
+    /// of FIN. The server's own choice, not an error.
     Aborted { elapsed: Duration },
+    /// A message over a limit (`max_message`, `memory_budget`): the client
+    /// got an error frame and is closed.
+    Refused { reason: String },
     /// The client's connection failed (reset, timeout, bad frame…).
     ClientError { error: String },
+    /// The grace period after a stop ended with the client still open:
+    /// its socket was shut down.
+    Forced,
     /// The accept loop hit an error (and goes on).
     AcceptError { error: String },
     /// A stop was asked for: no more accepts.
@@ -312,9 +346,15 @@ pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
 pub struct Summary {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections that ended in an error.
+    /// Connections that ended in an error (the `error:` lines).
     pub errors: u64,
-    /// Connections still open when the grace period ended, shut down.
+    /// Connections refused for a message over a limit (the `refused:`
+    /// lines).
+    pub refused: u64,
+    /// Connections closed with RST by `--linger0` (the `aborted` lines).
+    pub aborted: u64,
+    /// Connections still open when the grace period ended, shut down
+    /// (the `shut down by the server` lines).
     pub forced: u64,
     /// The most clients served at once.
     pub peak: usize,
@@ -361,18 +401,33 @@ pub fn format_event(event: &Event) -> String {
         EventKind::Aborted { elapsed } => {
             write!(line, "aborted with RST (SO_LINGER 0) after {}", millis(*elapsed))
         }
+        EventKind::Refused { reason } => write!(
+            line,
+            "refused: {reason}; sent an error frame, closing"
+        ),
         EventKind::ClientError { error } => write!(line, "error: {error}"),
+        EventKind::Forced => write!(line, "{FORCED}"),
         EventKind::AcceptError { error } => write!(line, "accept failed: {error}"),
         EventKind::Stopping { open, grace } => write!(
             line,
             "stopping: no more accepts; {open} open client(s) get {} to finish",
             human(*grace)
         ),
-        EventKind::Stopped { summary } => write!(
-            line,
-            "stopped: {} connection(s), {} error(s), {} shut down at the end of the grace period, at most {} at once",
-            summary.accepted, summary.errors, summary.forced, summary.peak
-        ),
+        EventKind::Stopped { summary } => {
+            let refused = match summary.refused {
+                0 => String::new(),
+                n => format!(", {n} refused (over --max-message or --memory-budget)"),
+            };
+            let aborted = match summary.aborted {
+                0 => String::new(),
+                n => format!(", {n} aborted with RST (--linger0)"),
+            };
+            write!(
+                line,
+                "stopped: {} connection(s), {} error(s){refused}{aborted}, {} shut down at the end of the grace period, at most {} at once",
+                summary.accepted, summary.errors, summary.forced, summary.peak
+            )
+        }
     };
     if let Some(info) = &event.kernel {
         let pad = 58usize.saturating_sub(line.chars().count());
@@ -424,10 +479,21 @@ pub struct Response {
 }
 
 impl Responder {
+    /// A responder with the [`DEFAULT_MAX_MESSAGE`] limit.
     pub fn new(reply: Reply, framing: Option<Framing>, close: CloseMode) -> Responder {
+        Responder::with_max_message(reply, framing, close, DEFAULT_MAX_MESSAGE)
+    }
+
+    /// A responder that refuses framed messages over `max_message` bytes.
+    pub fn with_max_message(
+        reply: Reply,
+        framing: Option<Framing>,
+        close: CloseMode,
+        max_message: usize,
+    ) -> Responder {
         Responder {
             reply,
-            decoder: framing.map(Decoder::new),
+            decoder: framing.map(|f| Decoder::with_max_body_len(f, max_message)),
             close,
             replies: 0,
         }
@@ -481,6 +547,26 @@ impl Responder {
     pub fn pending(&self) -> usize {
         self.decoder.as_ref().map_or(0, Decoder::pending)
     }
+
+    /// The memory held for incomplete messages (none without framing).
+    pub fn held(&self) -> usize {
+        self.decoder.as_ref().map_or(0, Decoder::held)
+    }
+
+    /// What [`Responder::held`] will be after a read of `len` bytes.
+    pub fn held_after_read(&self, len: usize) -> usize {
+        self.decoder.as_ref().map_or(0, |d| d.held_after_push(len))
+    }
+
+    /// `text` as one frame of this responder's framing (as is, unframed):
+    /// how a refusal is told to the client.
+    pub fn error_frame(&self, text: &str) -> Vec<u8> {
+        match &self.decoder {
+            Some(decoder) => framing::encode_to_vec(decoder.framing(), text.as_bytes())
+                .unwrap_or_else(|_| text.as_bytes().to_vec()),
+            None => text.as_bytes().to_vec(),
+        }
+    }
 }
 
 /// Asks a running [`Server`] to stop; cheap to clone, usable from any
@@ -495,22 +581,23 @@ impl Stopper {
     /// clients finish within the grace period.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // shutdown(SHUT_RD) on a listening socket stops it listening and
-        // wakes a thread blocked in accept(2) (EINVAL) on Linux.
-        let _ = SockRef::from(&self.shared.listener).shutdown(Shutdown::Read);
+        self.shared.close_listener();
+        // Under the lock: a waiter between its check of `stop` and its
+        // wait cannot miss the wake-up.
+        let _clients = self.shared.clients();
         self.shared.changed.notify_all();
     }
 }
 
-/// Stops `stopper`'s server on the first SIGINT or SIGTERM; a second one
-/// exits at once with status 130.
+/// Stops `stopper`'s server on the first SIGINT, SIGTERM or SIGHUP (a
+/// closed terminal); a second one exits at once with status 130.
 ///
 /// # Errors
 ///
 /// Installing the signal handlers failed.
 pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -527,30 +614,76 @@ pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
     Ok(())
 }
 
+/// The clients being served.
+struct Clients {
+    /// A clone of each open client's stream, to shut stragglers down.
+    streams: HashMap<u64, TcpStream>,
+    /// Client threads still running. A thread outlives its socket by its
+    /// last events (`closed`, `aborted`): the summary waits for this.
+    live: usize,
+}
+
 struct Shared {
     stop: AtomicBool,
     /// The grace period ended and the open clients' sockets were shut down.
     forced: AtomicBool,
     /// A clone of the listening socket, to shut it down from `stop`.
     listener: TcpListener,
-    /// Open clients: a clone of each stream, to shut stragglers down.
-    open: Mutex<HashMap<u64, TcpStream>>,
+    clients: Mutex<Clients>,
     changed: Condvar,
+    /// The summary's counts, one per kind of event (see [`Shared::emit`]).
     errors: AtomicU64,
+    refused: AtomicU64,
+    aborted: AtomicU64,
+    forced_clients: AtomicU64,
+    /// Bytes held for incomplete messages, all clients together (at most
+    /// `config.memory_budget`).
+    buffered: AtomicUsize,
     sink: Sink,
     config: Config,
 }
 
 impl Shared {
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn clients(&self) -> MutexGuard<'_, Clients> {
         // A client thread that panicked while holding the lock leaves the
         // map itself intact: keep going with it.
-        self.open
+        self.clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Waits at most `timeout` for a change (a client leaving, a stop).
+    fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, Clients>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, Clients> {
+        match self.changed.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+
+    /// No more accepts: the socket leaves LISTEN (connections still in
+    /// the accept queue get RST) and a blocked accept(2) returns (EINVAL):
+    /// shutdown(SHUT_RD) on a listening socket does both on Linux.
+    fn close_listener(&self) {
+        let _ = SockRef::from(&self.listener).shutdown(Shutdown::Read);
+    }
+
+    /// Hands an event to the sink. The summary's counts are counted here,
+    /// from the events themselves, so that the two always agree.
     fn emit(&self, client: Option<ClientId>, kind: EventKind, kernel: Option<TcpInfo>) {
+        let counter = match kind {
+            EventKind::ClientError { .. } => Some(&self.errors),
+            EventKind::Refused { .. } => Some(&self.refused),
+            EventKind::Aborted { .. } => Some(&self.aborted),
+            EventKind::Forced => Some(&self.forced_clients),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
         (self.sink)(&Event {
             client,
             kind,
@@ -570,8 +703,10 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServeError`].
+    /// [`ServeError`]; [`ServeError::Config`] for an idle timeout of 0 or
+    /// a memory budget that cannot hold one message of `max_message`.
     pub fn bind(config: Config, sink: Sink) -> Result<Server, ServeError> {
+        check(&config)?;
         let listener = listen(config.addr, config.reuse_address, config.backlog)?;
         let setup = |source| ServeError::Listen {
             addr: config.addr,
@@ -584,9 +719,16 @@ impl Server {
                 stop: AtomicBool::new(false),
                 forced: AtomicBool::new(false),
                 listener: clone,
-                open: Mutex::new(HashMap::new()),
+                clients: Mutex::new(Clients {
+                    streams: HashMap::new(),
+                    live: 0,
+                }),
                 changed: Condvar::new(),
                 errors: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                aborted: AtomicU64::new(0),
+                forced_clients: AtomicU64::new(0),
+                buffered: AtomicUsize::new(0),
                 sink,
                 config,
             }),
@@ -610,7 +752,8 @@ impl Server {
     }
 
     /// Accepts and serves clients until stopped (or `max_connections`),
-    /// then waits for open clients within the grace period.
+    /// then waits for the open clients (after a stop, within the grace
+    /// period). Every client's events are emitted before the summary.
     pub fn run(self) -> Summary {
         let shared = &self.shared;
         let config = &shared.config;
@@ -652,19 +795,18 @@ impl Server {
                         },
                         None,
                     );
-                    let open = shared.open();
-                    let _ = shared.changed.wait_timeout(open, ACCEPT_RETRY_DELAY);
+                    let clients = shared.clients();
+                    let _clients = shared.wait(clients, ACCEPT_RETRY_DELAY);
                 }
             }
         }
-        // Stop listening (the socket leaves LISTEN; connections still in
-        // the accept queue get RST); the descriptor closes when run returns.
-        Stopper {
-            shared: Arc::clone(shared),
-        }
-        .stop();
-        summary.forced = self.finish_open_clients();
+        // The descriptor itself closes when run returns.
+        shared.close_listener();
+        self.finish_clients();
         summary.errors = shared.errors.load(Ordering::SeqCst);
+        summary.refused = shared.refused.load(Ordering::SeqCst);
+        summary.aborted = shared.aborted.load(Ordering::SeqCst);
+        summary.forced = shared.forced_clients.load(Ordering::SeqCst);
         shared.emit(None, EventKind::Stopped { summary }, None);
         summary
     }
@@ -672,19 +814,17 @@ impl Server {
     /// Waits until fewer than `max_clients` are open; false once stopped.
     fn wait_for_slot(&self) -> bool {
         let shared = &self.shared;
-        let mut open = shared.open();
+        let mut clients = shared.clients();
         let mut said = false;
-        while open.len() >= shared.config.max_clients.max(1) && !shared.stop.load(Ordering::SeqCst)
+        while clients.live >= shared.config.max_clients.max(1)
+            && !shared.stop.load(Ordering::SeqCst)
         {
             if !said {
                 said = true;
-                shared.emit(None, EventKind::Saturated { open: open.len() }, None);
+                shared.emit(None, EventKind::Saturated { open: clients.live }, None);
             }
             // Woken by each client that ends, and by stop.
-            open = match shared.changed.wait_timeout(open, Duration::from_secs(1)) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            clients = shared.wait(clients, Duration::from_secs(1));
         }
         !shared.stop.load(Ordering::SeqCst)
     }
@@ -693,11 +833,12 @@ impl Server {
     fn spawn_client(&self, client: ClientId, stream: TcpStream) -> usize {
         let shared = Arc::clone(&self.shared);
         let open = {
-            let mut open = shared.open();
+            let mut clients = shared.clients();
             if let Ok(clone) = stream.try_clone() {
-                open.insert(client.n, clone);
+                clients.streams.insert(client.n, clone);
             }
-            open.len()
+            clients.live += 1;
+            clients.live
         };
         let thread_shared = Arc::clone(&shared);
         let spawned = thread::Builder::new()
@@ -711,8 +852,11 @@ impl Server {
                 serve_client(&thread_shared, client, stream);
             });
         if let Err(e) = spawned {
-            shared.open().remove(&client.n);
-            shared.errors.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut clients = shared.clients();
+                clients.streams.remove(&client.n);
+                clients.live -= 1;
+            }
             shared.emit(
                 Some(client),
                 EventKind::ClientError {
@@ -724,54 +868,87 @@ impl Server {
         open
     }
 
-    /// After a stop: waits for open clients within the grace period, then
-    /// shuts the rest down and waits a little more. Returns how many had
-    /// to be shut down.
-    fn finish_open_clients(&self) -> u64 {
+    /// Waits for the client threads, so that all their events are out.
+    /// Once `max_connections` is reached they finish in their own time,
+    /// unless a stop comes; after a stop they get the grace period, then
+    /// their sockets are shut down and they get [`STRAGGLER_LIMIT`] more.
+    fn finish_clients(&self) {
         let shared = &self.shared;
-        let open_now = shared.open().len();
-        if open_now == 0 {
-            return 0;
+        if self.wait_for_clients(None) == 0 {
+            return;
         }
-        shared.emit(
-            None,
-            EventKind::Stopping {
-                open: open_now,
-                grace: shared.config.grace,
-            },
-            None,
-        );
-        let remaining = self.wait_until_empty(shared.config.grace);
-        if remaining == 0 {
-            return 0;
+        // Clients whose socket is already closed only have their last
+        // line to write: they are not "open".
+        let open = shared.clients().streams.len();
+        if open > 0 {
+            shared.emit(
+                None,
+                EventKind::Stopping {
+                    open,
+                    grace: shared.config.grace,
+                },
+                None,
+            );
+        }
+        if self.wait_for_clients(Some(shared.config.grace)) == 0 {
+            return;
         }
         shared.forced.store(true, Ordering::SeqCst);
-        for stream in shared.open().values() {
+        for stream in shared.clients().streams.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        self.wait_until_empty(STRAGGLER_LIMIT);
-        remaining as u64
+        self.wait_for_clients(Some(STRAGGLER_LIMIT));
     }
 
-    fn wait_until_empty(&self, limit: Duration) -> usize {
+    /// Waits until no client thread runs: at most `limit`, or with no
+    /// limit until a stop. Returns how many still run.
+    fn wait_for_clients(&self, limit: Option<Duration>) -> usize {
         let shared = &self.shared;
-        let deadline = Instant::now() + limit;
-        let mut open = shared.open();
-        while !open.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let deadline = limit.map(|limit| Instant::now() + limit);
+        let mut clients = shared.clients();
+        while clients.live > 0 {
+            let step = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None if shared.stop.load(Ordering::SeqCst) => Duration::ZERO,
+                None => Duration::from_secs(1),
+            };
+            if step.is_zero() {
                 break;
             }
-            open = match shared.changed.wait_timeout(open, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            clients = shared.wait(clients, step);
         }
-        open.len()
+        clients.live
     }
 }
 
-/// Takes the client off the open list when its thread ends, however it ends.
+/// Refuses a configuration that cannot work.
+fn check(config: &Config) -> Result<(), ServeError> {
+    // A read timeout of 0 is refused by the kernel call (EINVAL): every
+    // client would fail on its first read.
+    if config.idle_timeout.is_zero() {
+        return Err(ServeError::Config {
+            reason: "the idle timeout must be more than 0".into(),
+        });
+    }
+    // One message of the largest size, its header, and the read that
+    // completes it must fit.
+    let least = config
+        .max_message
+        .saturating_add(framing::LENGTH_PREFIX_LEN + framing::MAX_HEADER_LEN + READ_BUFFER_LEN);
+    if config.framing.is_some() && config.memory_budget < least {
+        return Err(ServeError::Config {
+            reason: format!(
+                "a memory budget of {} bytes cannot hold one message of the largest size \
+                 (--max-message {} bytes): it needs at least {least} bytes",
+                config.memory_budget, config.max_message
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Takes the client off the open list when its thread ends, however it
+/// ends, after its last event.
 struct LeaveGuard<'a> {
     shared: &'a Shared,
     n: u64,
@@ -779,14 +956,73 @@ struct LeaveGuard<'a> {
 
 impl Drop for LeaveGuard<'_> {
     fn drop(&mut self) {
-        self.shared.open().remove(&self.n);
+        let mut clients = self.shared.clients();
+        clients.streams.remove(&self.n);
+        clients.live = clients.live.saturating_sub(1);
         self.shared.changed.notify_all();
     }
 }
 
+/// The bytes one client holds for incomplete messages, charged to the
+/// shared budget; given back when dropped.
+struct Charge<'a> {
+    shared: &'a Shared,
+    held: usize,
+}
+
+impl Charge<'_> {
+    /// Charges `held` bytes in all, if the budget has room; false (and
+    /// nothing charged) if not.
+    fn grow_to(&mut self, held: usize) -> bool {
+        let more = held.saturating_sub(self.held);
+        let budget = self.shared.config.memory_budget;
+        let charged = self
+            .shared
+            .buffered
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
+                total.checked_add(more).filter(|&t| t <= budget)
+            })
+            .is_ok();
+        if charged {
+            self.held += more;
+        }
+        charged
+    }
+
+    /// Charges what the client really holds now (less, once messages are
+    /// answered).
+    fn settle(&mut self, held: usize) {
+        if held >= self.held {
+            self.shared
+                .buffered
+                .fetch_add(held - self.held, Ordering::SeqCst);
+        } else {
+            self.shared
+                .buffered
+                .fetch_sub(self.held - held, Ordering::SeqCst);
+        }
+        self.held = held;
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.settle(0);
+    }
+}
+
+/// How a client's exchange ended.
+enum Outcome {
+    /// The peer's FIN arrived.
+    PeerClosed,
+    /// `--close first`: the first reply is out.
+    Replied,
+    /// A message over a limit: tell the client (`frame`) and close.
+    Refused { reason: String, frame: Vec<u8> },
+}
+
 /// One client's whole life: read, reply, close.
 fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
-    let config = &shared.config;
     let accepted_at = Instant::now();
     let conn = Conn {
         shared,
@@ -795,15 +1031,12 @@ fn serve_client(shared: &Shared, client: ClientId, stream: TcpStream) {
     };
     conn.event(EventKind::Accepted);
     match conn.exchange() {
-        Ok(peer_closed) => conn.close(peer_closed, accepted_at),
+        Ok(Outcome::PeerClosed) => conn.close(true, accepted_at),
+        Ok(Outcome::Replied) => conn.close(false, accepted_at),
+        Ok(Outcome::Refused { reason, frame }) => conn.refuse(reason, &frame, accepted_at),
         Err(error) => {
-            if !shared.forced.load(Ordering::SeqCst) {
-                shared.errors.fetch_add(1, Ordering::SeqCst);
-            }
-            conn.event(EventKind::ClientError {
-                error: describe(&error, config.idle_timeout),
-            });
-            if config.linger0 {
+            conn.fail(&error);
+            if shared.config.linger0 {
                 conn.abort(accepted_at);
             } else {
                 // Closes it (with RST if unread data remains).
@@ -842,15 +1075,38 @@ impl Conn<'_> {
         self.shared.emit(Some(self.client), kind, self.kernel());
     }
 
-    /// Reads and answers until the peer's FIN (`Ok(true)`) or, with
-    /// `--close first`, the first reply (`Ok(false)`).
-    fn exchange(&self) -> io::Result<bool> {
+    /// The connection failed: an error, or, once the grace period ended
+    /// and the server shut the socket down, the server's own doing.
+    fn fail(&self, error: &io::Error) {
+        if self.shared.forced.load(Ordering::SeqCst) {
+            self.event(EventKind::Forced);
+        } else {
+            self.event(EventKind::ClientError {
+                error: describe(error, self.shared.config.idle_timeout),
+            });
+        }
+    }
+
+    /// Reads and answers until the peer's FIN, or with `--close first`
+    /// the first reply, or a message over a limit.
+    fn exchange(&self) -> io::Result<Outcome> {
         let config = &self.shared.config;
         self.stream.set_read_timeout(Some(config.idle_timeout))?;
         self.stream.set_write_timeout(Some(config.idle_timeout))?;
         self.stream.set_nodelay(true)?;
         let sock = SockRef::from(&self.stream);
-        let mut responder = Responder::new(config.reply.clone(), config.framing, config.close);
+        // Declared first, dropped last: the budget gets the bytes back
+        // once the responder has freed them.
+        let mut charge = Charge {
+            shared: self.shared,
+            held: 0,
+        };
+        let mut responder = Responder::with_max_message(
+            config.reply.clone(),
+            config.framing,
+            config.close,
+            config.max_message,
+        );
         let mut buf = vec![0u8; READ_BUFFER_LEN];
         for _ in 0..MAX_READS_PER_CLIENT {
             // ACK at once (no delayed ACK), so that the peer's FIN is
@@ -871,12 +1127,31 @@ impl Conn<'_> {
                         ),
                     ));
                 }
-                return Ok(true);
+                return Ok(Outcome::PeerClosed);
             }
             self.event(EventKind::Read { bytes: n });
-            let response = responder
-                .on_read(&buf[..n])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let needed = responder.held_after_read(n);
+            if needed > charge.held && !charge.grow_to(needed) {
+                let reason = format!(
+                    "the server's memory budget for messages is full ({} of {} bytes held \
+                     by all clients, this read needs {} more; --memory-budget)",
+                    self.shared.buffered.load(Ordering::SeqCst),
+                    config.memory_budget,
+                    needed - charge.held
+                );
+                return Ok(self.refusal(&responder, reason));
+            }
+            let response = match responder.on_read(&buf[..n]) {
+                Ok(response) => response,
+                Err(e @ FramingError::BodyTooLong { .. }) => {
+                    return Ok(self.refusal(&responder, format!("{e} (--max-message)")));
+                }
+                Err(e @ FramingError::HeaderTooLong { .. }) => {
+                    return Ok(self.refusal(&responder, e.to_string()));
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            };
+            charge.settle(responder.held());
             for bytes in response.messages {
                 self.event(EventKind::Message { bytes });
             }
@@ -887,10 +1162,49 @@ impl Conn<'_> {
                 });
             }
             if responder.done() {
-                return Ok(false);
+                return Ok(Outcome::Replied);
             }
         }
         Err(io::Error::other("too many reads on one connection"))
+    }
+
+    fn refusal(&self, responder: &Responder, reason: String) -> Outcome {
+        let frame = responder.error_frame(&format!("error: {reason}"));
+        Outcome::Refused { reason, frame }
+    }
+
+    /// Tells the client why (an error frame), sends our FIN, then reads
+    /// and drops what it still sends, for at most [`REFUSAL_LINGER`]:
+    /// closing with its bytes unread would send RST, and the RST could
+    /// destroy the error frame before the client reads it.
+    fn refuse(self, reason: String, frame: &[u8], accepted_at: Instant) {
+        self.event(EventKind::Refused { reason });
+        let sent = (&self.stream)
+            .write_all(frame)
+            .and_then(|()| self.stream.shutdown(Shutdown::Write));
+        if sent.is_ok() {
+            self.event(EventKind::SentFin);
+            let deadline = Instant::now() + REFUSAL_LINGER;
+            let mut buf = vec![0u8; READ_BUFFER_LEN];
+            for _ in 0..MAX_READS_PER_CLIENT {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                    break;
+                }
+                match (&self.stream).read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if self.shared.config.linger0 {
+            self.abort(accepted_at);
+            return;
+        }
+        let (shared, client) = (self.shared, self.client);
+        let elapsed = accepted_at.elapsed();
+        self.release();
+        shared.emit(Some(client), EventKind::Closed { elapsed }, None);
     }
 
     fn close(self, peer_closed: bool, accepted_at: Instant) {
@@ -899,10 +1213,8 @@ impl Conn<'_> {
             return;
         }
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
-            self.shared.errors.fetch_add(1, Ordering::SeqCst);
-            self.event(EventKind::ClientError {
-                error: describe(&e, self.shared.config.idle_timeout),
-            });
+            self.fail(&e);
+            self.release();
             return;
         }
         self.event(EventKind::SentFin);
@@ -911,12 +1223,7 @@ impl Conn<'_> {
             // We closed first: wait for the peer's FIN (FIN-WAIT-2).
             match self.drain() {
                 Ok(()) => self.event(EventKind::PeerClosed),
-                Err(e) => {
-                    self.shared.errors.fetch_add(1, Ordering::SeqCst);
-                    self.event(EventKind::ClientError {
-                        error: describe(&e, self.shared.config.idle_timeout),
-                    });
-                }
+                Err(e) => self.fail(&e),
             }
             if self.shared.config.kernel_view == KernelView::Full && self.in_time_wait() {
                 self.shared
@@ -941,7 +1248,7 @@ impl Conn<'_> {
     /// Closes the socket now: our stream and the open list's clone of it
     /// (the kernel closes a socket with its last descriptor).
     fn release(self) {
-        self.shared.open().remove(&self.client.n);
+        self.shared.clients().streams.remove(&self.client.n);
         drop(self.stream);
     }
 
@@ -982,6 +1289,9 @@ impl Conn<'_> {
         let mut buf = vec![0u8; READ_BUFFER_LEN];
         for _ in 0..MAX_READS_PER_CLIENT {
             let n = (&self.stream).read(&mut buf)?;
+            if n == 0 && self.shared.forced.load(Ordering::SeqCst) {
+                return Err(io::Error::other(FORCED));
+            }
             if n == 0 {
                 return Ok(());
             }
@@ -1216,6 +1526,148 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(EventKind::Stopped { .. })
         ));
+    }
+
+    /// A sink as slow as a stdout piped to a busy reader: 50 ms per line.
+    fn slow_collecting_sink() -> (Sink, Arc<Mutex<Vec<Event>>>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::clone(&events);
+        let sink: Sink = Arc::new(move |e: &Event| {
+            if e.client.is_some() {
+                thread::sleep(Duration::from_millis(50));
+            }
+            store.lock().expect("events").push(e.clone());
+        });
+        (sink, events)
+    }
+
+    /// One client with `--close first`: the reply, then the server's RST
+    /// (`linger0`) or FIN.
+    fn one_exchange(addr: SocketAddr) {
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client.write_all(b"hello").expect("write");
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got);
+    }
+
+    #[test]
+    fn every_event_of_the_last_connection_comes_before_the_summary() {
+        for linger0 in [true, false] {
+            let mut config = Config::new("127.0.0.1:0".parse().expect("addr"));
+            config.max_connections = Some(1);
+            config.close = CloseMode::First;
+            config.linger0 = linger0;
+            let (sink, events) = slow_collecting_sink();
+            let server = Server::bind(config, sink).expect("bind");
+            let addr = server.local_addr().expect("addr");
+            let runner = thread::spawn(move || server.run());
+            one_exchange(addr);
+            let summary = runner.join().expect("server thread");
+            let events = events.lock().expect("events");
+            let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+            // --count reached is no stop: no "stopping" line ahead of the
+            // client's own events, and its last event before the summary.
+            assert!(
+                !kinds
+                    .iter()
+                    .any(|k| matches!(k, EventKind::Stopping { .. })),
+                "{kinds:?}"
+            );
+            let last_client_event = &kinds[kinds.len() - 2];
+            if linger0 {
+                assert!(
+                    matches!(last_client_event, EventKind::Aborted { .. }),
+                    "{kinds:?}"
+                );
+            } else {
+                assert!(
+                    matches!(last_client_event, EventKind::Closed { .. }),
+                    "{kinds:?}"
+                );
+            }
+            assert!(
+                matches!(kinds.last(), Some(EventKind::Stopped { .. })),
+                "{kinds:?}"
+            );
+            // The summary counts what the events say.
+            let count = |f: fn(&EventKind) -> bool| kinds.iter().filter(|k| f(k)).count() as u64;
+            assert_eq!(
+                summary.aborted,
+                count(|k| matches!(k, EventKind::Aborted { .. }))
+            );
+            assert_eq!(summary.aborted, u64::from(linger0));
+            assert_eq!(
+                summary.errors,
+                count(|k| matches!(k, EventKind::ClientError { .. }))
+            );
+            assert_eq!(summary.errors, 0, "{kinds:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_events_of_a_connection_in_flight() {
+        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"));
+        config.close = CloseMode::First;
+        config.linger0 = true;
+        let (sink, events) = slow_collecting_sink();
+        let server = Server::bind(config, sink).expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let stopper = server.stopper();
+        let runner = thread::spawn(move || server.run());
+        // The RST arrives while the server still narrates (50 ms a line):
+        // the stop comes in the middle of the client's events.
+        one_exchange(addr);
+        stopper.stop();
+        let summary = runner.join().expect("server thread");
+        let events = events.lock().expect("events");
+        let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+        assert!(
+            matches!(kinds[kinds.len() - 2], EventKind::Aborted { .. }),
+            "{kinds:?}"
+        );
+        assert!(matches!(kinds.last(), Some(EventKind::Stopped { .. })));
+        assert_eq!((summary.aborted, summary.errors, summary.forced), (1, 0, 0));
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        let (sink, _events) = collecting_sink();
+        let mut idle = Config::new("127.0.0.1:0".parse().expect("addr"));
+        idle.idle_timeout = Duration::ZERO;
+        let err = Server::bind(idle, Arc::clone(&sink))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("idle timeout"), "{err}");
+        let mut small = Config::new("127.0.0.1:0".parse().expect("addr"));
+        small.framing = Some(Framing::LengthPrefix);
+        small.memory_budget = small.max_message;
+        let err = Server::bind(small, sink).err().expect("refused");
+        assert!(err.to_string().contains("memory budget"), "{err}");
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_in_its_own_framing() {
+        let mut r = Responder::with_max_message(
+            Reply::Echo,
+            Some(Framing::LengthPrefix),
+            CloseMode::AfterPeer,
+            1024,
+        );
+        let err = r
+            .on_read(&2048u32.to_be_bytes())
+            .expect_err("over the limit");
+        assert_eq!(
+            err,
+            FramingError::BodyTooLong {
+                len: 2048,
+                max: 1024
+            }
+        );
+        let frame = r.error_frame("error: too big");
+        assert_eq!(frame, b"\x00\x00\x00\x0eerror: too big");
     }
 
     #[test]

@@ -295,9 +295,21 @@ fn linger0_aborts_with_rst() {
         assert!(got.len() <= 14, "{got:?}");
     };
     assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error}");
+    // The RST can reach us before the server has narrated it: the stop
+    // must still print the abort, before the summary, and count it (a
+    // "stopping" line may come before or after it: the stop and the
+    // abort race, both ways are right).
     let (status, out, _) = serve.stop();
     assert!(status.success());
-    assert!(out.contains("aborted with RST"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let last = lines.len() - 1;
+    let aborted = lines.iter().position(|l| l.contains("aborted with RST"));
+    assert!(aborted.is_some_and(|i| i < last), "{out}");
+    assert!(
+        lines[last]
+            .starts_with("stopped: 1 connection(s), 0 error(s), 1 aborted with RST (--linger0)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -434,4 +446,249 @@ fn max_clients_queues_the_next_client_until_one_leaves() {
     let (status, out, _) = serve.stop();
     assert!(status.success());
     assert!(out.contains("1 clients open (--max-clients)"), "{out}");
+}
+
+#[test]
+fn sighup_stops_like_sigint() {
+    let serve = Serve::start(&[]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    serve.signal(Signal::SIGHUP);
+    let (status, out, _) = serve.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {out}");
+    assert!(
+        out.contains("stopped: 1 connection(s), 0 error(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn settings_that_cannot_work_exit_2() {
+    for (args, expected) in [
+        (
+            &["--idle-timeout", "0"][..],
+            "the idle timeout must be more than 0",
+        ),
+        (
+            &["--idle-timeout", "0ms"][..],
+            "the idle timeout must be more than 0",
+        ),
+        (&["--max-message", "0"][..], "a size must be more than 0"),
+        (&["--memory-budget", "lots"][..], "is not a size"),
+        (
+            &["--framing", "length-prefix", "--memory-budget", "1MiB"][..],
+            "cannot hold one message of the largest size",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+            .args(["serve", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn count_1_narrates_the_connection_before_the_summary() {
+    for args in [
+        &["--count", "1", "--close", "first", "--linger0"][..],
+        &["--count", "1"][..],
+    ] {
+        let serve = Serve::start(args);
+        let mut client = connect(serve.addr);
+        client.write_all(b"hello").expect("write");
+        assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+        let _ = client.shutdown(Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        drop(client);
+        let (status, out, _) = serve.wait();
+        assert!(status.success(), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(!out.contains("stopping"), "{out}");
+        let last = lines.len() - 1;
+        assert!(
+            lines[last].starts_with("stopped: 1 connection(s), 0 error(s)"),
+            "{out}"
+        );
+        if args.contains(&"--linger0") {
+            assert!(lines[last - 1].contains("aborted with RST"), "{out}");
+            assert!(
+                lines[last].contains("1 aborted with RST (--linger0)"),
+                "{out}"
+            );
+        } else {
+            assert!(lines[last - 1].contains("closed after"), "{out}");
+        }
+    }
+}
+
+/// Reads one frame, then the server's FIN: what a refused client gets.
+fn one_frame_then_eof(stream: &mut TcpStream, framing: Framing) -> String {
+    let mut wire = Vec::new();
+    stream
+        .read_to_end(&mut wire)
+        .expect("the error frame, then EOF");
+    let mut decoder = Decoder::new(framing);
+    decoder.push(&wire);
+    let message = decoder
+        .next_message()
+        .expect("a well-formed frame")
+        .unwrap_or_else(|| panic!("no whole frame in {wire:?}"));
+    assert_eq!(decoder.pending(), 0, "only the error frame");
+    String::from_utf8(message.body).expect("text")
+}
+
+#[test]
+fn a_message_over_max_message_gets_an_error_frame_and_a_close() {
+    for framing in [Framing::LengthPrefix, Framing::JsonHeader] {
+        let name = match framing {
+            Framing::LengthPrefix => "length-prefix",
+            Framing::JsonHeader => "json-header",
+        };
+        let serve = Serve::start(&["--framing", name, "--echo"]);
+        let mut client = connect(serve.addr);
+        // A whole 2 MiB message: the server refuses it on its length, and
+        // reads and drops the rest until our FIN.
+        let wire = encode_to_vec(framing, &vec![b'x'; 2 << 20]).expect("encode");
+        let mut writer = client.try_clone().expect("clone");
+        let sender = thread::spawn(move || {
+            let sent = writer.write_all(&wire);
+            let _ = writer.shutdown(Shutdown::Write);
+            sent
+        });
+        let text = one_frame_then_eof(&mut client, framing);
+        assert!(text.starts_with("error: "), "{text}");
+        assert!(text.contains("2097152-byte body"), "{text}");
+        assert!(text.contains("--max-message"), "{text}");
+        assert!(sender.join().expect("writer").is_ok(), "{name}");
+        let (status, out, _) = serve.stop();
+        assert!(status.success(), "{out}");
+        assert!(out.contains("refused: frame announces a 2097152-byte body, more than the 1048576-byte limit (--max-message); sent an error frame, closing"), "{out}");
+        assert!(out.contains("closed after"), "{out}");
+        assert!(
+            out.contains("0 error(s), 1 refused (over --max-message or --memory-budget)"),
+            "{out}"
+        );
+    }
+}
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn the_memory_budget_bounds_what_all_clients_hold() {
+    const CLIENTS: usize = 24;
+    const BUDGET_MIB: u64 = 4;
+    // Each client announces a 1 MiB message and sends 900 KiB of it.
+    let body_sent = 900 * 1024;
+    let serve = Serve::start(&[
+        "--framing",
+        "length-prefix",
+        "--max-message",
+        "1MiB",
+        "--memory-budget",
+        "4MiB",
+    ]);
+    let before = rss_kib(serve.child.id());
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = connect(serve.addr);
+        let mut wire = (1u32 << 20).to_be_bytes().to_vec();
+        wire.resize(4 + body_sent, b'x');
+        // The server reads it all or refuses: neither blocks this write
+        // for long (a refused client's bytes are read and dropped).
+        client.write_all(&wire).expect("write");
+        let port = client.local_addr().expect("addr").port();
+        clients.push((port, client));
+    }
+    // Wait (bounded) until the server has read every client's bytes or
+    // refused it, from its narration.
+    let mut read = std::collections::HashMap::<u16, usize>::new();
+    let mut refused = std::collections::HashSet::<u16>::new();
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read.values().filter(|&&n| n == 4 + body_sent).count() + refused.len() < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "read {read:?} refused {refused:?}"
+        );
+        let Ok(line) = serve.lines.recv_timeout(IO_TIMEOUT) else {
+            panic!("no narration: read {read:?} refused {refused:?}");
+        };
+        peak = peak.max(rss_kib(serve.child.id()));
+        let mut words = line.split_whitespace().skip(1);
+        let Some(port) = words
+            .next()
+            .and_then(|peer| peer.parse::<SocketAddr>().ok())
+            .map(|peer| peer.port())
+        else {
+            continue;
+        };
+        match (words.next(), words.next()) {
+            (Some("read"), Some(n)) => {
+                if let Ok(n) = n.parse::<usize>() {
+                    *read.entry(port).or_default() += n;
+                }
+            }
+            (Some("refused:"), _) => {
+                assert!(line.contains("--memory-budget"), "{line}");
+                refused.insert(port);
+            }
+            _ => {}
+        }
+    }
+    peak = peak.max(rss_kib(serve.child.id()));
+    let held = CLIENTS - refused.len();
+    eprintln!(
+        "memory budget {BUDGET_MIB} MiB: {held} clients hold 900 KiB each, {} refused; \
+         RSS {before} KiB before, {peak} KiB at the peak (+{} KiB)",
+        refused.len(),
+        peak - before
+    );
+    // 4 MiB holds at most 4 clients' 1 MiB buffers; the rest are refused.
+    assert!((1..=4).contains(&held), "{held} held");
+    assert!(
+        peak - before < (BUDGET_MIB + 6) * 1024,
+        "RSS grew by {} KiB",
+        peak - before
+    );
+    // Each refused client got its error frame, then the server's FIN.
+    for (port, client) in &mut clients {
+        if refused.contains(port) {
+            client.shutdown(Shutdown::Write).expect("FIN");
+            let text = one_frame_then_eof(client, Framing::LengthPrefix);
+            assert!(text.contains("memory budget"), "{text}");
+        }
+    }
+    drop(clients);
+    let (status, out, _) = serve.stop();
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("{} refused", refused.len())), "{out}");
+}
+
+#[test]
+fn help_states_the_memory_limits() {
+    let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--max-message <SIZE>"), "{help}");
+    assert!(help.contains("[default: 1MiB]"), "{help}");
+    assert!(help.contains("--memory-budget <SIZE>"), "{help}");
+    assert!(help.contains("[default: 64MiB]"), "{help}");
 }

@@ -11,6 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
+use synack::net::outfile;
 use synack::report::Style;
 use synack::serve::{self, EventKind};
 
@@ -184,16 +185,20 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
             "synack-lab.pcap"
         })
     });
+    // By the file, not its spelling (`x.pcap` and `./x.pcap` are one);
+    // the lab checks again by (device, inode) once the files are open.
     let mut seen = vec![("-w", &pcap)];
     for (flag, path) in [
         ("--server-side", &args.server_side),
         ("--mermaid", &args.mermaid),
     ] {
         if let Some(path) = path {
-            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+            let same = seen.iter().find(|(_, p)| outfile::same_output(p, path));
+            if let Some((other, other_path)) = same {
                 anyhow::bail!(
-                    "{flag} {} is also the file of {other}: give each output its own file",
-                    path.display()
+                    "{flag} {} is also the file of {other} {}: give each output its own file",
+                    path.display(),
+                    other_path.display()
                 );
             }
             seen.push((flag, path));
@@ -322,8 +327,27 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         Err(err) if err.is_connection_failure() => {
             Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
         }
+        Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), &cfg.pcap)),
         Err(err) => Err(err.into()),
     }
+}
+
+/// Stdout failed but the capture was written whole: one sentence that says
+/// both, exit status 2; a closed pipe (`| head`) is no error.
+fn stdout_failed(err: &anyhow::Error, pcap: &std::path::Path) -> ExitCode {
+    if is_broken_pipe(err) {
+        return ExitCode::SUCCESS;
+    }
+    let reason = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<io::Error>())
+        .map_or_else(|| err.to_string(), ToString::to_string);
+    eprintln!(
+        "synack: writing the narration to stdout failed ({reason}); the capture {} holds the \
+         whole run",
+        pcap.display()
+    );
+    ExitCode::from(2)
 }
 
 /// `synack connect`: exit 0 when the exchange completed, 1 when the server
@@ -365,6 +389,7 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
         Err(err) if err.is_connection_failure() => {
             Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
         }
+        Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), &cfg.pcap)),
         Err(err) => Err(err.into()),
     }
 }

@@ -135,7 +135,9 @@ fn quiet_prints_only_the_summary() {
 fn under_sudo_the_pcap_belongs_to_the_invoking_user() {
     require_root!();
     use std::os::unix::fs::MetadataExt;
+    // The caller's own directory: synack opens the file as them (issue 11).
     let dir = tempfile::tempdir().unwrap();
+    nix::unistd::chown(dir.path(), Some(65534.into()), Some(65534.into())).unwrap();
     let pcap = dir.path().join("owned.pcap");
     let out = synack()
         .env("SUDO_UID", "65534")

@@ -32,8 +32,9 @@ use crate::lab::client::{
 };
 use crate::lab::reporter::{Extras, Message, Reporter};
 use crate::lab::scenario::{DropSpec, Teardown};
-use crate::lab::{give_to_sudo_user, random_u32, Output};
+use crate::lab::{random_u32, Output, ReportError};
 use crate::net::link::PnetLink;
+use crate::net::outfile::{self, OutFileError};
 use crate::net::sockinfo::SockDiag;
 use crate::report::{Direction, LabEvent, Summary};
 use crate::tcp::{self, State};
@@ -100,13 +101,16 @@ pub enum ConnectError {
     },
     #[error("the RST guard: {0}")]
     Guard(#[source] GuardError),
-    #[error("opening an AF_PACKET socket on {dev}: {source}")]
+    #[error("opening an AF_PACKET socket on {dev}")]
     Link {
         dev: String,
         #[source]
         source: io::Error,
     },
-    #[error("creating {path}: {source}")]
+    /// Opening `-w`'s file.
+    #[error(transparent)]
+    Output(#[from] OutFileError),
+    #[error("writing {}", path.display())]
     Pcap {
         path: PathBuf,
         #[source]
@@ -114,8 +118,14 @@ pub enum ConnectError {
     },
     #[error("{0}")]
     Client(#[from] ClientError),
-    #[error("{0}")]
-    Report(#[source] io::Error),
+    /// The first line, before anything was sent.
+    #[error("writing to stdout")]
+    Stdout(#[source] io::Error),
+    /// Writing the narration or the capture.
+    #[error(transparent)]
+    Reporter(#[from] ReportError),
+    #[error(transparent)]
+    Report(io::Error),
 }
 
 impl ConnectError {
@@ -127,6 +137,11 @@ impl ConnectError {
 
     pub fn is_interrupted(&self) -> bool {
         matches!(self, ConnectError::Client(ClientError::Interrupted { .. }))
+    }
+
+    /// Only stdout failed, after the exchange: the capture holds it whole.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, ConnectError::Reporter(ReportError::Stdout(_)))
     }
 }
 
@@ -306,12 +321,46 @@ pub fn run(cfg: &ConnectConfig, interrupted: Arc<AtomicBool>) -> Result<Finished
     result
 }
 
+/// Opens `-w`'s file (as the user who ran sudo, when sudo did), runs the
+/// client, and removes the file again if it was new and the run failed
+/// before it recorded anything worth keeping.
 fn run_client(
     cfg: &ConnectConfig,
     plan: &Plan,
     ours: SocketAddrV4,
     let_kernel_rst: bool,
     guarded: bool,
+    interrupted: Arc<AtomicBool>,
+) -> Result<Finished, ConnectError> {
+    let out = outfile::create("-w", &cfg.pcap)?;
+    let receipt = out.receipt;
+    let result = run_client_with(
+        cfg,
+        plan,
+        ours,
+        let_kernel_rst,
+        guarded,
+        out.file,
+        interrupted,
+    );
+    if let Err(err) = &result {
+        let keep = err.is_connection_failure() || err.is_interrupted() || err.is_stdout();
+        if !keep {
+            if let Err(e) = receipt.remove_created() {
+                log::warn!("{e}");
+            }
+        }
+    }
+    result
+}
+
+fn run_client_with(
+    cfg: &ConnectConfig,
+    plan: &Plan,
+    ours: SocketAddrV4,
+    let_kernel_rst: bool,
+    guarded: bool,
+    file: File,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Finished, ConnectError> {
     let opened = if plan.loopback {
@@ -329,18 +378,7 @@ fn run_client(
             }
         }
     })?;
-    let file = File::create(&cfg.pcap).map_err(|source| ConnectError::Pcap {
-        path: cfg.pcap.clone(),
-        source,
-    })?;
-    // Only a regular file changes owner (never `-w /dev/null`).
-    if file.metadata().is_ok_and(|m| m.is_file()) {
-        give_to_sudo_user(&cfg.pcap).map_err(|source| ConnectError::Pcap {
-            path: cfg.pcap.clone(),
-            source,
-        })?;
-    }
-    print_plan(cfg, plan, ours, let_kernel_rst).map_err(ConnectError::Report)?;
+    print_plan(cfg, plan, ours, let_kernel_rst).map_err(ConnectError::Stdout)?;
 
     let (tx, rx) = mpsc::channel::<Message>();
     // A `.pcapng` name gives pcapng with a comment on every segment, as
@@ -367,6 +405,7 @@ fn run_client(
         // A server of the user's: its state is known only when it runs on
         // this host (sock_diag).
         server_initial: None,
+        capture_path: cfg.pcap.clone(),
     };
     let reporter = Reporter::spawn(rx, capture, cfg.output, cfg.target.port(), extras)
         .map_err(ConnectError::Report)?;
@@ -465,7 +504,7 @@ fn run_client(
     };
     let _ = tx.send(Message::Event(LabEvent::Summary(summary.clone())));
     drop(tx);
-    reporter.finish().map_err(ConnectError::Report)?;
+    reporter.finish()?;
     Ok(Finished { summary })
 }
 

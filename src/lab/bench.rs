@@ -6,6 +6,7 @@
 //!
 //! Privileged, like the lab.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ use crate::tcp::State;
 
 use super::client::{Client, FrameRecord, Observer};
 use super::reporter::{Extras, Message, Output, Reporter};
-use super::{client_params, open_capture, LabConfig, LabError};
+use super::{client_params, discard_outputs, open_capture, LabConfig, LabError, Outputs};
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -119,14 +120,33 @@ pub fn run(
     count: usize,
     interrupted: Arc<AtomicBool>,
 ) -> Result<BenchReport, LabError> {
-    let ns = labnet::enter_private_namespace()?;
+    // Opened before the namespace, as in the lab's single run.
+    let (outputs, receipts) = Outputs::open(cfg)?;
+    let result = run_with(cfg, count, outputs.capture, interrupted);
+    if let Err(err) = &result {
+        discard_outputs(&receipts, err);
+    }
+    result
+}
+
+fn run_with(
+    cfg: &LabConfig,
+    count: usize,
+    file: File,
+    interrupted: Arc<AtomicBool>,
+) -> Result<BenchReport, LabError> {
+    labnet::enter_private_namespace()?;
     labnet::build_veth_pair()?;
     labnet::build_kernel_client_pair()?;
 
-    let capture = open_capture(cfg, ns)?;
+    let capture = open_capture(cfg, file)?;
     let (tx, rx) = mpsc::channel::<Message>();
-    let reporter = Reporter::spawn(rx, capture, Output::Quiet, cfg.port, Extras::default())
-        .map_err(LabError::Report)?;
+    let extras = Extras {
+        capture_path: cfg.pcap.clone(),
+        ..Extras::default()
+    };
+    let reporter =
+        Reporter::spawn(rx, capture, Output::Quiet, cfg.port, extras).map_err(LabError::Report)?;
 
     let server_cfg = |ip| ServerConfig {
         addr: SocketAddrV4::new(ip, cfg.port),
@@ -194,7 +214,7 @@ pub fn run(
     kernel_server.join();
     drop(observer);
     drop(tx);
-    reporter.finish().map_err(LabError::Report)?;
+    reporter.finish()?;
     Ok(report)
 }
 

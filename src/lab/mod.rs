@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
 use crate::framing::{self, Framing, FramingError};
-use crate::net::labnet::{self, Namespace, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
+use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
+use crate::net::outfile::{self, OutFileError, Receipt};
 use crate::net::server::{Reading, Server, ServerConfig, ServerEvent};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
@@ -37,6 +38,7 @@ use crate::wire::SeqNumber;
 
 use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
 pub use reporter::Output;
+pub use reporter::ReportError;
 use reporter::{Extras, Message, Reporter};
 use scenario::{DropItem, DropSpec, Teardown};
 
@@ -200,22 +202,27 @@ impl LabConfig {
     }
 }
 
-/// Why the lab could not run, or how it failed.
+/// Why the lab could not run, or how it failed. The messages name what
+/// failed; the operating system's reason is the error's source, printed
+/// once after it.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error(transparent)]
     Net(#[from] labnet::LabNetError),
-    #[error("starting the server on {addr}: {source}")]
+    #[error("starting the server on {addr}")]
     Server {
         addr: SocketAddrV4,
         #[source]
         source: io::Error,
     },
-    #[error("opening an AF_PACKET socket on {CLIENT_IF}: {0}")]
+    #[error("opening an AF_PACKET socket on {CLIENT_IF}")]
     Link(#[source] io::Error),
-    #[error("opening an AF_PACKET socket on {SERVER_IF} for --server-side: {0}")]
+    #[error("opening an AF_PACKET socket on {SERVER_IF} for --server-side")]
     ServerSide(#[source] io::Error),
-    #[error("creating {path}: {source}")]
+    /// Opening an output file (`-w`, `--server-side`, `--mermaid`).
+    #[error(transparent)]
+    Output(#[from] OutFileError),
+    #[error("writing {}", path.display())]
     Pcap {
         path: PathBuf,
         #[source]
@@ -225,8 +232,11 @@ pub enum LabError {
     Client(#[from] ClientError),
     #[error("framing the data: {0}")]
     Framing(#[from] FramingError),
-    #[error("{0}")]
-    Report(#[source] io::Error),
+    /// Writing the narration or the files of the reporter.
+    #[error(transparent)]
+    Reporter(#[from] ReportError),
+    #[error(transparent)]
+    Report(io::Error),
 }
 
 impl LabError {
@@ -239,6 +249,76 @@ impl LabError {
     pub fn is_interrupted(&self) -> bool {
         matches!(self, LabError::Client(ClientError::Interrupted { .. }))
     }
+
+    /// Only stdout failed: the capture holds the whole run.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, LabError::Reporter(ReportError::Stdout(_)))
+    }
+
+    /// The run failed in a way that leaves no record worth keeping: the
+    /// output files it created go again. A connection that failed (exit
+    /// 1), an interrupted run (130) and a failed stdout keep their capture.
+    fn discards_outputs(&self) -> bool {
+        !(self.is_connection_failure() || self.is_interrupted() || self.is_stdout())
+    }
+}
+
+/// The lab's output files, opened (as the user who ran sudo, when sudo did)
+/// before the namespace exists: `-w`, `--server-side`, `--mermaid`.
+struct Outputs {
+    capture: File,
+    server_side: Option<File>,
+    mermaid: Option<File>,
+}
+
+impl Outputs {
+    /// The files, and the receipts that can remove the ones this run
+    /// created.
+    fn open(cfg: &LabConfig) -> Result<(Outputs, Vec<Receipt>), LabError> {
+        let mut wanted: Vec<(&'static str, &Path)> = vec![("-w", cfg.pcap.as_path())];
+        if let Some(path) = &cfg.narration.server_side {
+            wanted.push(("--server-side", path));
+        }
+        if let Some(path) = &cfg.narration.mermaid {
+            wanted.push(("--mermaid", path));
+        }
+        let (files, receipts): (Vec<File>, Vec<Receipt>) = outfile::create_all(&wanted)?
+            .into_iter()
+            .map(|f| (f.file, f.receipt))
+            .unzip();
+        let mut files = files.into_iter();
+        let capture = files.next().ok_or_else(|| missing("-w"))?;
+        let server_side = cfg
+            .narration
+            .server_side
+            .as_ref()
+            .and_then(|_| files.next());
+        let mermaid = cfg.narration.mermaid.as_ref().and_then(|_| files.next());
+        let outputs = Outputs {
+            capture,
+            server_side,
+            mermaid,
+        };
+        Ok((outputs, receipts))
+    }
+}
+
+/// Removes the files this run created, after a failure that discards them.
+fn discard_outputs(receipts: &[Receipt], err: &LabError) {
+    if !err.discards_outputs() {
+        return;
+    }
+    for receipt in receipts {
+        match receipt.remove_created() {
+            Ok(true) => log::info!("removed {}", receipt.path().display()),
+            Ok(false) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+}
+
+fn missing(flag: &str) -> LabError {
+    LabError::Report(io::Error::other(format!("no file opened for {flag}")))
 }
 
 /// Runs the lab once.
@@ -249,29 +329,44 @@ impl LabError {
 /// # Errors
 /// See [`LabError`].
 pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, LabError> {
+    // Opened before the namespace: the credentials are still the host's,
+    // and a file that cannot be written stops the run before anything ran.
+    let (outputs, receipts) = Outputs::open(cfg)?;
+    let result = run_with(cfg, outputs, interrupted);
+    if let Err(err) = &result {
+        discard_outputs(&receipts, err);
+    }
+    result
+}
+
+fn run_with(
+    cfg: &LabConfig,
+    outputs: Outputs,
+    interrupted: Arc<AtomicBool>,
+) -> Result<Summary, LabError> {
     let setup_start = Instant::now();
     let ns = labnet::enter_private_namespace()?;
     labnet::build_lab_network(ns)?;
     let setup = setup_start.elapsed();
 
-    let capture = open_capture(cfg, ns)?;
+    let capture = open_capture(cfg, outputs.capture)?;
     let narration = &cfg.narration;
-    let mermaid = match &narration.mermaid {
-        Some(path) => Some((path.clone(), create_pcap(path, ns)?)),
-        None => None,
-    };
+    let mermaid = outputs
+        .mermaid
+        .zip(narration.mermaid.clone())
+        .map(|(file, path)| (path, BufWriter::new(file)));
     // The server side's socket opens before anything is sent, so its file
     // starts with the first ARP request.
-    let server_side = match &narration.server_side {
-        Some(path) => {
-            let writer = create_pcap(path, ns)?;
+    let server_side = match outputs.server_side.zip(narration.server_side.as_ref()) {
+        Some((file, path)) => {
+            let writer = BufWriter::new(file);
             let iface = Interface {
                 name: SERVER_IF.to_string(),
                 description: format!("the server's end of the lab's veth ({SERVER_IP})"),
             };
             let writer = CaptureWriter::new(writer, Format::for_path(path, false), &iface)
                 .map_err(|e| LabError::Pcap {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     source: io::Error::other(e),
                 })?;
             let tap = Tap::open(SERVER_IF).map_err(LabError::ServerSide)?;
@@ -291,6 +386,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             (false, true) => Some(State::Closed),
             (false, false) => Some(State::Listen),
         },
+        capture_path: cfg.pcap.clone(),
     };
     let reporter =
         Reporter::spawn(rx, capture, cfg.output, cfg.port, extras).map_err(LabError::Report)?;
@@ -472,7 +568,7 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
     };
     send(Message::Event(LabEvent::Summary(summary.clone())));
     drop(tx);
-    reporter.finish().map_err(LabError::Report)?;
+    reporter.finish()?;
     Ok(summary)
 }
 
@@ -532,19 +628,15 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Creates the client's capture (pcap, or pcapng with a comment per frame)
-/// and writes its header.
-fn open_capture(
-    cfg: &LabConfig,
-    ns: Namespace,
-) -> Result<CaptureWriter<BufWriter<File>>, LabError> {
-    let file = create_pcap(&cfg.pcap, ns)?;
+/// Starts the client's capture (pcap, or pcapng with a comment per frame)
+/// in its opened file: writes the file header.
+fn open_capture(cfg: &LabConfig, file: File) -> Result<CaptureWriter<BufWriter<File>>, LabError> {
     let iface = Interface {
         name: CLIENT_IF.to_string(),
         description: format!("synack's client ({CLIENT_IP}), the client's end of the lab's veth"),
     };
     CaptureWriter::new(
-        file,
+        BufWriter::new(file),
         Format::for_path(&cfg.pcap, cfg.narration.pcapng),
         &iface,
     )
@@ -552,35 +644,6 @@ fn open_capture(
         path: cfg.pcap.clone(),
         source: io::Error::other(e),
     })
-}
-
-/// Creates the capture file; it belongs to the user who ran the lab, so
-/// Wireshark opens it without root. Under sudo that takes a chown; inside a
-/// user namespace it already does (root there is that user outside), and
-/// no other owner could be set.
-fn create_pcap(path: &Path, ns: Namespace) -> Result<BufWriter<File>, LabError> {
-    let err = |source| LabError::Pcap {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(err)?;
-    if ns == Namespace::Root {
-        give_to_sudo_user(path).map_err(err)?;
-    }
-    Ok(BufWriter::new(file))
-}
-
-/// `chown $SUDO_UID:$SUDO_GID path` when run through sudo.
-pub fn give_to_sudo_user(path: &Path) -> io::Result<()> {
-    let id = |name| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) {
-        nix::unistd::chown(
-            path,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
-        )?;
-    }
-    Ok(())
 }
 
 /// A port from Linux's default ephemeral range (32768–60999).

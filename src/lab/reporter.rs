@@ -76,10 +76,30 @@ pub struct Extras {
     /// The server's state before the first frame (LISTEN, or CLOSED when
     /// nothing listens; none over UDP).
     pub server_initial: Option<State>,
+    /// The capture's file, for the messages.
+    pub capture_path: PathBuf,
+}
+
+/// What stopped the reporter.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Stdout failed (a full disk, a closed pipe). The narration stopped
+    /// there, but every frame still went into the capture.
+    #[error("writing the narration to stdout")]
+    Stdout(#[source] io::Error),
+    /// The capture or the Mermaid file: the reporter stopped at once.
+    #[error("writing {}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the reporter thread panicked")]
+    Panicked,
 }
 
 pub struct Reporter {
-    thread: JoinHandle<io::Result<()>>,
+    thread: JoinHandle<Result<(), ReportError>>,
 }
 
 impl Reporter {
@@ -112,6 +132,7 @@ impl Reporter {
                     rungs: (extras.ladder || extras.mermaid.is_some()).then(Vec::new),
                     last_server: extras.server_initial,
                     ladder_printed: false,
+                    stdout_error: None,
                     extras,
                 };
                 loop {
@@ -122,7 +143,7 @@ impl Reporter {
                         Err(RecvTimeoutError::Timeout) => state.flush_capture()?,
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    state.print_ready(false)?;
+                    state.print_ready(false);
                 }
                 state.finish()
             })?;
@@ -133,11 +154,10 @@ impl Reporter {
     /// narration printed.
     ///
     /// # Errors
-    /// Writing the pcap or stdout.
-    pub fn finish(self) -> io::Result<()> {
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the reporter thread panicked")))
+    /// Writing the capture or the Mermaid file; then stdout, whose failure
+    /// left the capture whole.
+    pub fn finish(self) -> Result<(), ReportError> {
+        self.thread.join().unwrap_or(Err(ReportError::Panicked))
     }
 }
 
@@ -162,6 +182,9 @@ struct ReporterState {
     /// The server's state on the last rung.
     last_server: Option<State>,
     ladder_printed: bool,
+    /// The first failure of stdout; nothing is printed after it, the
+    /// capture goes on.
+    stdout_error: Option<io::Error>,
     extras: Extras,
 }
 
@@ -221,7 +244,7 @@ fn ladder_notes(note: &str) -> Vec<String> {
 }
 
 impl ReporterState {
-    fn handle(&mut self, msg: Message) -> io::Result<()> {
+    fn handle(&mut self, msg: Message) -> Result<(), ReportError> {
         match msg {
             Message::Frame {
                 record,
@@ -229,10 +252,10 @@ impl ReporterState {
             } => {
                 let wall = record.wall;
                 let bytes = record.bytes.clone();
-                let comment = self.on_frame(record, server_state)?;
+                let comment = self.on_frame(record, server_state);
                 self.recorder
                     .record(wall, &bytes, comment.as_deref())
-                    .map_err(io::Error::other)
+                    .map_err(|e| self.capture_error(io::Error::other(e)))
             }
             Message::Server { at, event, state } => {
                 let call = describe_server_call(&event);
@@ -245,7 +268,8 @@ impl ReporterState {
                     t_us,
                     call,
                     server_state: state,
-                })
+                });
+                Ok(())
             }
             Message::Note { at, text, changes } => {
                 // Only a note that changed the client's state is a rung.
@@ -257,34 +281,32 @@ impl ReporterState {
                 self.emit_with(at, rung, move |t_us| LabEvent::Note {
                     t_us,
                     text: format!("client {text}"),
-                })
+                });
+                Ok(())
             }
             Message::Options { at, lines } => {
                 for line in lines {
                     self.emit_at(at, move |t_us| LabEvent::Note {
                         t_us,
                         text: format!("  agreed: {line}"),
-                    })?;
+                    });
                 }
                 Ok(())
             }
             Message::Event(event) => {
-                self.print_ready(true)?;
+                self.print_ready(true);
                 if matches!(event, LabEvent::Summary(_)) {
                     self.print_ladder()?;
                 }
-                self.print(&event)
+                self.print(&event);
+                Ok(())
             }
         }
     }
 
     /// Narrates a frame; returns its pcapng comment when the capture keeps
     /// comments.
-    fn on_frame(
-        &mut self,
-        record: FrameRecord,
-        server_state: Option<State>,
-    ) -> io::Result<Option<String>> {
+    fn on_frame(&mut self, record: FrameRecord, server_state: Option<State>) -> Option<String> {
         let FrameRecord { dir, at, kind, .. } = record;
         let comments = self.recorder.keeps_comments();
         match kind {
@@ -306,8 +328,8 @@ impl ReporterState {
                     t_us,
                     dir,
                     text,
-                })?;
-                Ok(comment)
+                });
+                comment
             }
             FrameKind::Segment {
                 segment,
@@ -376,7 +398,7 @@ impl ReporterState {
                 let flags = line.flags;
                 self.emit_with(at, Some(rung), move |t_us| {
                     LabEvent::Segment(SegmentLine { t_us, ..line })
-                })?;
+                });
                 if let Some(exp) = explanation {
                     self.emit_at(at, move |t_us| LabEvent::Explain {
                         t_us,
@@ -384,9 +406,9 @@ impl ReporterState {
                         flags: Some(flags),
                         text: exp.text,
                         rfc9293: exp.sections,
-                    })?;
+                    });
                 }
-                Ok(comment)
+                comment
             }
             FrameKind::Datagram {
                 datagram,
@@ -422,7 +444,7 @@ impl ReporterState {
                 };
                 self.emit_with(at, Some(rung), move |t_us| {
                     LabEvent::Datagram(DatagramLine { t_us, ..line })
-                })?;
+                });
                 if let Some(exp) = explanation {
                     self.emit_at(at, move |t_us| LabEvent::Explain {
                         t_us,
@@ -430,20 +452,16 @@ impl ReporterState {
                         flags: None,
                         text: exp.text,
                         rfc9293: exp.sections,
-                    })?;
+                    });
                 }
-                Ok(comment)
+                comment
             }
-            FrameKind::Noise => Ok(None),
+            FrameKind::Noise => None,
         }
     }
 
-    fn emit_at(
-        &mut self,
-        at: Instant,
-        make: impl FnOnce(f64) -> LabEvent + Send + 'static,
-    ) -> io::Result<()> {
-        self.emit_with(at, None, make)
+    fn emit_at(&mut self, at: Instant, make: impl FnOnce(f64) -> LabEvent + Send + 'static) {
+        self.emit_with(at, None, make);
     }
 
     /// Holds an event (and its ladder row) until the reorder window passed.
@@ -452,7 +470,7 @@ impl ReporterState {
         at: Instant,
         rung: Option<Seed>,
         make: impl FnOnce(f64) -> LabEvent + Send + 'static,
-    ) -> io::Result<()> {
+    ) {
         self.held.push(Held {
             at,
             seq: self.next_seq,
@@ -460,7 +478,6 @@ impl ReporterState {
             rung: if self.rungs.is_some() { rung } else { None },
         });
         self.next_seq += 1;
-        Ok(())
     }
 
     /// Turns a held row into a ladder rung, in time order.
@@ -508,7 +525,7 @@ impl ReporterState {
     }
 
     /// Prints the ladder (once), and writes the Mermaid diagram.
-    fn print_ladder(&mut self) -> io::Result<()> {
+    fn print_ladder(&mut self) -> Result<(), ReportError> {
         if self.ladder_printed {
             return Ok(());
         }
@@ -521,9 +538,7 @@ impl ReporterState {
             let text = ladder::mermaid(self.extras.client_initial, server_initial, &rungs);
             file.write_all(text.as_bytes())
                 .and_then(|()| file.flush())
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
-                })?;
+                .map_err(|source| ReportError::File { path, source })?;
         }
         if self.extras.ladder {
             let text = ladder::render(
@@ -532,7 +547,7 @@ impl ReporterState {
                 &rungs,
                 self.extras.color,
             );
-            self.print(&LabEvent::Ladder { text })?;
+            self.print(&LabEvent::Ladder { text });
         }
         Ok(())
     }
@@ -540,9 +555,9 @@ impl ReporterState {
     /// Prints, in time order, the held events older than the reorder window
     /// (all of them with `all`). Nothing is printed before the first SYN is
     /// known, unless `all`.
-    fn print_ready(&mut self, all: bool) -> io::Result<()> {
+    fn print_ready(&mut self, all: bool) {
         if self.held.is_empty() {
-            return Ok(());
+            return;
         }
         let base = match (self.first_syn, all) {
             (Some(base), _) => base,
@@ -552,7 +567,7 @@ impl ReporterState {
                 .map(|h| h.at)
                 .min()
                 .unwrap_or_else(Instant::now),
-            (None, false) => return Ok(()),
+            (None, false) => return,
         };
         self.held.sort_by_key(|h| (h.at, h.seq));
         let cutoff = Instant::now().checked_sub(REORDER_WINDOW);
@@ -570,12 +585,24 @@ impl ReporterState {
                 self.add_rung(t_us, seed);
             }
             let event = (held.make)(t_us);
-            self.print(&event)?;
+            self.print(&event);
         }
-        Ok(())
     }
 
-    fn print(&mut self, event: &LabEvent) -> io::Result<()> {
+    /// Prints one event. After stdout first fails nothing more is printed
+    /// (the failure is reported at the end), and the capture goes on: the
+    /// pcap is the run's record, and a full disk under the narration or a
+    /// closed pipe (`| head`) must not cut it short.
+    fn print(&mut self, event: &LabEvent) {
+        if self.stdout_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.write_event(event) {
+            self.stdout_error = Some(e);
+        }
+    }
+
+    fn write_event(&mut self, event: &LabEvent) -> io::Result<()> {
         match self.output {
             Output::Json => writeln!(self.out, "{}", report::format_json(event)),
             // Quiet: the summary, and what was asked for by name.
@@ -606,16 +633,36 @@ impl ReporterState {
         }
     }
 
-    fn flush_capture(&mut self) -> io::Result<()> {
-        self.recorder.flush()
+    /// A failure of the capture file.
+    fn capture_error(&self, source: io::Error) -> ReportError {
+        ReportError::File {
+            path: self.extras.capture_path.clone(),
+            source,
+        }
     }
 
-    fn finish(mut self) -> io::Result<()> {
-        self.print_ready(true)?;
+    fn flush_capture(&mut self) -> Result<(), ReportError> {
+        self.recorder.flush().map_err(|e| self.capture_error(e))
+    }
+
+    fn finish(mut self) -> Result<(), ReportError> {
+        self.print_ready(true);
         // A run that failed has no summary: the ladder shows how far it got.
         self.print_ladder()?;
-        self.out.flush()?;
-        self.recorder.into_inner().flush()
+        let flushed = self.recorder.into_inner().flush();
+        flushed.map_err(|source| ReportError::File {
+            path: self.extras.capture_path.clone(),
+            source,
+        })?;
+        if self.stdout_error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.stdout_error = Some(e);
+            }
+        }
+        match self.stdout_error {
+            Some(e) => Err(ReportError::Stdout(e)),
+            None => Ok(()),
+        }
     }
 }
 

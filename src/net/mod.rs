@@ -4,6 +4,7 @@
 
 pub mod labnet;
 pub mod link;
+pub mod outfile;
 pub mod server;
 pub mod sockinfo;
 pub(crate) mod sys;

@@ -185,6 +185,16 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
             "synack-lab.pcap"
         })
     });
+    // Never pcapng under a .pcap name: the name would say one format and
+    // the bytes another.
+    if args.pcapng && pcap.extension().is_some_and(|ext| ext == "pcap") {
+        anyhow::bail!(
+            "--pcapng writes pcapng, but -w {} names a pcap file: name it {} (a .pcapng name \
+             alone is enough), or drop --pcapng",
+            pcap.display(),
+            pcap.with_extension("pcapng").display()
+        );
+    }
     // By the file, not its spelling (`x.pcap` and `./x.pcap` are one);
     // the lab checks again by (device, inode) once the files are open.
     let mut seen = vec![("-w", &pcap)];

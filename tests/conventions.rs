@@ -230,3 +230,16 @@ fn every_subcommand_help_teaches_examples_headings_and_exit_codes() {
         assert!(headings(&lab).contains(&heading), "lab: {heading}");
     }
 }
+
+#[test]
+fn pcapng_under_a_pcap_name_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.pcap");
+    synack()
+        .args(["lab", "--pcapng", "-w"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("x.pcapng"));
+    assert!(!file.exists(), "nothing is written on a usage error");
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
@@ -120,11 +120,12 @@ fn output(cli: &Cli, json: bool) -> Output {
     })
 }
 
-/// Ctrl-C and SIGTERM set a flag that the client loop checks every
-/// millisecond: the run stops cleanly and the pcap is flushed.
+/// Ctrl-C, SIGTERM and SIGHUP (a closed terminal) set a flag that the
+/// client loop checks every millisecond: the run stops cleanly (the lab's
+/// server is stopped with it) and the pcap is flushed.
 fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
         signal_hook::flag::register(signal, Arc::clone(&flag))
             .context("installing the signal handler")?;
     }

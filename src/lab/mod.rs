@@ -427,7 +427,14 @@ pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, Lab
             }
         }
         Err(err) => {
-            // Flush the captures and the narration before reporting.
+            // The server may still wait (for a SYN that never came, for
+            // data): stop it, so its thread ends and lets go of its sender,
+            // which the reporter waits for. Then flush the captures and
+            // the narration before reporting.
+            if let Some(server) = server {
+                server.stop();
+                server.join();
+            }
             drop(tx);
             if let Err(e) = reporter.finish() {
                 log::warn!("finishing the capture: {e}");

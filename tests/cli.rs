@@ -54,6 +54,33 @@ fn bad_options_exit_2_with_one_clear_message() {
     }
 }
 
+/// Values that can only fail later are refused while parsing (issue 11):
+/// exit 2 at once, naming the option, before any namespace or socket.
+#[test]
+fn a_zero_port_or_timeout_is_refused_at_once() {
+    for (args, why) in [
+        (vec!["lab", "--port", "0"], "not in 1..=65535"),
+        (vec!["lab", "--timeout", "0"], "more than 0"),
+        (vec!["lab", "--timeout", "0ms", "--udp"], "more than 0"),
+        (
+            vec!["connect", "127.0.0.1:9", "--timeout", "0"],
+            "more than 0",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        synack()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(args[args.len() - 2]))
+            .stderr(predicate::str::contains(why));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{args:?}"
+        );
+    }
+}
+
 #[test]
 fn tcp_only_options_are_refused_with_udp() {
     for flag in [

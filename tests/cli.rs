@@ -199,6 +199,7 @@ fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
 
 #[test]
 fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
+    let big_datagram = "x".repeat(1473);
     for (args, reason) in [
         (vec!["lab", "--drop", "ack"], "unknown segment \"ack\""),
         (vec!["lab", "--drop", "data:0"], "segment number from 1"),
@@ -250,13 +251,27 @@ fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
             vec!["lab", "--drop", "syn,syn,syn,data:1,data:1,data:1"],
             "give --timeout",
         ),
+        (
+            vec!["lab", "--udp", "--data", &big_datagram],
+            "--data of 1473 bytes does not fit one datagram",
+        ),
+        (
+            vec!["lab", "--udp", "--reply", &big_datagram],
+            "the MTU 1500 less the 20-byte IPv4 and 8-byte UDP headers",
+        ),
     ] {
+        // Refused before anything runs (issue 11: it took 10 s).
+        let started = std::time::Instant::now();
         synack()
             .args(&args)
             .assert()
             .code(2)
             .stderr(predicate::str::contains(reason))
             .stderr(predicate::str::contains("panicked").not());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{args:?}"
+        );
     }
 }
 

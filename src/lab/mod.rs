@@ -196,6 +196,8 @@ impl LabConfig {
             reply_len: self.reply.len(),
             time_wait: self.time_wait,
             timeout: self.timeout,
+            udp: self.udp,
+            largest_write: self.data.iter().map(Vec::len).max().unwrap_or(0),
         }
     }
 }

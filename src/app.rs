@@ -273,9 +273,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     scenario::check(&cfg.scenario_options()).map_err(|why| anyhow::anyhow!("{why}"))?;
     let stop = stop_flag()?;
     if let Some(count) = args.count {
-        let report = lab::bench::run(&cfg, count as usize, stop)?;
-        println!("{}", report.render());
-        return Ok(ExitCode::SUCCESS);
+        return bench(&cfg, count as usize, stop);
     }
     match lab::run(&cfg, stop) {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -289,7 +287,73 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         Err(err) if err.is_connection_failure() => {
             Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
         }
-        Err(err) => Err(err.into()),
+        Err(err) => Err(flat(&err)),
+    }
+}
+
+/// A lab error as one message: its text already names its causes, which
+/// `{:#}` would print again from the source chain.
+fn flat(err: &lab::LabError) -> anyhow::Error {
+    anyhow::anyhow!("{err}")
+}
+
+/// `synack lab --count N`: the table, also of the cycles done when a
+/// signal stopped the run (exit 130). On a terminal, stderr shows how far
+/// it got.
+fn bench(cfg: &LabConfig, count: usize, stop: Arc<AtomicBool>) -> Result<ExitCode> {
+    let mut progress = Progress::new(count);
+    let report = lab::bench::run(cfg, count, stop, &mut |done| progress.show(done));
+    progress.clear();
+    let report = report.map_err(|err| flat(&err))?;
+    println!("{}", report.render());
+    if report.interrupted {
+        eprintln!(
+            "synack: interrupted after {} of {count} cycles; {} holds every frame up to here",
+            report.count,
+            cfg.pcap.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cycle N/M` on stderr, rewritten in place at most every
+/// [`Progress::EVERY`], only when stderr is a terminal.
+struct Progress {
+    total: usize,
+    /// When the line was last written; None when there is no terminal.
+    shown: Option<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            shown: io::stderr().is_terminal().then_some(None),
+        }
+    }
+
+    fn show(&mut self, done: usize) {
+        let Some(last) = self.shown.as_mut() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now - at < Self::EVERY) && done < self.total {
+            return;
+        }
+        *last = Some(now);
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\rcycle {done}/{}", self.total);
+        let _ = err.flush();
+    }
+
+    /// Erases the line before the table is printed.
+    fn clear(&mut self) {
+        if let Some(Some(_)) = self.shown {
+            let _ = write!(io::stderr().lock(), "\r\x1b[K");
+        }
     }
 }
 

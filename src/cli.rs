@@ -248,9 +248,12 @@ pub struct LabArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Run N full cycles and print latency figures against the kernel's own
-    /// client, measured in the same run (a benchmark).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000),
+    /// Run N full cycles (1–100000) and print latency figures against the
+    /// kernel's own client, measured in the same run (a benchmark). On a
+    /// terminal, stderr shows the progress; Ctrl-C prints the figures of
+    /// the cycles done (exit 130).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(synack::lab::bench::MAX_COUNT)),
           conflicts_with_all = ["sticky", "framing"])]
     pub count: Option<u32>,
 }

@@ -189,6 +189,16 @@ fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
         // tests/lab_e2e.rs for the privileged paths.
         return;
     }
+    let out = synack()
+        .args(["lab", "-w", "/nonexistent-dir/x.pcap"])
+        .output()
+        .unwrap();
+    // The cause once, not repeated from the error's source chain.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "synack: creating /nonexistent-dir/x.pcap: No such file or directory (os error 2)"
+    );
     synack()
         .args(["lab", "-w", "/nonexistent-dir/x.pcap"])
         .assert()

@@ -44,8 +44,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT and
-/// SIGTERM, run; one line per event on stdout (with `-q` only the
+/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT,
+/// SIGTERM and SIGHUP, run; one line per event on stdout (with `-q` only the
 /// listening line, errors and the summary).
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let mut config = serve::Config::new(args.addr);
@@ -89,7 +89,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     });
     let server = serve::Server::bind(config, sink)?;
     serve::stop_on_signals(server.stopper())
-        .context("installing the SIGINT and SIGTERM handlers")?;
+        .context("installing the SIGINT, SIGTERM and SIGHUP handlers")?;
     server.run();
     Ok(ExitCode::SUCCESS)
 }

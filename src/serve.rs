@@ -502,15 +502,15 @@ impl Stopper {
     }
 }
 
-/// Stops `stopper`'s server on the first SIGINT or SIGTERM; a second one
-/// exits at once with status 130.
+/// Stops `stopper`'s server on the first SIGINT, SIGTERM or SIGHUP (a
+/// closed terminal); a second one exits at once with status 130.
 ///
 /// # Errors
 ///
 /// Installing the signal handlers failed.
 pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

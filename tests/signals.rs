@@ -1,7 +1,9 @@
-//! `synack lab` stopped by a signal (issue 11): SIGINT, SIGTERM and SIGHUP
-//! end the run at once, whatever the server thread waits for (accept,
-//! recv) and however long `--timeout` is, with exit status 130 and a
-//! capture that tshark reads. As root: a real namespace and kernel server.
+//! Commands stopped by a signal (issue 11). `synack lab`: SIGINT, SIGTERM
+//! and SIGHUP end the run at once, whatever the server thread waits for
+//! (accept, recv) and however long `--timeout` is, with exit status 130 and
+//! a capture that tshark reads (as root: a real namespace and kernel
+//! server). `synack serve`: SIGHUP stops it like SIGTERM, exit 0 with the
+//! summary.
 
 mod common;
 
@@ -132,4 +134,28 @@ fn ctrl_c_ends_the_lab_at_once_while_the_server_waits_in_recv() {
     assert!(stderr.contains("interrupted in ESTABLISHED"), "{stderr}");
     // SYN, SYN-ACK, ACK and the lost data segment.
     assert!(tshark_tcp(&pcap).len() >= 4);
+}
+
+/// A closed terminal (SIGHUP) stops `serve` as SIGTERM does: exit 0 with
+/// its summary, at once.
+#[test]
+fn sighup_stops_serve_with_its_summary() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn synack serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the listening line");
+    assert!(first.starts_with("listening on"), "{first}");
+    let (code, stderr, took) = stop(child, Signal::SIGHUP);
+    eprintln!("serve SIGHUP: exit {code:?} in {took:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("stdout");
+    assert_eq!(code, Some(0), "{rest}{stderr}");
+    assert!(rest.contains("stopped: 0 connection(s)"), "{rest}");
+    assert!(took < EXIT_LIMIT, "took {took:?}");
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
@@ -150,11 +150,12 @@ fn output(cli: &Cli, json: bool) -> Output {
     })
 }
 
-/// Ctrl-C and SIGTERM set a flag that the client loop checks every
-/// millisecond: the run stops cleanly and the pcap is flushed.
+/// Ctrl-C, SIGTERM and SIGHUP (a closed terminal) set a flag that the
+/// client loop checks every millisecond: the run stops cleanly (the lab's
+/// server is stopped with it) and the pcap is flushed.
 fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
         signal_hook::flag::register(signal, Arc::clone(&flag))
             .context("installing the signal handler")?;
     }
@@ -321,9 +322,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     scenario::check(&cfg.scenario_options()).map_err(|why| anyhow::anyhow!("{why}"))?;
     let stop = stop_flag()?;
     if let Some(count) = args.count {
-        let report = lab::bench::run(&cfg, count as usize, stop)?;
-        println!("{}", report.render());
-        return Ok(ExitCode::SUCCESS);
+        return bench(&cfg, count as usize, stop);
     }
     match lab::run(&cfg, stop) {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -339,6 +338,66 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         }
         Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), &cfg.pcap)),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// `synack lab --count N`: the table, also of the cycles done when a
+/// signal stopped the run (exit 130). On a terminal, stderr shows how far
+/// it got.
+fn bench(cfg: &LabConfig, count: usize, stop: Arc<AtomicBool>) -> Result<ExitCode> {
+    let mut progress = Progress::new(count);
+    let report = lab::bench::run(cfg, count, stop, &mut |done| progress.show(done));
+    progress.clear();
+    let report = report?;
+    println!("{}", report.render());
+    if report.interrupted {
+        eprintln!(
+            "synack: interrupted after {} of {count} cycles; {} holds every frame up to here",
+            report.count,
+            cfg.pcap.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cycle N/M` on stderr, rewritten in place at most every
+/// [`Progress::EVERY`], only when stderr is a terminal.
+struct Progress {
+    total: usize,
+    /// When the line was last written; None when there is no terminal.
+    shown: Option<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            shown: io::IsTerminal::is_terminal(&io::stderr()).then_some(None),
+        }
+    }
+
+    fn show(&mut self, done: usize) {
+        let Some(last) = self.shown.as_mut() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now - at < Self::EVERY) && done < self.total {
+            return;
+        }
+        *last = Some(now);
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\rcycle {done}/{}", self.total);
+        let _ = err.flush();
+    }
+
+    /// Erases the line before the table is printed.
+    fn clear(&mut self) {
+        if let Some(Some(_)) = self.shown {
+            let _ = write!(io::stderr().lock(), "\r\x1b[K");
+        }
     }
 }
 
@@ -427,7 +486,7 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
             Ok(reader) => reader,
             Err(err) => {
                 if let Some(prev) = worst.replace(anyhow::Error::new(err)) {
-                    eprintln!("synack: {prev:#}");
+                    eprintln!("synack: {}", message(&prev));
                 }
                 continue;
             }
@@ -468,19 +527,34 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
         if let Some(err) = summary.error {
             let failed = anyhow::Error::new(synack::Failed(err.to_string()));
             if let Some(prev) = cut.replace(failed) {
-                eprintln!("synack: {prev:#}");
+                eprintln!("synack: {}", message(&prev));
             }
         }
     }
     out.flush()?;
     match (worst, cut) {
         (Some(err), Some(other)) => {
-            eprintln!("synack: {other:#}");
+            eprintln!("synack: {}", message(&other));
             Err(err)
         }
         (Some(err), None) | (None, Some(err)) => Err(err),
         (None, None) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// An error and its causes as one line, each said once: a cause whose
+/// text an outer message already carries is not repeated (`{:#}` would
+/// print `No space left…: No space left…`).
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Exit status 1 for a connection or analysis that failed, 2 for the rest.

@@ -211,8 +211,8 @@ pub struct LabArgs {
     #[arg(long, value_name = "TEXT", default_value = "hello, client")]
     pub reply: String,
 
-    /// The server's port.
-    #[arg(long, default_value_t = 8080)]
+    /// The server's port (1–65535).
+    #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
     /// How long the client stays in TIME-WAIT (Linux: 60s). Accepts 2s,
@@ -221,8 +221,8 @@ pub struct LabArgs {
     pub time_wait: Duration,
 
     /// Give up after this long without finishing (SYN retransmissions back
-    /// off 1s, 2s, 4s … within it).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// off 1s, 2s, 4s … within it); more than 0.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// Who closes first: the client (FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT on
@@ -272,9 +272,12 @@ pub struct LabArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Run N full cycles and print latency figures against the kernel's own
-    /// client, measured in the same run (a benchmark).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000),
+    /// Run N full cycles (1–100000) and print latency figures against the
+    /// kernel's own client, measured in the same run (a benchmark). On a
+    /// terminal, stderr shows the progress; Ctrl-C prints the figures of
+    /// the cycles done (exit 130).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(synack::lab::bench::MAX_COUNT)),
           conflicts_with_all = ["sticky", "framing"])]
     pub count: Option<u32>,
 }
@@ -324,8 +327,9 @@ pub struct ConnectArgs {
     pub write: PathBuf,
 
     /// Give up after this long: the whole attempt, ARP and SYN
-    /// retransmissions (1s, 2s, 4s … apart) included. Accepts 3, 3s, 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// retransmissions (1s, 2s, 4s … apart) included. Accepts 3, 3s, 500ms;
+    /// more than 0.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// How long the client stays in TIME-WAIT after closing first (Linux:
@@ -613,6 +617,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses `--timeout`: a duration ([`parse_duration`]) above 0, since a
+/// run given no time at all fails before its first segment.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "a timeout of {text} gives up before the first segment: give more than 0 (e.g. 10s)"
+        )),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,5 +743,29 @@ mod tests {
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400").is_err());
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_cannot_work() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        for zero in ["0", "0s", "0ms", "0.0"] {
+            let err = parse_timeout(zero).unwrap_err();
+            assert!(err.contains("more than 0"), "{err}");
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.kind());
+        let invalid = Err(clap::error::ErrorKind::ValueValidation);
+        assert_eq!(parse(&["synack", "lab", "--port", "0"]), invalid);
+        assert_eq!(parse(&["synack", "lab", "--timeout", "0"]), invalid);
+        assert_eq!(
+            parse(&["synack", "connect", "127.0.0.1:1", "--timeout", "0"]),
+            invalid
+        );
+        assert_eq!(
+            parse(&["synack", "lab", "--port", "1", "--timeout", "1ms"]),
+            Ok(())
+        );
+        // TIME-WAIT may be skipped.
+        assert_eq!(parse(&["synack", "lab", "--time-wait", "0"]), Ok(()));
     }
 }

@@ -37,10 +37,11 @@ fn main() -> ExitCode {
             if app::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("synack: {err:#}");
+            let message = app::message(&err);
+            eprintln!("synack: {message}");
             let code = app::exit_status_for(&err);
             if json {
-                app::json_error(code, &format!("{err:#}"));
+                app::json_error(code, &message);
             }
             ExitCode::from(code)
         }

@@ -54,6 +54,33 @@ fn bad_options_exit_2_with_one_clear_message() {
     }
 }
 
+/// Values that can only fail later are refused while parsing (issue 11):
+/// exit 2 at once, naming the option, before any namespace or socket.
+#[test]
+fn a_zero_port_or_timeout_is_refused_at_once() {
+    for (args, why) in [
+        (vec!["lab", "--port", "0"], "not in 1..=65535"),
+        (vec!["lab", "--timeout", "0"], "more than 0"),
+        (vec!["lab", "--timeout", "0ms", "--udp"], "more than 0"),
+        (
+            vec!["connect", "127.0.0.1:9", "--timeout", "0"],
+            "more than 0",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        synack()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(args[args.len() - 2]))
+            .stderr(predicate::str::contains(why));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{args:?}"
+        );
+    }
+}
+
 #[test]
 fn tcp_only_options_are_refused_with_udp() {
     for flag in [
@@ -162,6 +189,16 @@ fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
         // tests/lab_e2e.rs for the privileged paths.
         return;
     }
+    let out = synack()
+        .args(["lab", "-w", "/nonexistent-dir/x.pcap"])
+        .output()
+        .unwrap();
+    // The cause once, not repeated from the error's source chain.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "synack: creating /nonexistent-dir/x.pcap (-w): No such file or directory (os error 2)"
+    );
     synack()
         .args(["lab", "-w", "/nonexistent-dir/x.pcap"])
         .assert()
@@ -172,6 +209,7 @@ fn a_pcap_path_that_cannot_be_created_is_an_environment_error() {
 
 #[test]
 fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
+    let big_datagram = "x".repeat(1473);
     for (args, reason) in [
         (vec!["lab", "--drop", "ack"], "unknown segment \"ack\""),
         (vec!["lab", "--drop", "data:0"], "segment number from 1"),
@@ -223,13 +261,27 @@ fn scenario_options_that_do_not_fit_exit_2_with_the_reason() {
             vec!["lab", "--drop", "syn,syn,syn,data:1,data:1,data:1"],
             "give --timeout",
         ),
+        (
+            vec!["lab", "--udp", "--data", &big_datagram],
+            "--data of 1473 bytes does not fit one datagram",
+        ),
+        (
+            vec!["lab", "--udp", "--reply", &big_datagram],
+            "the MTU 1500 less the 20-byte IPv4 and 8-byte UDP headers",
+        ),
     ] {
+        // Refused before anything runs (issue 11: it took 10 s).
+        let started = std::time::Instant::now();
         synack()
             .args(&args)
             .assert()
             .code(2)
             .stderr(predicate::str::contains(reason))
             .stderr(predicate::str::contains("panicked").not());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{args:?}"
+        );
     }
 }
 

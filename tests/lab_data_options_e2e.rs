@@ -393,3 +393,27 @@ fn udp_has_no_handshake_and_keeps_datagram_boundaries() {
     assert!(!stdout.contains("SYN"), "{stdout}");
     assert!(!stdout.contains("whole cycle"), "{stdout}");
 }
+
+/// The largest datagram the lab accepts (1472 bytes: the MTU 1500 less the
+/// IPv4 and UDP headers) goes whole, both ways; one more byte is refused
+/// before the run (tests/cli.rs).
+#[test]
+fn udp_datagrams_of_1472_bytes_go_whole() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(1472);
+    let (_, pcap) = lab_ok(
+        &dir,
+        "udp.pcap",
+        &["--udp", "--data", &big, "--reply", &big],
+    );
+    let udp = tshark_fields(&pcap, "udp", &["udp.length", "ip.flags.mf", "ip.len"]);
+    assert_eq!(udp.len(), 2, "{udp:?}");
+    for f in &udp {
+        assert_eq!(
+            (f[0].as_str(), f[1].as_str(), f[2].as_str()),
+            ("1480", "0", "1500")
+        );
+    }
+}

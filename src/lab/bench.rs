@@ -22,14 +22,28 @@ use crate::net::link::PnetLink;
 use crate::net::server::{Reading, Server, ServerConfig};
 use crate::tcp::State;
 
-use super::client::{Client, FrameRecord, Observer};
+use super::client::{Client, ClientError, FrameRecord, Observer};
 use super::reporter::{Extras, Message, Output, Reporter};
 use super::{client_params, discard_outputs, open_capture, LabConfig, LabError, Outputs};
+
+/// The most cycles `--count` asks for: about two minutes of cycles on the
+/// machines we measured (1.1 ms a pair of cycles). The kernel client's
+/// ports allow any number ([`labnet::widen_ephemeral_ports`]).
+pub const MAX_COUNT: u32 = 100_000;
+
+/// How often the main thread looks at the stop flag while the kernel
+/// client's cycle runs in its thread.
+const STOP_CHECK: Duration = Duration::from_millis(5);
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
+    /// The cycles done by both clients.
     pub count: usize,
+    /// The cycles asked for (`--count`).
+    pub requested: usize,
+    /// Ctrl-C (or SIGTERM, SIGHUP) ended the run after `count` cycles.
+    pub interrupted: bool,
     /// synack: first SYN sent → handshake ACK sent.
     pub synack_handshake: Vec<Duration>,
     /// synack: first SYN sent → last ACK sent.
@@ -67,11 +81,19 @@ impl BenchReport {
                 us(a50) / us(b50).max(f64::MIN_POSITIVE)
             )
         };
+        let cycles = if self.interrupted {
+            format!(
+                "{} of {} cycles each (interrupted)",
+                self.count, self.requested
+            )
+        } else {
+            format!("{} cycles each", self.count)
+        };
         let mut out = format!(
-            "{} cycles each, alternating, one namespace, identical veth pairs (offload off, IPv6 off)\n\
+            "{cycles}, alternating, one namespace, identical veth pairs (offload off, IPv6 off)\n\
              synack: pcap written and events built by the reporter thread; no kernel-view look-ups\n\n\
              {:<34} {:>17}   {:>17}   {}\n{:<34} {:>8} {:>8}   {:>8} {:>8}\n",
-            self.count, "", "synack (µs)", "kernel client (µs)", "ratio", "", "median", "p99", "median", "p99"
+            "", "synack (µs)", "kernel client (µs)", "ratio", "", "median", "p99", "median", "p99"
         );
         out.push_str(&row(
             "handshake (SYN sent → ACK sent)",
@@ -111,7 +133,8 @@ impl Observer for BenchObserver {
 /// One kernel-client cycle's timings.
 type KernelTimes = Result<(Duration, Duration), io::Error>;
 
-/// Runs the benchmark.
+/// Runs the benchmark; `progress` is told the number of each cycle done.
+/// A stop (`interrupted`) ends it at once with the cycles done so far.
 ///
 /// # Errors
 /// As [`super::run`]; a failed cycle of either client ends the run.
@@ -119,10 +142,11 @@ pub fn run(
     cfg: &LabConfig,
     count: usize,
     interrupted: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<BenchReport, LabError> {
     // Opened before the namespace, as in the lab's single run.
     let (outputs, receipts) = Outputs::open(cfg)?;
-    let result = run_with(cfg, count, outputs.capture, interrupted);
+    let result = run_with(cfg, count, outputs.capture, interrupted, progress);
     if let Err(err) = &result {
         discard_outputs(&receipts, err);
     }
@@ -134,6 +158,7 @@ fn run_with(
     count: usize,
     file: File,
     interrupted: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<BenchReport, LabError> {
     labnet::enter_private_namespace()?;
     labnet::build_veth_pair()?;
@@ -178,26 +203,40 @@ fn run_with(
         interrupted: Arc::clone(&interrupted),
     };
     let mut report = BenchReport {
-        count,
+        count: 0,
+        requested: count,
+        interrupted: false,
         synack_handshake: Vec::with_capacity(count),
         synack_cycle: Vec::with_capacity(count),
         kernel_connect: Vec::with_capacity(count),
         kernel_cycle: Vec::with_capacity(count),
     };
     let mut server_mac = None;
-    for _ in 0..count {
+    for cycle in 1..=count {
         // The kernel's cycle.
         go_tx.send(()).map_err(|_| kernel_gone())?;
-        let (connect, cycle) = done_rx
-            .recv()
-            .map_err(|_| kernel_gone())?
-            .map_err(|e| LabError::Report(io::Error::other(format!("kernel client: {e}"))))?;
-        report.kernel_connect.push(connect);
-        report.kernel_cycle.push(cycle);
+        let Some(times) = wait_for_kernel(&done_rx, &interrupted)? else {
+            report.interrupted = true;
+            break;
+        };
+        let (connect, whole) = times.map_err(|e| {
+            LabError::Report(io::Error::other(format!(
+                "the kernel's client, cycle {cycle}: {e}"
+            )))
+        })?;
 
         // synack's cycle.
         let params = client_params(cfg, None, Duration::ZERO, server_mac);
-        let outcome = Client::new(&mut link, &mut observer, params, Instant::now()).run()?;
+        let outcome = match Client::new(&mut link, &mut observer, params, Instant::now()).run() {
+            Ok(outcome) => outcome,
+            Err(ClientError::Interrupted { .. }) => {
+                report.interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.kernel_connect.push(connect);
+        report.kernel_cycle.push(whole);
         server_mac = outcome.server_mac;
         if let (Some(hs), Some(first), Some(last)) = (
             outcome.handshake_done,
@@ -207,15 +246,43 @@ fn run_with(
             report.synack_handshake.push(hs);
             report.synack_cycle.push(last - first);
         }
+        report.count = cycle;
+        progress(cycle);
     }
     drop(go_tx);
-    let _ = kernel.join();
+    if report.interrupted {
+        // The servers may wait for a connection that will not come; the
+        // kernel client, if it is in the middle of a cycle, ends once its
+        // server is gone, and the process does not wait for it.
+        synack_server.stop();
+        kernel_server.stop();
+    } else {
+        let _ = kernel.join();
+    }
     synack_server.join();
     kernel_server.join();
     drop(observer);
     drop(tx);
     reporter.finish()?;
     Ok(report)
+}
+
+/// The kernel client's answer for one cycle, or None when the run was
+/// stopped first (the flag is looked at every few milliseconds).
+fn wait_for_kernel(
+    done: &Receiver<KernelTimes>,
+    interrupted: &AtomicBool,
+) -> Result<Option<KernelTimes>, LabError> {
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match done.recv_timeout(STOP_CHECK) {
+            Ok(times) => return Ok(Some(times)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(kernel_gone()),
+        }
+    }
 }
 
 fn kernel_gone() -> LabError {
@@ -313,8 +380,10 @@ mod tests {
                 .map(|&u| Duration::from_micros(u))
                 .collect::<Vec<_>>()
         };
-        let report = BenchReport {
+        let mut report = BenchReport {
             count: 3,
+            requested: 3,
+            interrupted: false,
             synack_handshake: ms(&[30, 30, 30]),
             synack_cycle: ms(&[200, 200, 200]),
             kernel_connect: ms(&[20, 20, 20]),
@@ -324,5 +393,12 @@ mod tests {
         assert!(text.contains("1.50×"), "{text}");
         assert!(text.contains("2.00×"), "{text}");
         assert!(text.starts_with("3 cycles each"));
+        report.requested = 10;
+        report.interrupted = true;
+        let text = report.render();
+        assert!(
+            text.starts_with("3 of 10 cycles each (interrupted)"),
+            "{text}"
+        );
     }
 }

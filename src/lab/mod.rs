@@ -198,6 +198,8 @@ impl LabConfig {
             reply_len: self.reply.len(),
             time_wait: self.time_wait,
             timeout: self.timeout,
+            udp: self.udp,
+            largest_write: self.data.iter().map(Vec::len).max().unwrap_or(0),
         }
     }
 }
@@ -523,7 +525,14 @@ fn run_with(
             }
         }
         Err(err) => {
-            // Flush the captures and the narration before reporting.
+            // The server may still wait (for a SYN that never came, for
+            // data): stop it, so its thread ends and lets go of its sender,
+            // which the reporter waits for. Then flush the captures and
+            // the narration before reporting.
+            if let Some(server) = server {
+                server.stop();
+                server.join();
+            }
             drop(tx);
             if let Err(e) = reporter.finish() {
                 log::warn!("finishing the capture: {e}");

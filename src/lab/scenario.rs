@@ -9,6 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::wire::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+
 /// How the connection ends, beyond who sends the first FIN.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Teardown {
@@ -203,7 +205,19 @@ pub struct ScenarioOptions<'a> {
     pub time_wait: Duration,
     /// `--timeout`: the whole run, TIME-WAIT included.
     pub timeout: Duration,
+    /// The exchange is over UDP (`--udp`).
+    pub udp: bool,
+    /// Bytes of the longest --data write (one datagram over UDP).
+    pub largest_write: usize,
 }
+
+/// The MTU of the lab's veth pair (Linux's default for a veth).
+pub const LINK_MTU: usize = 1500;
+
+/// The most a UDP datagram may carry on the lab's link without IP
+/// fragmentation: the MTU less the IPv4 and UDP headers (1472 bytes).
+/// synack's client sends every datagram whole and reassembles none.
+pub const MAX_UDP_PAYLOAD: usize = LINK_MTU - IPV4_HEADER_LEN - UDP_HEADER_LEN;
 
 /// The shortest TIME-WAIT with which `--drop final-ack` can show the
 /// server's retransmitted FIN: Linux retransmits after its RTO, at least
@@ -281,6 +295,28 @@ pub fn check(o: &ScenarioOptions<'_>) -> Result<(), String> {
     }
     if o.teardown == Teardown::HalfClose && o.data_len == 0 {
         return Err("--half-close needs --data: the client shuts down after sending it".into());
+    }
+    if o.udp {
+        let mtu = format!(
+            "the lab's link carries at most {MAX_UDP_PAYLOAD} bytes in one UDP datagram (the \
+             MTU {LINK_MTU} less the {IPV4_HEADER_LEN}-byte IPv4 and {UDP_HEADER_LEN}-byte UDP \
+             headers)"
+        );
+        if o.largest_write > MAX_UDP_PAYLOAD {
+            return Err(format!(
+                "--udp --data of {} bytes does not fit one datagram: {mtu}; give --data \
+                 {MAX_UDP_PAYLOAD} bytes or fewer, or repeat --data for several datagrams",
+                o.largest_write
+            ));
+        }
+        if o.reply_len > MAX_UDP_PAYLOAD {
+            return Err(format!(
+                "--udp --reply of {} bytes does not fit one datagram: {mtu}, and synack's \
+                 client reassembles no IP fragments; give --reply {MAX_UDP_PAYLOAD} bytes or \
+                 fewer",
+                o.reply_len
+            ));
+        }
     }
     if !o.drops.is_empty() {
         let needed = time_needed(o.drops, o.time_wait);
@@ -452,7 +488,35 @@ mod tests {
             reply_len: 13,
             time_wait: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            udp: false,
+            largest_write: 5,
         }
+    }
+
+    #[test]
+    fn a_udp_datagram_must_fit_the_links_mtu() {
+        let none = DropSpec::none();
+        assert_eq!(MAX_UDP_PAYLOAD, 1472);
+        let udp = |largest_write, reply_len| ScenarioOptions {
+            udp: true,
+            largest_write,
+            reply_len,
+            ..opts(&none)
+        };
+        assert_eq!(check(&udp(1472, 1472)), Ok(()));
+        let data = check(&udp(1473, 13)).unwrap_err();
+        assert!(
+            data.contains("--data of 1473 bytes") && data.contains("MTU 1500"),
+            "{data}"
+        );
+        let reply = check(&udp(5, 2000)).unwrap_err();
+        assert!(reply.contains("--reply of 2000 bytes"), "{reply}");
+        // TCP cuts long writes into segments itself.
+        let tcp = ScenarioOptions {
+            udp: false,
+            ..udp(5000, 5000)
+        };
+        assert_eq!(check(&tcp), Ok(()));
     }
 
     #[test]

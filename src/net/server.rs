@@ -7,8 +7,11 @@
 //! Privileged only through where it runs (inside the lab's namespace).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -133,10 +136,95 @@ pub enum ServerEvent {
 /// the socket's state as the kernel reports it right after (`TCP_INFO`).
 pub type Notify = Box<dyn Fn(Instant, ServerEvent, Option<State>) + Send>;
 
-/// The running server thread.
+/// The running server thread. Dropping it stops the thread (see
+/// [`Server::stop`]).
 pub struct Server {
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
+    /// Set, then shut down, by [`Server::stop`].
+    stop: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+/// The server thread's side of [`Server::stop`]: every wait of the thread
+/// (accept, recv, recvfrom, the sticky and the abort waits) polls `wake`
+/// beside its socket, so a stop ends it at once, whatever its timeout.
+struct Halt {
+    stopped: Arc<AtomicBool>,
+    /// Turns readable (EOF) when the other end is shut down or dropped.
+    wake: UnixStream,
+}
+
+impl Halt {
+    /// A `Server`'s stop flag and wake-up socket, and the thread's side.
+    fn pair() -> io::Result<(Arc<AtomicBool>, UnixStream, Halt)> {
+        let (wake, wake_peer) = UnixStream::pair()?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let halt = Halt {
+            stopped: Arc::clone(&stopped),
+            wake: wake_peer,
+        };
+        Ok((stopped, wake, halt))
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Reports `event` unless the server was stopped: after a stop, what
+    /// the woken calls return is not what the tutorial's server did.
+    fn report(&self, tx: &Notify, at: Instant, event: ServerEvent, state: Option<State>) {
+        if !self.is_stopped() {
+            tx(at, event, state);
+        }
+    }
+
+    /// Waits until `fd` is readable (data, EOF, an error or a pending
+    /// connection), within `timeout`.
+    ///
+    /// # Errors
+    /// `TimedOut` when nothing came in time; `Interrupted` when the server
+    /// was stopped; `poll()` errors.
+    fn wait_readable(&self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "nothing arrived in time",
+                ));
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [
+                PollFd::new(fd, PollFlags::POLLIN),
+                PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) if fired(&fds[1]) || self.is_stopped() => return Err(stopped()),
+                Ok(_) => return Ok(()),
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+
+    /// Sleeps for `d`; false when the server was stopped meanwhile.
+    fn sleep(&self, d: Duration) -> bool {
+        let ms = u16::try_from(d.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        let woken = matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0);
+        !(woken || self.is_stopped())
+    }
+}
+
+/// Whether poll() saw anything on `fd`.
+fn fired(fd: &PollFd<'_>) -> bool {
+    fd.revents().is_some_and(|r| !r.is_empty())
+}
+
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "the lab stopped the server")
 }
 
 impl Server {
@@ -152,11 +240,12 @@ impl Server {
         socket.listen(128)?;
         let listener: TcpListener = socket.into();
         let addr = listener.local_addr()?;
+        let (stop, wake, halt) = Halt::pair()?;
         let thread = thread::Builder::new()
             .name("lab-server".into())
             .spawn(move || {
                 for _ in 0..cfg.connections {
-                    if !serve_one(&listener, &cfg, &notify) {
+                    if !serve_one(&listener, &cfg, &notify, &halt) {
                         break;
                     }
                 }
@@ -164,7 +253,19 @@ impl Server {
         Ok(Server {
             thread: Some(thread),
             addr,
+            stop,
+            wake,
         })
+    }
+
+    /// Stops the thread wherever it waits, at once: it reports nothing
+    /// more and ends (closing its sockets). For a run that ends early
+    /// (Ctrl-C, an error); a finished server has ended already.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the thread's poll(); it fails only on a socket already
+        // shut down.
+        let _ = self.wake.shutdown(Shutdown::Both);
     }
 
     /// The address it listens on (the port the kernel chose for port 0).
@@ -179,6 +280,12 @@ impl Server {
             // lab's result does not depend on it.
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -201,53 +308,66 @@ impl Server {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(timeout))?;
         let addr = socket.local_addr()?;
+        let (stop, wake, halt) = Halt::pair()?;
         let thread = thread::Builder::new()
             .name("lab-udp-server".into())
             .spawn(move || {
+                let emit_udp = |event| halt.report(&notify, Instant::now(), event, None);
                 let mut buf = vec![0u8; READ_BUF_LEN];
                 for _ in 0..datagrams {
-                    let (n, peer) = match socket.recv_from(&mut buf) {
+                    let received = halt
+                        .wait_readable(socket.as_fd(), timeout)
+                        .and_then(|()| socket.recv_from(&mut buf));
+                    let (n, peer) = match received {
                         Ok(got) => got,
                         Err(error) => {
                             let call = "recvfrom";
-                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            emit_udp(ServerEvent::Failed { call, error });
                             return;
                         }
                     };
                     let data = buf[..n].to_vec();
-                    emit_udp(&notify, ServerEvent::Datagram { data, peer });
+                    emit_udp(ServerEvent::Datagram { data, peer });
                     if reply.is_empty() {
                         continue;
                     }
                     match socket.send_to(&reply, peer) {
-                        Ok(len) => emit_udp(&notify, ServerEvent::SentTo { len, peer }),
+                        Ok(len) => emit_udp(ServerEvent::SentTo { len, peer }),
                         Err(error) => {
                             let call = "sendto";
-                            emit_udp(&notify, ServerEvent::Failed { call, error });
+                            emit_udp(ServerEvent::Failed { call, error });
                             return;
                         }
                     }
                 }
                 drop(socket);
-                emit_udp(&notify, ServerEvent::Closed);
+                emit_udp(ServerEvent::Closed);
             })?;
         Ok(Server {
             thread: Some(thread),
             addr,
+            stop,
+            wake,
         })
     }
 }
 
-/// Reports a call of the UDP server (no TCP state to show).
-fn emit_udp(tx: &Notify, event: ServerEvent) {
-    tx(Instant::now(), event, None);
+/// What the TCP server's calls share: where to report, and the stop.
+struct Ctx<'a> {
+    tx: &'a Notify,
+    halt: &'a Halt,
+    /// The longest one call may wait.
+    timeout: Duration,
 }
 
-/// Reports a call, with the kernel's view of `socket` when there is one.
-fn emit(tx: &Notify, event: ServerEvent, socket: Option<&TcpStream>) {
-    let at = Instant::now();
-    let state = socket.and_then(kernel_state);
-    tx(at, event, state);
+impl Ctx<'_> {
+    /// Reports a call, with the kernel's view of `socket` when there is
+    /// one.
+    fn emit(&self, event: ServerEvent, socket: Option<&TcpStream>) {
+        let at = Instant::now();
+        let state = socket.and_then(kernel_state);
+        self.halt.report(self.tx, at, event, state);
+    }
 }
 
 /// The socket's state from `TCP_INFO`.
@@ -257,26 +377,31 @@ fn kernel_state(socket: &TcpStream) -> Option<State> {
 
 /// accept, recv, sendall, recv until EOF, close: the tutorial's server.
 /// Returns false when `accept()` failed (nobody came within the timeout).
-fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify) -> bool {
-    let (stream, peer) = match accept_within(listener, cfg.timeout) {
+fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify, halt: &Halt) -> bool {
+    let ctx = Ctx {
+        tx,
+        halt,
+        timeout: cfg.timeout,
+    };
+    let (stream, peer) = match accept_within(listener, cfg.timeout, halt) {
         Ok(pair) => pair,
         Err(error) => {
             let call = "accept";
-            emit(tx, ServerEvent::Failed { call, error }, None);
+            ctx.emit(ServerEvent::Failed { call, error }, None);
             return false;
         }
     };
-    emit(tx, ServerEvent::Accepted { peer }, Some(&stream));
-    if let Err((call, error)) = converse(stream, cfg, tx) {
-        emit(tx, ServerEvent::Failed { call, error }, None);
+    ctx.emit(ServerEvent::Accepted { peer }, Some(&stream));
+    if let Err((call, error)) = converse(stream, cfg, &ctx) {
+        ctx.emit(ServerEvent::Failed { call, error }, None);
     }
-    true
+    !halt.is_stopped()
 }
 
 fn converse(
     mut stream: TcpStream,
     cfg: &ServerConfig,
-    tx: &Notify,
+    ctx: &Ctx<'_>,
 ) -> Result<(), (&'static str, io::Error)> {
     stream
         .set_read_timeout(Some(cfg.timeout))
@@ -285,7 +410,7 @@ fn converse(
     let reading = &cfg.reading;
     if let Some(bytes) = reading.sticky_bytes {
         let expected = bytes.min(READ_BUF_LEN);
-        let queued = wait_until_queued(&stream, expected, cfg.timeout, &mut buf)
+        let queued = wait_until_queued(&stream, expected, cfg.timeout, &mut buf, ctx.halt)
             .map_err(|e| ("recv(MSG_PEEK)", e))?;
         let writes = reading.writes;
         let waited = ServerEvent::Waited {
@@ -293,7 +418,7 @@ fn converse(
             expected,
             writes,
         };
-        emit(tx, waited, Some(&stream));
+        ctx.emit(waited, Some(&stream));
     }
     let mut decoder = reading.framing.map(Decoder::new);
     // Answered reads (or messages), then read until EOF (the client's
@@ -306,18 +431,18 @@ fn converse(
         if stop_after_answers && answered >= reading.answers() {
             break;
         }
-        let n = recv_and_report(&mut stream, &mut buf, tx)?;
+        let n = recv_and_report(&mut stream, &mut buf, ctx)?;
         if n == 0 {
             eof = true;
             break;
         }
         if read == 0 && reading.sticky_bytes.is_some() {
             let writes = reading.writes;
-            emit(tx, ServerEvent::Sticky { writes, len: n }, None);
+            ctx.emit(ServerEvent::Sticky { writes, len: n }, None);
         }
         let Some(decoder) = decoder.as_mut() else {
             if !cfg.reply_after_eof {
-                reply(&mut stream, &cfg.reply, tx)?;
+                reply(&mut stream, &cfg.reply, ctx)?;
             }
             answered += 1;
             continue;
@@ -329,17 +454,17 @@ fn converse(
         {
             let framing = decoder.framing();
             let body = message.body;
-            emit(tx, ServerEvent::Message { body, framing }, None);
+            ctx.emit(ServerEvent::Message { body, framing }, None);
             if !cfg.reply.is_empty() {
                 let framed = framing::encode_to_vec(framing, &cfg.reply)
                     .map_err(|e| ("encode", io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-                reply(&mut stream, &framed, tx)?;
+                reply(&mut stream, &framed, ctx)?;
             }
             answered += 1;
         }
     }
     if cfg.linger0 {
-        return abort(stream, cfg, tx);
+        return abort(stream, cfg, ctx);
     }
     if cfg.quickack && !cfg.close_first {
         // Receiving the FIN put the socket in CLOSE-WAIT and in delayed-ACK
@@ -350,15 +475,15 @@ fn converse(
         socket2::SockRef::from(&stream)
             .set_tcp_quickack(true)
             .map_err(|e| ("setsockopt(TCP_QUICKACK)", e))?;
-        emit(tx, ServerEvent::QuickAck, Some(&stream));
+        ctx.emit(ServerEvent::QuickAck, Some(&stream));
     }
     if cfg.reply_after_eof && eof {
         // The half-close, server side: the client shut down its sending
         // side; we still send.
-        reply(&mut stream, &cfg.reply, tx)?;
+        reply(&mut stream, &cfg.reply, ctx)?;
     }
     drop(stream);
-    emit(tx, ServerEvent::Closed, None);
+    ctx.emit(ServerEvent::Closed, None);
     Ok(())
 }
 
@@ -366,13 +491,13 @@ fn converse(
 fn reply(
     stream: &mut TcpStream,
     reply: &[u8],
-    tx: &Notify,
+    ctx: &Ctx<'_>,
 ) -> Result<(), (&'static str, io::Error)> {
     if reply.is_empty() {
         return Ok(());
     }
     stream.write_all(reply).map_err(|e| ("sendall", e))?;
-    emit(tx, ServerEvent::Sent { len: reply.len() }, Some(stream));
+    ctx.emit(ServerEvent::Sent { len: reply.len() }, Some(stream));
     Ok(())
 }
 
@@ -384,16 +509,20 @@ fn wait_until_queued(
     bytes: usize,
     timeout: Duration,
     buf: &mut [u8],
+    halt: &Halt,
 ) -> io::Result<usize> {
     let deadline = Instant::now() + timeout;
     let mut queued = 0;
     while Instant::now() < deadline {
-        // Blocks until at least one byte is there (SO_RCVTIMEO bounds it).
+        // Waits until at least one byte is there.
+        halt.wait_readable(
+            stream.as_fd(),
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
         queued = stream.peek(buf)?;
-        if queued == 0 || queued >= bytes {
+        if queued == 0 || queued >= bytes || !halt.sleep(QUEUE_POLL) {
             break;
         }
-        thread::sleep(QUEUE_POLL);
     }
     Ok(queued)
 }
@@ -405,12 +534,16 @@ fn wait_until_queued(
 fn abort(
     stream: TcpStream,
     cfg: &ServerConfig,
-    tx: &Notify,
+    ctx: &Ctx<'_>,
 ) -> Result<(), (&'static str, io::Error)> {
     let deadline = Instant::now() + cfg.timeout;
     while Instant::now() < deadline {
         match sockinfo::tcp_info(&stream) {
-            Ok(info) if info.unacked > 0 => thread::sleep(Duration::from_millis(1)),
+            Ok(info) if info.unacked > 0 => {
+                if !ctx.halt.sleep(Duration::from_millis(1)) {
+                    return Err(("close", stopped()));
+                }
+            }
             _ => break,
         }
     }
@@ -418,7 +551,7 @@ fn abort(
         .set_linger(Some(Duration::ZERO))
         .map_err(|e| ("setsockopt(SO_LINGER)", e))?;
     drop(stream);
-    emit(tx, ServerEvent::Aborted, None);
+    ctx.emit(ServerEvent::Aborted, None);
     Ok(())
 }
 
@@ -426,33 +559,32 @@ fn abort(
 fn recv_and_report(
     stream: &mut TcpStream,
     buf: &mut [u8],
-    tx: &Notify,
+    ctx: &Ctx<'_>,
 ) -> Result<usize, (&'static str, io::Error)> {
-    let n = stream.read(buf).map_err(|e| ("recv", e))?;
+    let n = ctx
+        .halt
+        .wait_readable(stream.as_fd(), ctx.timeout)
+        .and_then(|()| stream.read(buf))
+        .map_err(|e| ("recv", e))?;
     let data = buf[..n].to_vec();
-    emit(tx, ServerEvent::Received { data }, Some(stream));
+    ctx.emit(ServerEvent::Received { data }, Some(stream));
     Ok(n)
 }
 
-/// `accept()` that gives up after `timeout`.
-fn accept_within(listener: &TcpListener, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no connection arrived",
-            ));
-        }
-        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => continue,
-            Ok(_) => return listener.accept(),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(errno.into()),
-        }
+/// `accept()` that gives up after `timeout`, or when the server is
+/// stopped.
+fn accept_within(
+    listener: &TcpListener,
+    timeout: Duration,
+    halt: &Halt,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    match halt.wait_readable(listener.as_fd(), timeout) {
+        Ok(()) => listener.accept(),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no connection arrived",
+        )),
+        Err(e) => Err(e),
     }
 }
 
@@ -675,6 +807,62 @@ mod tests {
             })
             .collect();
         assert_eq!(messages, [b"hello".to_vec(), b"world".to_vec()]);
+    }
+
+    /// No client comes, and the timeout is a minute: stop() ends the
+    /// thread at once, and the woken accept() is not reported (issue 11).
+    #[test]
+    fn a_stopped_server_ends_at_once_and_reports_nothing_more() {
+        let (tx, rx) = mpsc::channel();
+        let notify = move |tx: mpsc::Sender<ServerEvent>| -> Notify {
+            Box::new(move |_, event, _| {
+                let _ = tx.send(event);
+            })
+        };
+        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+        let tcp = Server::start(
+            ServerConfig {
+                addr,
+                reply: Vec::new(),
+                quickack: false,
+                timeout: Duration::from_secs(60),
+                connections: 3,
+                close_first: false,
+                linger0: false,
+                reply_after_eof: false,
+                reading: Reading::default(),
+            },
+            notify(tx.clone()),
+        )
+        .expect("server starts");
+        let udp = Server::start_udp(addr, Vec::new(), 1, Duration::from_secs(60), notify(tx))
+            .expect("binds");
+        thread::sleep(GAP);
+        let started = Instant::now();
+        tcp.stop();
+        tcp.join();
+        udp.stop();
+        udp.join();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(rx.try_iter().next().is_none());
+    }
+
+    /// A client connected and said nothing: stop() wakes the recv().
+    #[test]
+    fn a_server_stopped_in_recv_ends_at_once() {
+        let (server, rx, _client) = start_with(|cfg| cfg.timeout = Duration::from_secs(60));
+        assert!(matches!(
+            rx.recv_timeout(TIMEOUT),
+            Ok(ServerEvent::Accepted { .. })
+        ));
+        let started = Instant::now();
+        drop(server);
+        // The thread let go of its sender: the channel says so at once.
+        assert!(matches!(
+            rx.recv_timeout(TIMEOUT),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

@@ -359,7 +359,10 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
     let mut cut: Option<anyhow::Error> = None;
     for path in &args.files {
         let name = path.display().to_string();
-        let reader = match CaptureReader::open(path) {
+        let mut waiting = || {
+            eprintln!("synack: {name}: waiting for a writer on this FIFO (Ctrl-C to stop)");
+        };
+        let reader = match CaptureReader::open_waiting(path, &mut waiting) {
             Ok(reader) => reader,
             Err(err) => {
                 if let Some(prev) = worst.replace(anyhow::Error::new(err)) {

@@ -29,6 +29,9 @@ use pcap_file::{Endianness, PcapError, TsResolution};
 pub const PCAP_HEADER_LEN: u64 = 24;
 /// A pcap record header's length (ts_sec, ts_frac, incl_len, orig_len).
 pub const PCAP_RECORD_HEADER_LEN: u64 = 16;
+/// How long opening a FIFO may wait for its writer before the caller is
+/// told ([`CaptureReader::open_waiting`]).
+pub const FIFO_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// pcap-file's read buffer: no record or block can be larger.
 pub const MAX_RECORD_LEN: u64 = 8_000_000;
 
@@ -97,8 +100,13 @@ pub enum CaptureError {
     /// Zero bytes.
     #[error("{path}: empty file (0 bytes), not a capture")]
     Empty { path: String },
-    /// The first bytes are no pcap or pcapng magic.
-    #[error("{path}: byte 0: not a pcap or pcapng file (starts with {magic})")]
+    /// The first bytes are no pcap or pcapng magic. The message gives the
+    /// magic number read (hex), never the file's bytes as text: a text file
+    /// must not be echoed to the terminal.
+    #[error(
+        "{path}: byte 0: not a pcap or pcapng file ({magic}; expected a pcap magic \
+         0xa1b2c3d4 or 0xa1b23c4d in either byte order, or pcapng's 0x0a0d0d0a)"
+    )]
     NotCapture { path: String, magic: String },
     /// The file header (pcap) or first section header (pcapng) is cut or
     /// invalid.
@@ -250,6 +258,28 @@ impl CaptureReader<File> {
     /// [`CaptureError::Open`], `Directory`, `Empty`, `NotCapture` or
     /// `BadHeader`: the file cannot be read as a capture at all.
     pub fn open(path: &Path) -> Result<CaptureReader<File>, CaptureError> {
+        CaptureReader::open_waiting(path, &mut || {})
+    }
+
+    /// Opens a capture file, and calls `on_wait` once if it is a FIFO
+    /// whose open(2) is still waiting for a writer after
+    /// [`FIFO_NOTICE_AFTER`].
+    ///
+    /// A FIFO (or `/dev/stdin` on a pipe) is read as a stream, like any
+    /// file: `tcpdump -U -w fifo` and `mkfifo` pipelines work. Opening one
+    /// blocks until a writer opens it; that wait is not bounded (a writer
+    /// may come late), but it is no longer silent, and nothing else holds
+    /// it up: the open runs on a helper thread, so Ctrl-C (SIGINT's
+    /// default action) ends the process at once.
+    ///
+    /// # Errors
+    /// As [`CaptureReader::open`].
+    pub fn open_waiting(
+        path: &Path,
+        on_wait: &mut dyn FnMut(),
+    ) -> Result<CaptureReader<File>, CaptureError> {
+        use std::os::unix::fs::FileTypeExt;
+
         let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| CaptureError::Open {
             path: name.clone(),
@@ -258,7 +288,12 @@ impl CaptureReader<File> {
         if meta.is_dir() {
             return Err(CaptureError::Directory { path: name });
         }
-        let file = File::open(path).map_err(|source| CaptureError::Open {
+        let opened = if meta.file_type().is_fifo() {
+            open_fifo(path, on_wait)
+        } else {
+            File::open(path)
+        };
+        let file = opened.map_err(|source| CaptureError::Open {
             path: name.clone(),
             source,
         })?;
@@ -289,15 +324,10 @@ impl<R: Read> CaptureReader<R> {
         if magic.is_empty() {
             return Err(CaptureError::Empty { path: name });
         }
-        let shown = magic[..magic.len().min(4)]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
         if magic.len() < 4 {
             return Err(CaptureError::NotCapture {
                 path: name,
-                magic: format!("{shown}, only {} bytes", magic.len()),
+                magic: format!("only {} bytes, too short for a magic number", magic.len()),
             });
         }
         let word = u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
@@ -336,7 +366,7 @@ impl<R: Read> CaptureReader<R> {
         } else {
             return Err(CaptureError::NotCapture {
                 path: name,
-                magic: shown,
+                magic: format!("magic 0x{word:08x}"),
             });
         };
         let reader = CaptureReader {
@@ -540,6 +570,32 @@ impl<R: Read> CaptureReader<R> {
     }
 }
 
+/// Opens a FIFO for reading: open(2) blocks until a writer opens it, so it
+/// runs on a helper thread and `on_wait` is called if it has not returned
+/// after [`FIFO_NOTICE_AFTER`]. The thread is left blocked only if the
+/// process ends first (Ctrl-C).
+fn open_fifo(path: &Path, on_wait: &mut dyn FnMut()) -> io::Result<File> {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+
+    let (tx, rx) = mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("fifo-open".into())
+        .spawn(move || {
+            // The receiver may be gone (the caller gave up): nothing to do.
+            let _ = tx.send(File::open(owned));
+        })?;
+    let gone = || io::Error::other("the thread opening the FIFO ended without an answer");
+    match rx.recv_timeout(FIFO_NOTICE_AFTER) {
+        Ok(opened) => opened,
+        Err(RecvTimeoutError::Timeout) => {
+            on_wait();
+            rx.recv().unwrap_or_else(|_| Err(gone()))
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(gone()),
+    }
+}
+
 /// The first Section Header Block's length, from the peeked prefix.
 fn shb_len(prefix: &[u8]) -> u64 {
     match (prefix.get(SHB_LEN), prefix.get(SHB_BYTE_ORDER)) {
@@ -697,10 +753,11 @@ mod tests {
     #[test]
     fn bad_starts_are_told_apart() {
         assert!(matches!(reader(vec![]), Err(CaptureError::Empty { .. })));
-        assert!(matches!(
-            reader(b"hello world".to_vec()),
-            Err(CaptureError::NotCapture { .. })
-        ));
+        let text = reader(b"hello world".to_vec()).err().expect("an error");
+        assert!(matches!(text, CaptureError::NotCapture { .. }), "{text}");
+        let message = text.to_string();
+        assert!(message.contains("magic 0x68656c6c"), "{message}");
+        assert!(!message.contains("hell"), "echoes the file: {message}");
         assert!(matches!(
             reader(vec![0xd4, 0xc3]),
             Err(CaptureError::NotCapture { .. })

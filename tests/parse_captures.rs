@@ -542,3 +542,74 @@ fn synack_lab_scenario_captures_read_as_their_scenarios() {
         assert_eq!(only(name).tcp_completeness, 47, "{name}");
     }
 }
+
+/// Reads a capture built in memory.
+fn read_bytes(bytes: Vec<u8>) -> (FileSummary, Vec<ConnectionReport>) {
+    let len = bytes.len() as u64;
+    let reader = CaptureReader::new("built.pcap".into(), std::io::Cursor::new(bytes), Some(len))
+        .expect("header");
+    let mut conns = Vec::new();
+    let summary = analyze::run(reader, Options { ladder: false }, &mut |c| conns.push(c));
+    (summary, conns)
+}
+
+/// A connection whose client data has 99 holes of about 50 MB (what a
+/// capture that lost most frames, or a mangled sequence number, looks
+/// like): unique bytes are the 100 × 100 bytes seen, not the holes.
+#[test]
+fn unique_bytes_never_count_the_holes() {
+    use etherparse::PacketBuilder;
+    use std::time::{Duration, SystemTime};
+    use synack::capture::writer::PcapRecorder;
+
+    const CLIENT_ISN: u32 = 0xF000_0000; // the data wraps past 2^32
+    const SERVER_ISN: u32 = 5000;
+    const GAP: u32 = 50_000_000;
+    let mut pcap = PcapRecorder::new(Vec::new()).expect("header");
+    let mut t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut frame = |c2s: bool, flags: &str, seq: u32, ack: u32, payload: &[u8]| {
+        let (src, dst, sp, dp) = if c2s {
+            ([198, 18, 0, 2], [198, 18, 0, 1], 40000, 8080)
+        } else {
+            ([198, 18, 0, 1], [198, 18, 0, 2], 8080, 40000)
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        let mut bytes = Vec::new();
+        b.write(&mut bytes, payload).expect("frame");
+        t += Duration::from_millis(1);
+        pcap.record(t, &bytes).expect("record");
+    };
+    frame(true, "S", CLIENT_ISN, 0, &[]);
+    frame(false, "SA", SERVER_ISN, CLIENT_ISN + 1, &[]);
+    frame(true, "A", CLIENT_ISN + 1, SERVER_ISN + 1, &[]);
+    let mut next = CLIENT_ISN.wrapping_add(1);
+    for _ in 0..100 {
+        frame(true, "A", next, SERVER_ISN + 1, &[b'x'; 100]);
+        next = next.wrapping_add(100).wrapping_add(GAP);
+    }
+    let end = next.wrapping_sub(GAP);
+    frame(false, "A", SERVER_ISN + 1, end, b"hello, client");
+    frame(true, "FA", end, SERVER_ISN + 14, &[]);
+    frame(false, "FA", SERVER_ISN + 14, end.wrapping_add(1), &[]);
+    frame(true, "A", end.wrapping_add(1), SERVER_ISN + 15, &[]);
+    let bytes = pcap.into_inner();
+    let (summary, conns) = read_bytes(bytes);
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    assert_eq!(conns.len(), 1);
+    let c = &conns[0];
+    assert_eq!((c.packets.c2s, c.packets.s2c), (104, 3));
+    assert_eq!((c.bytes.c2s, c.bytes.s2c), (10_000, 13));
+    assert_eq!((c.wire_bytes.c2s, c.wire_bytes.s2c), (10_000, 13));
+    assert_eq!(c.close.kind, CloseKind::Fin3way);
+}

@@ -227,6 +227,9 @@ fn every_link_type_reads_the_same_connection() {
         ("linktype_sll.pcap", 113),
         ("vlan.pcap", 1),
         ("bigendian.pcap", 1),
+        // The field's upper bits (libpcap's LT_FCS_*) are masked off.
+        ("linktype_fcs.pcap", 1),
+        ("linktype_flagged.pcap", 1),
     ] {
         let (summary, _) = read(name);
         assert_eq!(summary.link_types[0].link_type, link_type, "{name}");
@@ -236,9 +239,38 @@ fn every_link_type_reads_the_same_connection() {
             "{name}"
         );
     }
-    for name in ["linktype_ipv6.pcap", "linktype_loop.pcap"] {
+    for name in [
+        "linktype_ipv6.pcap",
+        "linktype_loop.pcap",
+        "linktype_flagged_ipv6.pcap",
+    ] {
         assert_eq!(verdict(&only(name)), verdict(&only("ipv6.pcap")), "{name}");
     }
+    let (summary, _) = read("linktype_flagged_ipv6.pcap");
+    assert_eq!(summary.link_types[0].link_type, 229);
+}
+
+/// Every frame as the reader hands it on: (link type, bytes, orig_len).
+fn frames(name: &str) -> Vec<(u32, Vec<u8>, u32)> {
+    use synack::capture::reader::Event;
+    let mut reader = CaptureReader::open(&capture(name)).expect("opens");
+    let mut out = Vec::new();
+    while let Some(event) = reader.next_event() {
+        if let Event::Packet(rec) = event.expect("reads") {
+            out.push((rec.link_type, rec.data.to_vec(), rec.orig_len));
+        }
+    }
+    out
+}
+
+/// 0x24000001: Ethernet, 4-byte FCS present; the FCS is cut from every
+/// frame. 0x30000001: an FCS length without the present bit; nothing cut.
+#[test]
+fn an_fcs_is_stripped_only_when_the_link_type_says_it_is_there() {
+    let plain = frames("four_way_client.pcap");
+    assert_eq!(plain.len(), 11);
+    assert_eq!(frames("linktype_fcs.pcap"), plain);
+    assert_eq!(frames("linktype_flagged.pcap"), plain);
 }
 
 #[test]

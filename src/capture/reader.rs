@@ -222,6 +222,8 @@ enum Inner<R: Read> {
     Pcap {
         reader: PcapReader<R>,
         link_type: u32,
+        /// Bytes of frame check sequence at the end of every frame.
+        fcs_len: u32,
         nanoseconds: bool,
     },
     PcapNg {
@@ -345,8 +347,10 @@ impl<R: Read> CaptureReader<R> {
                 nanoseconds,
                 big_endian: header.endianness == Endianness::Big,
             };
+            let field = PcapLinkField(u32::from(header.datalink));
             let inner = Inner::Pcap {
-                link_type: u32::from(header.datalink),
+                link_type: field.link_type(),
+                fcs_len: field.fcs_len(),
                 reader,
                 nanoseconds,
             };
@@ -414,6 +418,7 @@ impl<R: Read> CaptureReader<R> {
             Inner::Pcap {
                 reader,
                 link_type,
+                fcs_len,
                 nanoseconds,
             } => {
                 let raw = match reader.next_raw_packet()? {
@@ -432,12 +437,16 @@ impl<R: Read> CaptureReader<R> {
                     // copy cannot be returned without a buffer of ours.
                     std::borrow::Cow::Owned(_) => &[],
                 };
+                // The FCS is the last `fcs_len` bytes of the original frame:
+                // drop what of it was captured.
+                let orig_len = raw.orig_len.saturating_sub(*fcs_len);
+                let data = &data[..data.len().min(orig_len as usize)];
                 Some(Ok(Event::Packet(Record {
                     offset: start,
                     ts_ns: u64::from(raw.ts_sec) * 1_000_000_000 + frac_ns,
                     link_type: *link_type,
                     data,
-                    orig_len: raw.orig_len,
+                    orig_len,
                 })))
             }
             Inner::PcapNg {
@@ -593,6 +602,34 @@ fn open_fifo(path: &Path, on_wait: &mut dyn FnMut()) -> io::Result<File> {
             rx.recv().unwrap_or_else(|_| Err(gone()))
         }
         Err(RecvTimeoutError::Disconnected) => Err(gone()),
+    }
+}
+
+/// A pcap file header's link-type field: the LINKTYPE_* in the low 16 bits,
+/// and above it libpcap's `LT_FCS_*` flags (`pcap/dlt.h`, and the pcap
+/// format's "FCS len" and "F" fields): bit 26 says an FCS ends every frame,
+/// bits 28–31 give its length in 16-bit words. tcpdump and tshark read it
+/// so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PcapLinkField(u32);
+
+impl PcapLinkField {
+    const LINK_TYPE: u32 = 0x0000_FFFF;
+    const FCS_PRESENT: u32 = 0x0400_0000;
+    const FCS_WORDS: u32 = 0xF000_0000;
+    const FCS_WORDS_SHIFT: u32 = 28;
+
+    fn link_type(self) -> u32 {
+        self.0 & Self::LINK_TYPE
+    }
+
+    /// The FCS length in bytes (0: no FCS, even when a length is given
+    /// without the "present" bit).
+    fn fcs_len(self) -> u32 {
+        if self.0 & Self::FCS_PRESENT == 0 {
+            return 0;
+        }
+        ((self.0 & Self::FCS_WORDS) >> Self::FCS_WORDS_SHIFT) * 2
     }
 }
 
@@ -767,6 +804,29 @@ mod tests {
         let err = reader(header).err().expect("an error");
         assert!(matches!(err, CaptureError::BadHeader { .. }), "{err}");
         assert!(err.is_unreadable_file());
+    }
+
+    #[test]
+    fn the_link_type_field_is_masked_and_an_fcs_stripped_only_when_flagged() {
+        assert_eq!(PcapLinkField(0x3000_0001).link_type(), 1);
+        assert_eq!(PcapLinkField(0x3000_0001).fcs_len(), 0);
+        assert_eq!(PcapLinkField(0x3000_00E5).link_type(), 229);
+        assert_eq!(PcapLinkField(0x2400_0001).fcs_len(), 4);
+        assert_eq!(PcapLinkField(0x1400_0001).fcs_len(), 2);
+        assert_eq!(PcapLinkField(0x0400_0001).fcs_len(), 0);
+        // RAW with a 4-byte FCS: the record's last 4 bytes go.
+        let mut bytes = tiny_pcap();
+        bytes[20..24].copy_from_slice(&0x2400_0065u32.to_le_bytes());
+        bytes[32..36].copy_from_slice(&8u32.to_le_bytes()); // incl_len
+        bytes[36..40].copy_from_slice(&8u32.to_le_bytes()); // orig_len
+        bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let mut r = reader(bytes).expect("header");
+        let Some(Ok(Event::Packet(rec))) = r.next_event() else {
+            panic!("expected a packet");
+        };
+        assert_eq!(rec.link_type, 101);
+        assert_eq!(rec.data, &[0x45, 0, 0, 40]);
+        assert_eq!(rec.orig_len, 4);
     }
 
     #[test]

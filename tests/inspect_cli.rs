@@ -236,3 +236,72 @@ fn ctrl_c_ends_the_wait_for_a_fifo_writer() {
     };
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
 }
+
+#[test]
+fn a_dash_reads_standard_input() {
+    let bytes = std::fs::read(capture("four_way_client.pcap")).expect("read");
+    synack()
+        .args(["inspect", "--summary", "-"])
+        .write_stdin(bytes)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("(standard input) #0 "))
+        .stdout(predicate::str::contains("close=fin_4way"));
+    synack()
+        .args(["inspect", "-"])
+        .write_stdin(Vec::new())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("(standard input): empty file"));
+}
+
+/// `tcpdump -U -w - | synack inspect --summary -`: a connection is
+/// reported once it is over, while the writer is still writing.
+#[test]
+fn standard_input_is_read_as_a_stream() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut bytes = std::fs::read(capture("four_way_client.pcap")).expect("read");
+    // Then the first frame again, 2 minutes later: past the 60 s a closed
+    // connection is kept, so the first one is reported before the end.
+    let first_len = u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes")) as usize;
+    let mut late = bytes[24..40 + first_len].to_vec();
+    let sec = u32::from_le_bytes(late[0..4].try_into().expect("4 bytes")) + 120;
+    late[0..4].copy_from_slice(&sec.to_le_bytes());
+    bytes.extend_from_slice(&late);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("synack"))
+        .args(["inspect", "--summary", "-"])
+        .env_remove("SYNACK_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&bytes).expect("write");
+    stdin.flush().expect("flush");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    // The writer is still there: the line came from the stream.
+    let early = child.try_wait().expect("try_wait");
+    assert!(early.is_none(), "exited before its input ended: {early:?}");
+    drop(stdin);
+    let status = wait_for(&mut child, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let first = first.expect("a line before the end of the input");
+    assert!(
+        first.contains("#0 ") && first.contains("close=fin_4way"),
+        "{first}"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}

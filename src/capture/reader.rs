@@ -29,6 +29,8 @@ use pcap_file::{Endianness, PcapError, TsResolution};
 pub const PCAP_HEADER_LEN: u64 = 24;
 /// A pcap record header's length (ts_sec, ts_frac, incl_len, orig_len).
 pub const PCAP_RECORD_HEADER_LEN: u64 = 16;
+/// The name standard input goes by in reports and errors (as grep's).
+pub const STDIN_NAME: &str = "(standard input)";
 /// How long opening a FIFO may wait for its writer before the caller is
 /// told ([`CaptureReader::open_waiting`]).
 pub const FIFO_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -94,6 +96,9 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    /// `-` was given but standard input is a terminal.
+    #[error("{path}: is a terminal; pipe a capture in (tcpdump -U -w - … | synack inspect -)")]
+    Terminal { path: String },
     /// The path names a directory.
     #[error("{path}: is a directory, not a capture file")]
     Directory { path: String },
@@ -137,6 +142,7 @@ impl CaptureError {
         matches!(
             self,
             CaptureError::Open { .. }
+                | CaptureError::Terminal { .. }
                 | CaptureError::Directory { .. }
                 | CaptureError::Empty { .. }
                 | CaptureError::NotCapture { .. }
@@ -261,6 +267,31 @@ impl CaptureReader<File> {
     /// `BadHeader`: the file cannot be read as a capture at all.
     pub fn open(path: &Path) -> Result<CaptureReader<File>, CaptureError> {
         CaptureReader::open_waiting(path, &mut || {})
+    }
+
+    /// Reads standard input as a stream (`synack inspect -`), named
+    /// [`STDIN_NAME`] in reports and errors.
+    ///
+    /// # Errors
+    /// [`CaptureError::Terminal`] when standard input is a terminal (a
+    /// capture must be piped in), else as [`CaptureReader::new`].
+    pub fn stdin() -> Result<CaptureReader<File>, CaptureError> {
+        use std::io::IsTerminal;
+        use std::os::fd::AsFd;
+
+        let name = STDIN_NAME.to_string();
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            return Err(CaptureError::Terminal { path: name });
+        }
+        let fd = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| CaptureError::Open {
+                path: name.clone(),
+                source,
+            })?;
+        CaptureReader::new(name, File::from(fd), None)
     }
 
     /// Opens a capture file, and calls `on_wait` once if it is a FIFO

@@ -95,5 +95,8 @@ lab lab_no_options --time-wait 0 --no-wscale --no-sack --no-timestamps
 "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap" >/dev/null
 # The default run as pcapng, a comment on every frame (--pcapng).
 "$synack" -q lab --isn 1000 --time-wait 0 --pcapng -w "$out/lab_default.pcapng" >/dev/null
+# pcapng whose options lists (section, interface, every packet's comment)
+# end with their blocks, without opt_endofopt (the spec allows it).
+python3 "$here/no_endofopt.py" "$out/lab_default.pcapng" "$out/pcapng_no_endofopt.pcapng"
 
 ls -l "$out"/*.pcap "$out"/*.pcapng

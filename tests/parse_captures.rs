@@ -645,3 +645,24 @@ fn unique_bytes_never_count_the_holes() {
     assert_eq!((c.wire_bytes.c2s, c.wire_bytes.s2c), (10_000, 13));
     assert_eq!(c.close.kind, CloseKind::Fin3way);
 }
+
+/// lab_default.pcapng with every options list ending at its block, without
+/// `opt_endofopt` (no_endofopt.py): the same frames, times and verdict, and
+/// nothing to warn about.
+#[test]
+fn pcapng_options_may_end_without_endofopt() {
+    let (summary, _) = read("pcapng_no_endofopt.pcapng");
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert_eq!(summary.packets, 13);
+    assert_eq!(
+        frames("pcapng_no_endofopt.pcapng"),
+        frames("lab_default.pcapng")
+    );
+    let c = only("pcapng_no_endofopt.pcapng");
+    assert_eq!(verdict(&c), verdict(&only("lab_default.pcapng")));
+    assert_eq!(
+        c.handshake.rtt_us,
+        only("lab_default.pcapng").handshake.rtt_us
+    );
+}

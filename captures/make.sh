@@ -43,6 +43,12 @@ python3 "$here/relink.py" "$out/ipv6.pcap" loop "$out/linktype_loop.pcap"
 python3 "$here/relink.py" "$out/four_way_client.pcap" sll "$out/linktype_sll.pcap"
 python3 "$here/relink.py" "$out/four_way_client.pcap" vlan "$out/vlan.pcap"
 python3 "$here/relink.py" "$out/four_way_client.pcap" bigendian "$out/bigendian.pcap"
+# Link-type fields with libpcap's upper bits (LT_FCS_*): a 4-byte FCS on
+# every frame (0x24000001); an FCS length without the present bit
+# (0x30000001, 0x300000E5: no FCS).
+python3 "$here/relink.py" "$out/four_way_client.pcap" fcs "$out/linktype_fcs.pcap"
+python3 "$here/relink.py" "$out/four_way_client.pcap" flagged "$out/linktype_flagged.pcap"
+python3 "$here/relink.py" "$out/ipv6.pcap" flagged_ipv6 "$out/linktype_flagged_ipv6.pcap"
 # One frame with a really wrong checksum (the data segment, frame 4).
 python3 "$here/relink.py" "$out/four_way_client.pcap" badsum "$out/bad_checksum.pcap"
 
@@ -89,5 +95,8 @@ lab lab_no_options --time-wait 0 --no-wscale --no-sack --no-timestamps
 "$synack" -q lab --time-wait 0 --udp --data hello --data world -w "$out/lab_udp.pcap" >/dev/null
 # The default run as pcapng, a comment on every frame (--pcapng).
 "$synack" -q lab --isn 1000 --time-wait 0 --pcapng -w "$out/lab_default.pcapng" >/dev/null
+# pcapng whose options lists (section, interface, every packet's comment)
+# end with their blocks, without opt_endofopt (the spec allows it).
+python3 "$here/no_endofopt.py" "$out/lab_default.pcapng" "$out/pcapng_no_endofopt.pcapng"
 
 ls -l "$out"/*.pcap "$out"/*.pcapng

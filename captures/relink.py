@@ -2,12 +2,17 @@
 """Rewrites a real Ethernet pcap into the other link types synack reads,
 frame for frame (same timestamps, same IP packets): RAW (101), IPV4 (228),
 IPV6 (229), NULL (0, little-endian family), LOOP (108), Linux SLL (113),
-Ethernet with an 802.1Q tag, and a big-endian pcap. Run by make.sh.
+Ethernet with an 802.1Q tag, and a big-endian pcap. Also link-type fields
+with libpcap's upper bits (LT_FCS_*): Ethernet with a 4-byte FCS on every
+frame (0x24000001: FCS present, 2 × 16 bits), and Ethernet / RAW IPv6 with
+an FCS length but no FCS-present bit (0x30000001, 0x300000E5: no FCS).
+Run by make.sh.
 
 Usage: relink.py IN.pcap KIND OUT.pcap
 """
 import struct
 import sys
+import zlib
 
 ETH_LEN = 14
 AF_INET, AF_INET6_LINUX = 2, 10
@@ -44,8 +49,13 @@ def convert(frame, kind, index=0):
     if kind == "vlan":
         tag = b"\x81\x00" + struct.pack(">H", 42)
         return frame[:12] + tag + frame[12:], 4
-    if kind == "bigendian":
+    if kind in ("bigendian", "flagged"):
         return frame, 0
+    if kind == "fcs":
+        # Ethernet's CRC-32, least significant byte first, as on the wire.
+        return frame + struct.pack("<I", zlib.crc32(frame)), 4
+    if kind == "flagged_ipv6":
+        return ip, len(ip) - len(frame)
     if kind == "badsum":
         if index != 3:
             return frame, 0
@@ -57,7 +67,9 @@ def convert(frame, kind, index=0):
 
 
 LINKTYPE = {"raw": 101, "ipv4": 228, "ipv6": 229, "null": 0, "loop": 108,
-            "sll": 113, "vlan": 1, "bigendian": 1, "badsum": 1}
+            "sll": 113, "vlan": 1, "bigendian": 1, "badsum": 1,
+            # LT_FCS_LENGTH_PRESENT 0x04000000, LT_FCS_LENGTH(x) in bits 28-31.
+            "fcs": 0x24000001, "flagged": 0x30000001, "flagged_ipv6": 0x300000E5}
 
 
 def main():

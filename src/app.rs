@@ -481,8 +481,21 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
     let mut worst: Option<anyhow::Error> = None;
     let mut cut: Option<anyhow::Error> = None;
     for path in &args.files {
-        let name = path.display().to_string();
-        let reader = match CaptureReader::open(path) {
+        let stdin = path.as_os_str() == "-";
+        let name = if stdin {
+            synack::capture::reader::STDIN_NAME.to_string()
+        } else {
+            path.display().to_string()
+        };
+        let mut waiting = || {
+            eprintln!("synack: {name}: waiting for a writer on this FIFO (Ctrl-C to stop)");
+        };
+        let opened = if stdin {
+            CaptureReader::stdin()
+        } else {
+            CaptureReader::open_waiting(path, &mut waiting)
+        };
+        let reader = match opened {
             Ok(reader) => reader,
             Err(err) => {
                 if let Some(prev) = worst.replace(anyhow::Error::new(err)) {
@@ -495,8 +508,12 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
         let summary = if args.summary {
             let mut write_err = None;
             let summary = analyze::run(reader, Options { ladder }, &mut |c| {
+                // Flushed line by line: read from a pipe (`tcpdump -U -w -
+                // | synack inspect --summary -`), each connection shows as
+                // it ends.
                 if write_err.is_none() {
-                    if let Err(e) = writeln!(out, "{}", report::summary_line(&name, &c)) {
+                    let line = writeln!(out, "{}", report::summary_line(&name, &c));
+                    if let Err(e) = line.and_then(|()| out.flush()) {
                         write_err = Some(e);
                     }
                 }

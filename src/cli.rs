@@ -366,7 +366,8 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Capture files (pcap or pcapng, any tool).
+    /// Capture files (pcap or pcapng, any tool); `-` reads standard input
+    /// as a stream (`tcpdump -U -w - | synack inspect -`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 

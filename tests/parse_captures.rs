@@ -227,6 +227,9 @@ fn every_link_type_reads_the_same_connection() {
         ("linktype_sll.pcap", 113),
         ("vlan.pcap", 1),
         ("bigendian.pcap", 1),
+        // The field's upper bits (libpcap's LT_FCS_*) are masked off.
+        ("linktype_fcs.pcap", 1),
+        ("linktype_flagged.pcap", 1),
     ] {
         let (summary, _) = read(name);
         assert_eq!(summary.link_types[0].link_type, link_type, "{name}");
@@ -236,9 +239,38 @@ fn every_link_type_reads_the_same_connection() {
             "{name}"
         );
     }
-    for name in ["linktype_ipv6.pcap", "linktype_loop.pcap"] {
+    for name in [
+        "linktype_ipv6.pcap",
+        "linktype_loop.pcap",
+        "linktype_flagged_ipv6.pcap",
+    ] {
         assert_eq!(verdict(&only(name)), verdict(&only("ipv6.pcap")), "{name}");
     }
+    let (summary, _) = read("linktype_flagged_ipv6.pcap");
+    assert_eq!(summary.link_types[0].link_type, 229);
+}
+
+/// Every frame as the reader hands it on: (link type, bytes, orig_len).
+fn frames(name: &str) -> Vec<(u32, Vec<u8>, u32)> {
+    use synack::capture::reader::Event;
+    let mut reader = CaptureReader::open(&capture(name)).expect("opens");
+    let mut out = Vec::new();
+    while let Some(event) = reader.next_event() {
+        if let Event::Packet(rec) = event.expect("reads") {
+            out.push((rec.link_type, rec.data.to_vec(), rec.orig_len));
+        }
+    }
+    out
+}
+
+/// 0x24000001: Ethernet, 4-byte FCS present; the FCS is cut from every
+/// frame. 0x30000001: an FCS length without the present bit; nothing cut.
+#[test]
+fn an_fcs_is_stripped_only_when_the_link_type_says_it_is_there() {
+    let plain = frames("four_way_client.pcap");
+    assert_eq!(plain.len(), 11);
+    assert_eq!(frames("linktype_fcs.pcap"), plain);
+    assert_eq!(frames("linktype_flagged.pcap"), plain);
 }
 
 #[test]
@@ -541,4 +573,96 @@ fn synack_lab_scenario_captures_read_as_their_scenarios() {
         // SYN, SYN-ACK, ACK, data, RST.
         assert_eq!(only(name).tcp_completeness, 47, "{name}");
     }
+}
+
+/// Reads a capture built in memory.
+fn read_bytes(bytes: Vec<u8>) -> (FileSummary, Vec<ConnectionReport>) {
+    let len = bytes.len() as u64;
+    let reader = CaptureReader::new("built.pcap".into(), std::io::Cursor::new(bytes), Some(len))
+        .expect("header");
+    let mut conns = Vec::new();
+    let summary = analyze::run(reader, Options { ladder: false }, &mut |c| conns.push(c));
+    (summary, conns)
+}
+
+/// A connection whose client data has 99 holes of about 50 MB (what a
+/// capture that lost most frames, or a mangled sequence number, looks
+/// like): unique bytes are the 100 × 100 bytes seen, not the holes.
+#[test]
+fn unique_bytes_never_count_the_holes() {
+    use etherparse::PacketBuilder;
+    use std::time::{Duration, SystemTime};
+    use synack::capture::writer::PcapRecorder;
+
+    const CLIENT_ISN: u32 = 0xF000_0000; // the data wraps past 2^32
+    const SERVER_ISN: u32 = 5000;
+    const GAP: u32 = 50_000_000;
+    let mut pcap = PcapRecorder::new(Vec::new()).expect("header");
+    let mut t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut frame = |c2s: bool, flags: &str, seq: u32, ack: u32, payload: &[u8]| {
+        let (src, dst, sp, dp) = if c2s {
+            ([198, 18, 0, 2], [198, 18, 0, 1], 40000, 8080)
+        } else {
+            ([198, 18, 0, 1], [198, 18, 0, 2], 8080, 40000)
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        let mut bytes = Vec::new();
+        b.write(&mut bytes, payload).expect("frame");
+        t += Duration::from_millis(1);
+        pcap.record(t, &bytes).expect("record");
+    };
+    frame(true, "S", CLIENT_ISN, 0, &[]);
+    frame(false, "SA", SERVER_ISN, CLIENT_ISN + 1, &[]);
+    frame(true, "A", CLIENT_ISN + 1, SERVER_ISN + 1, &[]);
+    let mut next = CLIENT_ISN.wrapping_add(1);
+    for _ in 0..100 {
+        frame(true, "A", next, SERVER_ISN + 1, &[b'x'; 100]);
+        next = next.wrapping_add(100).wrapping_add(GAP);
+    }
+    let end = next.wrapping_sub(GAP);
+    frame(false, "A", SERVER_ISN + 1, end, b"hello, client");
+    frame(true, "FA", end, SERVER_ISN + 14, &[]);
+    frame(false, "FA", SERVER_ISN + 14, end.wrapping_add(1), &[]);
+    frame(true, "A", end.wrapping_add(1), SERVER_ISN + 15, &[]);
+    let bytes = pcap.into_inner();
+    let (summary, conns) = read_bytes(bytes);
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    assert_eq!(conns.len(), 1);
+    let c = &conns[0];
+    assert_eq!((c.packets.c2s, c.packets.s2c), (104, 3));
+    assert_eq!((c.bytes.c2s, c.bytes.s2c), (10_000, 13));
+    assert_eq!((c.wire_bytes.c2s, c.wire_bytes.s2c), (10_000, 13));
+    assert_eq!(c.close.kind, CloseKind::Fin3way);
+}
+
+/// lab_default.pcapng with every options list ending at its block, without
+/// `opt_endofopt` (no_endofopt.py): the same frames, times and verdict, and
+/// nothing to warn about.
+#[test]
+fn pcapng_options_may_end_without_endofopt() {
+    let (summary, _) = read("pcapng_no_endofopt.pcapng");
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert_eq!(summary.packets, 13);
+    assert_eq!(
+        frames("pcapng_no_endofopt.pcapng"),
+        frames("lab_default.pcapng")
+    );
+    let c = only("pcapng_no_endofopt.pcapng");
+    assert_eq!(verdict(&c), verdict(&only("lab_default.pcapng")));
+    assert_eq!(
+        c.handshake.rtt_us,
+        only("lab_default.pcapng").handshake.rtt_us
+    );
 }

@@ -2,26 +2,34 @@
 //! pcapng (several sections and interfaces, each with its own link type and
 //! timestamp resolution).
 //!
-//! Pure over `io::Read`. Built on pcap-file 2.0.0's *raw* records, because
-//! two of its conveniences are wrong for real files (both measured):
-//! - `PcapReader::next_packet` rejects every record whose original length
-//!   exceeds the snaplen, i.e. every frame of a `tcpdump -s 60` capture; we
-//!   read `next_raw_packet` and check the lengths here.
-//! - its pcapng packets ignore the interface's `if_tsresol` and treat raw
-//!   timestamps as nanoseconds; we decode Enhanced Packet Blocks ourselves
-//!   and honour `if_tsresol` (default: microseconds) and `if_tsoffset`.
+//! Pure over `io::Read`. pcap records come from pcap-file 2.0.0's *raw*
+//! records: its `PcapReader::next_packet` rejects every record whose
+//! original length exceeds the snaplen, i.e. every frame of a
+//! `tcpdump -s 60` capture (measured); we read `next_raw_packet` and check
+//! the lengths here.
 //!
-//! Only one record is held at a time (pcap-file's 8 MB read buffer), so the
-//! file's size does not matter. Every error names the file and the byte
-//! offset of the record or block that could not be read.
+//! pcapng is split into blocks here (type, length, body, length), because
+//! pcap-file's pcapng reader is too strict and too loose for real files
+//! (both measured): it fails "Invalid option" on an options list that ends
+//! without `opt_endofopt` (the spec allows it; in the Section Header Block
+//! the file never opens), and it ignores `if_tsresol`, treating raw
+//! timestamps as nanoseconds. Here only interface descriptions and packet
+//! blocks are decoded (`if_tsresol`, default microseconds, and
+//! `if_tsoffset` honoured); an option or packet block that cannot be
+//! decoded is counted and skipped ([`CaptureReader::warnings`]), never
+//! dropped silently. Only a block whose length fields are broken stops the
+//! reading: after it, nothing tells where the next block starts.
+//!
+//! Only one record or block is held at a time (at most
+//! [`MAX_RECORD_LEN`]), so the file's size does not matter. Every error
+//! names the file and the byte offset of the record or block that could not
+//! be read.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::Path;
 
 use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::PcapNgReader;
 use pcap_file::{Endianness, PcapError, TsResolution};
 
 /// The pcap file header's length (magic, versions, zone, sigfigs, snaplen,
@@ -29,6 +37,11 @@ use pcap_file::{Endianness, PcapError, TsResolution};
 pub const PCAP_HEADER_LEN: u64 = 24;
 /// A pcap record header's length (ts_sec, ts_frac, incl_len, orig_len).
 pub const PCAP_RECORD_HEADER_LEN: u64 = 16;
+/// The name standard input goes by in reports and errors (as grep's).
+pub const STDIN_NAME: &str = "(standard input)";
+/// How long opening a FIFO may wait for its writer before the caller is
+/// told ([`CaptureReader::open_waiting`]).
+pub const FIFO_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// pcap-file's read buffer: no record or block can be larger.
 pub const MAX_RECORD_LEN: u64 = 8_000_000;
 
@@ -36,12 +49,39 @@ pub const MAX_RECORD_LEN: u64 = 8_000_000;
 /// the pcapng Section Header Block type.
 const PCAP_MAGICS: [u32; 4] = [0xA1B2_C3D4, 0xD4C3_B2A1, 0xA1B2_3C4D, 0x4D3C_B2A1];
 const PCAPNG_SHB_TYPE: u32 = 0x0A0D_0D0A;
-/// A Section Header Block starts with its type, its length and the
-/// byte-order magic that says how to read that length.
-const SHB_PREFIX_LEN: usize = 12;
-const SHB_LEN: std::ops::Range<usize> = 4..8;
-const SHB_BYTE_ORDER: std::ops::Range<usize> = 8..12;
+/// Enough of the start to tell the format.
+const PEEK_LEN: usize = 12;
+/// A pcapng block: type, total length, body, total length again.
+const BLOCK_HEAD_LEN: usize = 8;
+const BLOCK_TRAILER_LEN: usize = 4;
+/// The Section Header Block's byte-order magic, big-endian and little-endian.
 const BYTE_ORDER_MAGIC_BE: [u8; 4] = [0x1A, 0x2B, 0x3C, 0x4D];
+const BYTE_ORDER_MAGIC_LE: [u8; 4] = [0x4D, 0x3C, 0x2B, 0x1A];
+
+/// Field offsets in a Section Header Block's body (pcapng §4.1).
+mod shb {
+    use std::ops::Range;
+    pub const BYTE_ORDER: Range<usize> = 0..4;
+    pub const MAJOR: Range<usize> = 4..6;
+    pub const OPTIONS: usize = 16;
+}
+
+/// Field offsets in an Interface Description Block's body (pcapng §4.2),
+/// and the options read from it.
+mod idb {
+    use std::ops::Range;
+    pub const LINK_TYPE: Range<usize> = 0..2;
+    pub const SNAPLEN: Range<usize> = 4..8;
+    pub const OPTIONS: usize = 8;
+    pub const OPT_TSRESOL: u16 = 9;
+    pub const OPT_TSOFFSET: u16 = 14;
+}
+
+/// The pcapng reader's buffer (a block may be larger: it is then read
+/// straight into the block).
+const PCAPNG_BUFFER: usize = 1 << 16;
+/// The end of an options list (it may also just end with its block).
+const OPT_ENDOFOPT: u16 = 0;
 
 /// pcapng block types this reader decodes itself.
 mod block {
@@ -91,14 +131,22 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    /// `-` was given but standard input is a terminal.
+    #[error("{path}: is a terminal; pipe a capture in (tcpdump -U -w - … | synack inspect -)")]
+    Terminal { path: String },
     /// The path names a directory.
     #[error("{path}: is a directory, not a capture file")]
     Directory { path: String },
     /// Zero bytes.
     #[error("{path}: empty file (0 bytes), not a capture")]
     Empty { path: String },
-    /// The first bytes are no pcap or pcapng magic.
-    #[error("{path}: byte 0: not a pcap or pcapng file (starts with {magic})")]
+    /// The first bytes are no pcap or pcapng magic. The message gives the
+    /// magic number read (hex), never the file's bytes as text: a text file
+    /// must not be echoed to the terminal.
+    #[error(
+        "{path}: byte 0: not a pcap or pcapng file ({magic}; expected a pcap magic \
+         0xa1b2c3d4 or 0xa1b23c4d in either byte order, or pcapng's 0x0a0d0d0a)"
+    )]
     NotCapture { path: String, magic: String },
     /// The file header (pcap) or first section header (pcapng) is cut or
     /// invalid.
@@ -129,6 +177,7 @@ impl CaptureError {
         matches!(
             self,
             CaptureError::Open { .. }
+                | CaptureError::Terminal { .. }
                 | CaptureError::Directory { .. }
                 | CaptureError::Empty { .. }
                 | CaptureError::NotCapture { .. }
@@ -186,6 +235,17 @@ enum Resolution {
     Binary(u8),
 }
 
+impl Interface {
+    /// Stands for an interface description too short to read: its frames
+    /// are counted under a link type no one uses.
+    const UNREADABLE: Interface = Interface {
+        link_type: u32::MAX,
+        snaplen: 0,
+        resolution: Resolution::DEFAULT,
+        offset_s: 0,
+    };
+}
+
 impl Resolution {
     /// The default when `if_tsresol` is absent: microseconds.
     const DEFAULT: Resolution = Resolution::Decimal(6);
@@ -214,16 +274,163 @@ enum Inner<R: Read> {
     Pcap {
         reader: PcapReader<R>,
         link_type: u32,
+        /// Bytes of frame check sequence at the end of every frame.
+        fcs_len: u32,
         nanoseconds: bool,
     },
-    PcapNg {
-        reader: PcapNgReader<R>,
-        interfaces: Vec<Interface>,
-        big_endian: bool,
-        /// The last block changed the section or its interfaces: re-read
-        /// them from pcap-file's parser before the next block.
-        stale: bool,
-    },
+    PcapNg(PcapNg<R>),
+}
+
+/// The pcapng block splitter's state.
+struct PcapNg<R: Read> {
+    /// Buffered: a block takes two or three reads.
+    source: io::BufReader<R>,
+    /// The current block, whole (head, body, trailer).
+    block: Vec<u8>,
+    /// The interfaces of the current section, in order.
+    interfaces: Vec<Interface>,
+    big_endian: bool,
+}
+
+/// Why a pcapng block could not be split off.
+enum BlockFault {
+    /// The input ended `n` bytes into the block.
+    Eof(u64),
+    Io(io::Error),
+    /// Its length fields or byte-order magic make no sense.
+    Bad(String),
+}
+
+impl<R: Read> PcapNg<R> {
+    /// Reads the next block whole; its type, or `None` at the clean end.
+    fn read_block(&mut self) -> Result<Option<u32>, BlockFault> {
+        self.block.clear();
+        self.block.resize(BLOCK_HEAD_LEN, 0);
+        match read_full(&mut self.source, &mut self.block)? {
+            0 => return Ok(None),
+            n if n < BLOCK_HEAD_LEN => return Err(BlockFault::Eof(n as u64)),
+            _ => {}
+        }
+        // The section header's type reads the same in both byte orders;
+        // its byte-order magic says how to read its length and the rest
+        // of the section.
+        let is_section = self.block[0..4] == PCAPNG_SHB_TYPE.to_be_bytes();
+        let mut big_endian = self.big_endian;
+        if is_section {
+            self.block.resize(BLOCK_HEAD_LEN + 4, 0);
+            let n = read_full(&mut self.source, &mut self.block[BLOCK_HEAD_LEN..])?;
+            if n < 4 {
+                return Err(BlockFault::Eof((BLOCK_HEAD_LEN + n) as u64));
+            }
+            let order = &self.block[BLOCK_HEAD_LEN..][shb::BYTE_ORDER];
+            big_endian = match <[u8; 4]>::try_from(order) {
+                Ok(BYTE_ORDER_MAGIC_BE) => true,
+                Ok(BYTE_ORDER_MAGIC_LE) => false,
+                _ => {
+                    return Err(BlockFault::Bad(
+                        "section header without the byte-order magic 0x1a2b3c4d".into(),
+                    ))
+                }
+            };
+        }
+        let kind = read_uint(&self.block[0..4], big_endian) as u32;
+        let len = read_uint(&self.block[4..8], big_endian);
+        let least = if is_section {
+            BLOCK_HEAD_LEN + shb::OPTIONS + BLOCK_TRAILER_LEN
+        } else {
+            BLOCK_HEAD_LEN + BLOCK_TRAILER_LEN
+        };
+        if len < least as u64 || len % 4 != 0 || len > MAX_RECORD_LEN {
+            return Err(BlockFault::Bad(format!(
+                "block length {len} (a multiple of 4, {least} to {MAX_RECORD_LEN})"
+            )));
+        }
+        let len = len as usize;
+        let had = self.block.len();
+        self.block.resize(len, 0);
+        let n = read_full(&mut self.source, &mut self.block[had..])?;
+        if had + n < len {
+            return Err(BlockFault::Eof((had + n) as u64));
+        }
+        let trailer = read_uint(&self.block[len - BLOCK_TRAILER_LEN..], big_endian);
+        if trailer != len as u64 {
+            return Err(BlockFault::Bad(format!(
+                "block length {len} at its start but {trailer} at its end"
+            )));
+        }
+        if is_section {
+            if read_uint(&self.body()[shb::MAJOR], big_endian) != 1 {
+                return Err(BlockFault::Bad(format!(
+                    "section of pcapng version {}, not 1",
+                    read_uint(&self.body()[shb::MAJOR], big_endian)
+                )));
+            }
+            self.big_endian = big_endian;
+            self.interfaces.clear();
+        }
+        Ok(Some(kind))
+    }
+
+    /// The current block's body (between its length fields).
+    fn body(&self) -> &[u8] {
+        &self.block[BLOCK_HEAD_LEN..self.block.len() - BLOCK_TRAILER_LEN]
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match source.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
+}
+
+impl From<io::Error> for BlockFault {
+    fn from(e: io::Error) -> BlockFault {
+        BlockFault::Io(e)
+    }
+}
+
+/// A block's options, `(code, value)` in order.
+type OptionList<'a> = Vec<(u16, &'a [u8])>;
+
+/// The options of a block: `(code, value)` up to `opt_endofopt` or the
+/// end of the body; `Err` with the ones read so far when an option runs
+/// past the body.
+fn options(mut rest: &[u8], big_endian: bool) -> Result<OptionList<'_>, OptionList<'_>> {
+    let mut found = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(found);
+        }
+        let code = read_uint(&rest[0..2], big_endian) as u16;
+        let len = read_uint(&rest[2..4], big_endian) as usize;
+        if code == OPT_ENDOFOPT {
+            break;
+        }
+        let Some(value) = rest.get(4..4 + len) else {
+            return Err(found);
+        };
+        found.push((code, value));
+        let padded = (4 + len + 3) & !3;
+        rest = rest.get(padded..).unwrap_or(&[]);
+    }
+    Ok(found)
+}
+
+/// A problem the reader read past, counted per kind.
+#[derive(Debug)]
+struct Note {
+    what: &'static str,
+    count: u64,
+    first_offset: u64,
+    detail: String,
 }
 
 /// The source after its magic was peeked: the peeked bytes, then the rest.
@@ -241,6 +448,8 @@ pub struct CaptureReader<R: Read> {
     len: Option<u64>,
     /// Set after an error: the reader is done.
     failed: bool,
+    /// What was read past (pcapng).
+    notes: Vec<Note>,
 }
 
 impl CaptureReader<File> {
@@ -250,6 +459,53 @@ impl CaptureReader<File> {
     /// [`CaptureError::Open`], `Directory`, `Empty`, `NotCapture` or
     /// `BadHeader`: the file cannot be read as a capture at all.
     pub fn open(path: &Path) -> Result<CaptureReader<File>, CaptureError> {
+        CaptureReader::open_waiting(path, &mut || {})
+    }
+
+    /// Reads standard input as a stream (`synack inspect -`), named
+    /// [`STDIN_NAME`] in reports and errors.
+    ///
+    /// # Errors
+    /// [`CaptureError::Terminal`] when standard input is a terminal (a
+    /// capture must be piped in), else as [`CaptureReader::new`].
+    pub fn stdin() -> Result<CaptureReader<File>, CaptureError> {
+        use std::io::IsTerminal;
+        use std::os::fd::AsFd;
+
+        let name = STDIN_NAME.to_string();
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            return Err(CaptureError::Terminal { path: name });
+        }
+        let fd = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| CaptureError::Open {
+                path: name.clone(),
+                source,
+            })?;
+        CaptureReader::new(name, File::from(fd), None)
+    }
+
+    /// Opens a capture file, and calls `on_wait` once if it is a FIFO
+    /// whose open(2) is still waiting for a writer after
+    /// [`FIFO_NOTICE_AFTER`].
+    ///
+    /// A FIFO (or `/dev/stdin` on a pipe) is read as a stream, like any
+    /// file: `tcpdump -U -w fifo` and `mkfifo` pipelines work. Opening one
+    /// blocks until a writer opens it; that wait is not bounded (a writer
+    /// may come late), but it is no longer silent, and nothing else holds
+    /// it up: the open runs on a helper thread, so Ctrl-C (SIGINT's
+    /// default action) ends the process at once.
+    ///
+    /// # Errors
+    /// As [`CaptureReader::open`].
+    pub fn open_waiting(
+        path: &Path,
+        on_wait: &mut dyn FnMut(),
+    ) -> Result<CaptureReader<File>, CaptureError> {
+        use std::os::unix::fs::FileTypeExt;
+
         let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| CaptureError::Open {
             path: name.clone(),
@@ -258,7 +514,12 @@ impl CaptureReader<File> {
         if meta.is_dir() {
             return Err(CaptureError::Directory { path: name });
         }
-        let file = File::open(path).map_err(|source| CaptureError::Open {
+        let opened = if meta.file_type().is_fifo() {
+            open_fifo(path, on_wait)
+        } else {
+            File::open(path)
+        };
+        let file = opened.map_err(|source| CaptureError::Open {
             path: name.clone(),
             source,
         })?;
@@ -278,9 +539,9 @@ impl<R: Read> CaptureReader<R> {
     pub fn new(name: String, mut source: R, len: Option<u64>) -> Result<Self, CaptureError> {
         // Enough for the magic and, in pcapng, the first block's length and
         // byte-order magic.
-        let mut magic = Vec::with_capacity(SHB_PREFIX_LEN);
+        let mut magic = Vec::with_capacity(PEEK_LEN);
         (&mut source)
-            .take(SHB_PREFIX_LEN as u64)
+            .take(PEEK_LEN as u64)
             .read_to_end(&mut magic)
             .map_err(|source| CaptureError::Open {
                 path: name.clone(),
@@ -289,19 +550,13 @@ impl<R: Read> CaptureReader<R> {
         if magic.is_empty() {
             return Err(CaptureError::Empty { path: name });
         }
-        let shown = magic[..magic.len().min(4)]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
         if magic.len() < 4 {
             return Err(CaptureError::NotCapture {
                 path: name,
-                magic: format!("{shown}, only {} bytes", magic.len()),
+                magic: format!("only {} bytes, too short for a magic number", magic.len()),
             });
         }
         let word = u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
-        let first_block_len = shb_len(&magic);
         let chained = Cursor::new(magic).chain(source);
         let bad_header = |err: PcapError| CaptureError::BadHeader {
             path: name.clone(),
@@ -315,28 +570,36 @@ impl<R: Read> CaptureReader<R> {
                 nanoseconds,
                 big_endian: header.endianness == Endianness::Big,
             };
+            let field = PcapLinkField(u32::from(header.datalink));
             let inner = Inner::Pcap {
-                link_type: u32::from(header.datalink),
+                link_type: field.link_type(),
+                fcs_len: field.fcs_len(),
                 reader,
                 nanoseconds,
             };
             (inner, format, PCAP_HEADER_LEN)
         } else if word == PCAPNG_SHB_TYPE {
-            let reader = PcapNgReader::new(chained).map_err(bad_header)?;
-            // The first Section Header Block was consumed by `new`; its
-            // length is the second word, in the section's byte order.
-            let big_endian = reader.section().endianness == Endianness::Big;
-            let inner = Inner::PcapNg {
-                reader,
+            let mut ng = PcapNg {
+                source: io::BufReader::with_capacity(PCAPNG_BUFFER, chained),
+                block: Vec::new(),
                 interfaces: Vec::new(),
-                big_endian,
-                stale: true,
+                big_endian: false,
             };
-            (inner, Format::PcapNg, first_block_len)
+            let reason = match ng.read_block() {
+                Ok(Some(_)) => None,
+                Ok(None) | Err(BlockFault::Eof(_)) => Some("the file ends inside it".to_string()),
+                Err(BlockFault::Io(e)) => Some(e.to_string()),
+                Err(BlockFault::Bad(why)) => Some(why),
+            };
+            if let Some(reason) = reason {
+                return Err(CaptureError::BadHeader { path: name, reason });
+            }
+            let first_block_len = ng.block.len() as u64;
+            (Inner::PcapNg(ng), Format::PcapNg, first_block_len)
         } else {
             return Err(CaptureError::NotCapture {
                 path: name,
-                magic: shown,
+                magic: format!("magic 0x{word:08x}"),
             });
         };
         let reader = CaptureReader {
@@ -346,6 +609,7 @@ impl<R: Read> CaptureReader<R> {
             offset,
             len,
             failed: false,
+            notes: Vec::new(),
         };
         Ok(reader)
     }
@@ -363,6 +627,20 @@ impl<R: Read> CaptureReader<R> {
     /// The byte offset of the next record or block.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// What was read past so far, one line per kind: pcapng options and
+    /// packet blocks that could not be decoded (counted, skipped).
+    pub fn warnings(&self) -> Vec<String> {
+        self.notes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {} read past, first at byte {}: {}",
+                    n.count, n.what, n.first_offset, n.detail
+                )
+            })
+            .collect()
     }
 
     /// Reads the next record or block. `None` at the clean end of the file;
@@ -384,6 +662,7 @@ impl<R: Read> CaptureReader<R> {
             Inner::Pcap {
                 reader,
                 link_type,
+                fcs_len,
                 nanoseconds,
             } => {
                 let raw = match reader.next_raw_packet()? {
@@ -402,53 +681,117 @@ impl<R: Read> CaptureReader<R> {
                     // copy cannot be returned without a buffer of ours.
                     std::borrow::Cow::Owned(_) => &[],
                 };
+                // The FCS is the last `fcs_len` bytes of the original frame:
+                // drop what of it was captured.
+                let orig_len = raw.orig_len.saturating_sub(*fcs_len);
+                let data = &data[..data.len().min(orig_len as usize)];
                 Some(Ok(Event::Packet(Record {
                     offset: start,
                     ts_ns: u64::from(raw.ts_sec) * 1_000_000_000 + frac_ns,
                     link_type: *link_type,
                     data,
-                    orig_len: raw.orig_len,
+                    orig_len,
                 })))
             }
-            Inner::PcapNg {
-                reader,
-                interfaces,
-                big_endian,
-                stale,
-            } => {
-                if *stale {
-                    *big_endian = reader.section().endianness == Endianness::Big;
-                    interfaces.clear();
-                    interfaces.extend(reader.interfaces().iter().map(interface_of));
-                    *stale = false;
-                }
-                let raw = match reader.next_raw_block()? {
-                    Ok(raw) => raw,
-                    Err(err) => return fail(failed, "pcapng block", err),
+            Inner::PcapNg(ng) => {
+                let kind = match ng.read_block() {
+                    Ok(Some(kind)) => kind,
+                    Ok(None) => return None,
+                    Err(fault) => {
+                        *failed = true;
+                        return Some(Err(match fault {
+                            BlockFault::Eof(n) => CaptureError::Cut {
+                                path: path.clone(),
+                                offset: start,
+                                what: "pcapng block",
+                                detail: format!(" (the file ends {n} bytes into it)"),
+                            },
+                            BlockFault::Io(e) => CaptureError::Corrupt {
+                                path: path.clone(),
+                                offset: start,
+                                what: "pcapng block",
+                                reason: e.to_string(),
+                            },
+                            BlockFault::Bad(reason) => CaptureError::Corrupt {
+                                path: path.clone(),
+                                offset: start,
+                                what: "pcapng block",
+                                reason,
+                            },
+                        }));
+                    }
                 };
-                *offset += u64::from(raw.initial_len);
-                let body: &[u8] = match raw.body {
-                    std::borrow::Cow::Borrowed(body) => body,
-                    std::borrow::Cow::Owned(_) => &[],
+                *offset += ng.block.len() as u64;
+                let notes = &mut self.notes;
+                let mut note = |what: &'static str, detail: String| {
+                    match notes.iter_mut().find(|n| n.what == what) {
+                        Some(n) => n.count += 1,
+                        None => notes.push(Note {
+                            what,
+                            count: 1,
+                            first_offset: start,
+                            detail,
+                        }),
+                    }
+                    Some(Ok(Event::Other))
                 };
-                let corrupt = |failed: &mut bool, reason: String| {
-                    *failed = true;
-                    Some(Err(CaptureError::Corrupt {
-                        path: path.clone(),
-                        offset: start,
-                        what: "pcapng block",
-                        reason,
-                    }))
-                };
-                let be = *big_endian;
-                match raw.type_ {
-                    block::SECTION_HEADER | block::INTERFACE_DESCRIPTION => {
-                        *stale = true;
+                let be = ng.big_endian;
+                match kind {
+                    block::SECTION_HEADER => {
+                        let body = ng.body();
+                        if options(&body[shb::OPTIONS..], be).is_err() {
+                            note(
+                                "pcapng section option list(s)",
+                                "an option runs past its block".into(),
+                            );
+                        }
+                        Some(Ok(Event::Other))
+                    }
+                    block::INTERFACE_DESCRIPTION => {
+                        let body = &ng.block[BLOCK_HEAD_LEN..ng.block.len() - BLOCK_TRAILER_LEN];
+                        let Some(head) = body.get(..idb::OPTIONS) else {
+                            // Keep the numbering of the interfaces after it.
+                            ng.interfaces.push(Interface::UNREADABLE);
+                            return note(
+                                "pcapng interface description(s)",
+                                format!(
+                                    "a body of {} bytes; its frames are not decoded",
+                                    body.len()
+                                ),
+                            );
+                        };
+                        let mut iface = Interface {
+                            link_type: read_uint(&head[idb::LINK_TYPE], be) as u32,
+                            snaplen: read_uint(&head[idb::SNAPLEN], be) as u32,
+                            resolution: Resolution::DEFAULT,
+                            offset_s: 0,
+                        };
+                        let (found, cut) = match options(&body[idb::OPTIONS..], be) {
+                            Ok(found) => (found, false),
+                            Err(found) => (found, true),
+                        };
+                        for (code, value) in found {
+                            match (code, value.len()) {
+                                (idb::OPT_TSRESOL, 1..) => {
+                                    iface.resolution = Resolution::from_option(value[0]);
+                                }
+                                (idb::OPT_TSOFFSET, 8) => iface.offset_s = read_uint(value, be),
+                                _ => {}
+                            }
+                        }
+                        ng.interfaces.push(iface);
+                        if cut {
+                            return note(
+                                "pcapng interface option list(s)",
+                                "an option runs past its block; the options before it were used"
+                                    .into(),
+                            );
+                        }
                         Some(Ok(Event::Other))
                     }
                     block::ENHANCED_PACKET | block::PACKET => {
                         let (id_field, hi, lo, cap, orig, data_at) =
-                            if raw.type_ == block::ENHANCED_PACKET {
+                            if kind == block::ENHANCED_PACKET {
                                 (
                                     epb::INTERFACE_ID,
                                     epb::TIMESTAMP_HIGH,
@@ -467,20 +810,21 @@ impl<R: Read> CaptureReader<R> {
                                     pb::DATA,
                                 )
                             };
+                        let body = &ng.block[BLOCK_HEAD_LEN..ng.block.len() - BLOCK_TRAILER_LEN];
                         if body.len() < data_at {
-                            return corrupt(
-                                failed,
-                                format!("packet block body of {} bytes", body.len()),
+                            return note(
+                                "pcapng packet block(s) too short",
+                                format!("a body of {} bytes", body.len()),
                             );
                         }
                         let id = read_uint(&body[id_field], be);
                         let Some(iface) = usize::try_from(id)
                             .ok()
-                            .and_then(|i| interfaces.get(i).copied())
+                            .and_then(|i| ng.interfaces.get(i).copied())
                         else {
-                            return corrupt(
-                                failed,
-                                format!("packet of interface {id}, which was never described"),
+                            return note(
+                                "pcapng packet block(s) of an undescribed interface",
+                                format!("interface {id}"),
                             );
                         };
                         let cap_len = read_uint(&body[cap], be);
@@ -488,12 +832,9 @@ impl<R: Read> CaptureReader<R> {
                             .ok()
                             .and_then(|n| body.get(data_at..data_at.checked_add(n)?));
                         let Some(data) = data else {
-                            return corrupt(
-                                failed,
-                                format!(
-                                    "captured length {cap_len} exceeds the block ({} bytes)",
-                                    body.len()
-                                ),
+                            return note(
+                                "pcapng packet block(s) with a captured length past the block",
+                                format!("captured length {cap_len}, body {} bytes", body.len()),
                             );
                         };
                         let raw_ts = (read_uint(&body[hi], be) << 32) | read_uint(&body[lo], be);
@@ -510,13 +851,17 @@ impl<R: Read> CaptureReader<R> {
                         })))
                     }
                     block::SIMPLE_PACKET => {
-                        let Some(iface) = interfaces.first().copied() else {
-                            return corrupt(failed, "simple packet before any interface".into());
+                        let body = &ng.block[BLOCK_HEAD_LEN..ng.block.len() - BLOCK_TRAILER_LEN];
+                        let Some(iface) = ng.interfaces.first().copied() else {
+                            return note(
+                                "pcapng simple packet block(s) before any interface",
+                                String::new(),
+                            );
                         };
                         if body.len() < spb::DATA {
-                            return corrupt(
-                                failed,
-                                format!("simple packet block body of {} bytes", body.len()),
+                            return note(
+                                "pcapng simple packet block(s) too short",
+                                format!("a body of {} bytes", body.len()),
                             );
                         }
                         let orig_len = read_uint(&body[spb::ORIGINAL_LEN], be);
@@ -540,11 +885,57 @@ impl<R: Read> CaptureReader<R> {
     }
 }
 
-/// The first Section Header Block's length, from the peeked prefix.
-fn shb_len(prefix: &[u8]) -> u64 {
-    match (prefix.get(SHB_LEN), prefix.get(SHB_BYTE_ORDER)) {
-        (Some(len), Some(order)) => read_uint(len, order == BYTE_ORDER_MAGIC_BE),
-        _ => 0,
+/// Opens a FIFO for reading: open(2) blocks until a writer opens it, so it
+/// runs on a helper thread and `on_wait` is called if it has not returned
+/// after [`FIFO_NOTICE_AFTER`]. The thread is left blocked only if the
+/// process ends first (Ctrl-C).
+fn open_fifo(path: &Path, on_wait: &mut dyn FnMut()) -> io::Result<File> {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+
+    let (tx, rx) = mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("fifo-open".into())
+        .spawn(move || {
+            // The receiver may be gone (the caller gave up): nothing to do.
+            let _ = tx.send(File::open(owned));
+        })?;
+    let gone = || io::Error::other("the thread opening the FIFO ended without an answer");
+    match rx.recv_timeout(FIFO_NOTICE_AFTER) {
+        Ok(opened) => opened,
+        Err(RecvTimeoutError::Timeout) => {
+            on_wait();
+            rx.recv().unwrap_or_else(|_| Err(gone()))
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(gone()),
+    }
+}
+
+/// A pcap file header's link-type field: the LINKTYPE_* in the low 16 bits,
+/// and above it libpcap's `LT_FCS_*` flags (`pcap/dlt.h`, and the pcap
+/// format's "FCS len" and "F" fields): bit 26 says an FCS ends every frame,
+/// bits 28–31 give its length in 16-bit words. tcpdump and tshark read it
+/// so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PcapLinkField(u32);
+
+impl PcapLinkField {
+    const LINK_TYPE: u32 = 0x0000_FFFF;
+    const FCS_PRESENT: u32 = 0x0400_0000;
+    const FCS_WORDS: u32 = 0xF000_0000;
+    const FCS_WORDS_SHIFT: u32 = 28;
+
+    fn link_type(self) -> u32 {
+        self.0 & Self::LINK_TYPE
+    }
+
+    /// The FCS length in bytes (0: no FCS, even when a length is given
+    /// without the "present" bit).
+    fn fcs_len(self) -> u32 {
+        if self.0 & Self::FCS_PRESENT == 0 {
+            return 0;
+        }
+        ((self.0 & Self::FCS_WORDS) >> Self::FCS_WORDS_SHIFT) * 2
     }
 }
 
@@ -561,27 +952,6 @@ fn read_uint(bytes: &[u8], big_endian: bool) -> u64 {
         }
     }
     value
-}
-
-fn interface_of(
-    idb: &pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock<'_>,
-) -> Interface {
-    let mut iface = Interface {
-        link_type: u32::from(idb.linktype),
-        snaplen: idb.snaplen,
-        resolution: Resolution::DEFAULT,
-        offset_s: 0,
-    };
-    for option in &idb.options {
-        match option {
-            InterfaceDescriptionOption::IfTsResol(value) => {
-                iface.resolution = Resolution::from_option(*value);
-            }
-            InterfaceDescriptionOption::IfTsOffset(secs) => iface.offset_s = *secs,
-            _ => {}
-        }
-    }
-    iface
 }
 
 /// pcap-file's errors, in words.
@@ -697,10 +1067,11 @@ mod tests {
     #[test]
     fn bad_starts_are_told_apart() {
         assert!(matches!(reader(vec![]), Err(CaptureError::Empty { .. })));
-        assert!(matches!(
-            reader(b"hello world".to_vec()),
-            Err(CaptureError::NotCapture { .. })
-        ));
+        let text = reader(b"hello world".to_vec()).err().expect("an error");
+        assert!(matches!(text, CaptureError::NotCapture { .. }), "{text}");
+        let message = text.to_string();
+        assert!(message.contains("magic 0x68656c6c"), "{message}");
+        assert!(!message.contains("hell"), "echoes the file: {message}");
         assert!(matches!(
             reader(vec![0xd4, 0xc3]),
             Err(CaptureError::NotCapture { .. })
@@ -710,6 +1081,112 @@ mod tests {
         let err = reader(header).err().expect("an error");
         assert!(matches!(err, CaptureError::BadHeader { .. }), "{err}");
         assert!(err.is_unreadable_file());
+    }
+
+    #[test]
+    fn the_link_type_field_is_masked_and_an_fcs_stripped_only_when_flagged() {
+        assert_eq!(PcapLinkField(0x3000_0001).link_type(), 1);
+        assert_eq!(PcapLinkField(0x3000_0001).fcs_len(), 0);
+        assert_eq!(PcapLinkField(0x3000_00E5).link_type(), 229);
+        assert_eq!(PcapLinkField(0x2400_0001).fcs_len(), 4);
+        assert_eq!(PcapLinkField(0x1400_0001).fcs_len(), 2);
+        assert_eq!(PcapLinkField(0x0400_0001).fcs_len(), 0);
+        // RAW with a 4-byte FCS: the record's last 4 bytes go.
+        let mut bytes = tiny_pcap();
+        bytes[20..24].copy_from_slice(&0x2400_0065u32.to_le_bytes());
+        bytes[32..36].copy_from_slice(&8u32.to_le_bytes()); // incl_len
+        bytes[36..40].copy_from_slice(&8u32.to_le_bytes()); // orig_len
+        bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let mut r = reader(bytes).expect("header");
+        let Some(Ok(Event::Packet(rec))) = r.next_event() else {
+            panic!("expected a packet");
+        };
+        assert_eq!(rec.link_type, 101);
+        assert_eq!(rec.data, &[0x45, 0, 0, 40]);
+        assert_eq!(rec.orig_len, 4);
+    }
+
+    /// A little-endian pcapng block.
+    fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut v = kind.to_le_bytes().to_vec();
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(body);
+        v.extend_from_slice(&len.to_le_bytes());
+        v
+    }
+
+    /// An Enhanced Packet Block of interface `id` with 4 bytes of data.
+    fn epb(id: u32, ts: u32) -> Vec<u8> {
+        let mut body = id.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&ts.to_le_bytes());
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&[0x45, 0, 0, 40]);
+        ng_block(block::ENHANCED_PACKET, &body)
+    }
+
+    /// A section whose header options end without `opt_endofopt`, an
+    /// interface whose `if_tsresol` (ms) comes before an option running
+    /// past its block, an unknown block, a packet of an undescribed
+    /// interface, a packet too short, then a good packet: the good ones are
+    /// read, the rest counted.
+    #[test]
+    fn pcapng_reads_past_what_it_cannot_decode() {
+        let mut shb = BYTE_ORDER_MAGIC_LE.to_vec();
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        shb.extend_from_slice(&[4, 0, 3, 0, b'a', b'p', b'p', 0]); // shb_userappl, no end
+        let mut idb = 101u16.to_le_bytes().to_vec(); // RAW
+        idb.extend_from_slice(&[0, 0]);
+        idb.extend_from_slice(&0u32.to_le_bytes());
+        idb.extend_from_slice(&[9, 0, 1, 0, 3, 0, 0, 0]); // if_tsresol 10^-3
+        idb.extend_from_slice(&[2, 0, 200, 0, b'x', b'y', 0, 0]); // if_name claiming 200 bytes
+        let mut bytes = ng_block(block::SECTION_HEADER, &shb);
+        bytes.extend(ng_block(block::INTERFACE_DESCRIPTION, &idb));
+        bytes.extend(ng_block(0x0000_0BAD, &[1, 2, 3, 4]));
+        bytes.extend(epb(7, 1));
+        bytes.extend(ng_block(block::ENHANCED_PACKET, &[0; 8]));
+        bytes.extend(epb(0, 2500));
+        let mut r = reader(bytes).expect("header");
+        let mut packets = Vec::new();
+        while let Some(event) = r.next_event() {
+            if let Event::Packet(rec) = event.expect("no error") {
+                packets.push((rec.link_type, rec.ts_ns, rec.data.to_vec()));
+            }
+        }
+        assert_eq!(packets, [(101, 2_500_000_000, vec![0x45, 0, 0, 40])]);
+        let warnings = r.warnings();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("interface option"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("undescribed interface"),
+            "{warnings:?}"
+        );
+        assert!(warnings[2].contains("too short"), "{warnings:?}");
+    }
+
+    #[test]
+    fn pcapng_with_broken_block_lengths_stops_there() {
+        let mut shb = BYTE_ORDER_MAGIC_LE.to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut bytes = ng_block(block::SECTION_HEADER, &shb);
+        let mut bad = epb(0, 1);
+        bad[4] = 13; // not a multiple of 4
+        bytes.extend(bad);
+        let mut r = reader(bytes).expect("header");
+        let Some(Err(err)) = r.next_event() else {
+            panic!("expected an error");
+        };
+        assert!(err.to_string().contains("byte 28"), "{err}");
+        assert!(r.next_event().is_none());
+        let mut wrong = ng_block(block::SECTION_HEADER, &shb);
+        wrong[8..12].copy_from_slice(&[1, 2, 3, 4]);
+        let err = reader(wrong).err().expect("an error");
+        assert!(matches!(err, CaptureError::BadHeader { .. }), "{err}");
     }
 
     #[test]

@@ -20,8 +20,10 @@ use super::{
 };
 
 /// At most this many disjoint sequence ranges are kept per direction;
-/// beyond, the closest two are merged (unique bytes then over-count the
-/// smallest hole).
+/// beyond, the closest two are merged and the hole between them is
+/// remembered as unseen, so unique bytes never count a byte that was not
+/// captured (data that later fills a forgotten hole is not counted: an
+/// under-count, never an over-count).
 pub const MAX_RANGES: usize = 32;
 /// RFC state paths longer than this stop growing.
 pub const MAX_STATE_PATH: usize = 16;
@@ -30,6 +32,9 @@ pub const MAX_STATE_PATH: usize = 16;
 #[derive(Clone, Debug, Default)]
 pub struct RangeSet {
     ranges: Vec<(u64, u64)>,
+    /// Bytes inside `ranges` that were never seen: the holes merged away
+    /// when there were more than [`MAX_RANGES`] ranges.
+    unseen: u64,
 }
 
 impl RangeSet {
@@ -59,15 +64,17 @@ impl RangeSet {
             let at = (1..merged.len())
                 .min_by_key(|&i| merged[i].0 - merged[i - 1].1)
                 .unwrap_or(1);
+            self.unseen += merged[at].0 - merged[at - 1].1;
             merged[at - 1].1 = merged[at].1;
             merged.remove(at);
         }
         self.ranges = merged;
     }
 
-    /// Bytes covered.
+    /// Bytes seen (each counted once; no hole ever counts).
     pub fn total(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum()
+        let covered: u64 = self.ranges.iter().map(|(s, e)| e - s).sum();
+        covered.saturating_sub(self.unseen)
     }
 }
 
@@ -989,5 +996,27 @@ pub(super) mod tests {
             set.insert(100 + i * 10, 105 + i * 10);
         }
         assert!(set.ranges.len() <= MAX_RANGES);
+        // 30 + 100 × 5 bytes seen; the merged holes do not count.
+        assert_eq!(set.total(), 530);
+    }
+
+    #[test]
+    fn many_huge_holes_never_count() {
+        let mut set = RangeSet::default();
+        // 500 ten-byte pieces 2 GB apart (the odd GBs of 1,000).
+        for i in (1..1000u64).step_by(2) {
+            set.insert(i << 30, (i << 30) + 10);
+        }
+        assert!(set.ranges.len() <= MAX_RANGES);
+        assert_eq!(set.total(), 5_000);
+        // A repeat adds nothing; a hole still known (the newest) counts
+        // when filled.
+        set.insert(999 << 30, (999 << 30) + 10);
+        assert_eq!(set.total(), 5_000);
+        set.insert(998 << 30, (998 << 30) + 10);
+        assert_eq!(set.total(), 5_010);
+        // A forgotten hole filled late is not counted (under, never over).
+        set.insert(2 << 30, (2 << 30) + 10);
+        assert_eq!(set.total(), 5_010);
     }
 }

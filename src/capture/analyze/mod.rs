@@ -541,7 +541,7 @@ pub fn run<R: std::io::Read>(
         }
     }
     tracker.finish(done);
-    let mut warnings = Vec::new();
+    let mut warnings = reader.warnings();
     for l in &link_types {
         if !l.supported {
             warnings.push(format!(

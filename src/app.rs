@@ -316,6 +316,7 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
         pcap: args.write.clone(),
         output: output(cli, args.json),
     };
+    connect::check_times(cfg.close, cfg.timeout, cfg.time_wait).map_err(anyhow::Error::msg)?;
     // The handlers go in before the guard's rule: a signal then only sets
     // the flag, the client loop returns, and the rule is removed.
     let stop = stop_flag()?;

@@ -684,6 +684,32 @@ fn bad_targets_are_usage_errors_without_root() {
     }
 }
 
+/// Issue 11 (LOW 13): a TIME-WAIT longer than the timeout turned a
+/// completed exchange into exit 1; it is refused up front, before any
+/// privilege is needed.
+#[test]
+fn a_time_wait_longer_than_the_timeout_is_a_usage_error() {
+    let out = synack()
+        .args([
+            "connect",
+            "127.0.0.1:8080",
+            "--time-wait",
+            "3s",
+            "--timeout",
+            "2s",
+            "-w",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--time-wait 3s does not fit in --timeout 2s"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn help_says_what_the_guard_and_source_do() {
     let out = synack().args(["connect", "--help"]).output().unwrap();

@@ -130,6 +130,29 @@ impl ConnectError {
     }
 }
 
+/// Rejects a `--time-wait` that cannot end within `--timeout` (a usage
+/// error, exit status 2): the timeout bounds the whole run, TIME-WAIT
+/// included, so the run would give up in TIME-WAIT after a completed
+/// exchange. Only the closes that go through TIME-WAIT (the client's FIN
+/// first) are concerned.
+///
+/// # Errors
+/// A sentence naming both options and what to give instead.
+pub fn check_times(close: CloseMode, timeout: Duration, time_wait: Duration) -> Result<(), String> {
+    let through_time_wait = matches!(close, CloseMode::Client | CloseMode::AfterReply(_));
+    if through_time_wait && time_wait >= timeout {
+        return Err(format!(
+            "--time-wait {tw:?} does not fit in --timeout {to:?}: the timeout bounds the whole \
+             run, TIME-WAIT included, so a completed exchange would end as a timeout; give \
+             --timeout more than {tw:?} (the handshake and the reply need time too) or a \
+             shorter --time-wait",
+            tw = time_wait,
+            to = timeout
+        ));
+    }
+    Ok(())
+}
+
 /// Where the connection goes, as decided before the first frame.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -656,5 +679,25 @@ impl Observer for ConnectObserver {
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_wait_longer_than_the_timeout_is_a_usage_error() {
+        let s = Duration::from_secs;
+        let err = check_times(CloseMode::Client, s(2), s(3)).unwrap_err();
+        assert!(
+            err.contains("--time-wait 3s does not fit in --timeout 2s"),
+            "{err}"
+        );
+        assert!(check_times(CloseMode::AfterReply(5), s(2), s(2)).is_err());
+        assert!(check_times(CloseMode::Client, s(10), s(1)).is_ok());
+        // No TIME-WAIT on our side: the server closes first, or RST.
+        assert!(check_times(CloseMode::Server, s(2), s(3)).is_ok());
+        assert!(check_times(CloseMode::Abort, s(2), s(3)).is_ok());
     }
 }

@@ -1080,3 +1080,50 @@ fn unacknowledged_data_retransmits_and_gives_up_at_the_timeout_without_spinning(
         "used {cpu:?} of CPU in {elapsed:?}: a busy loop"
     );
 }
+
+/// Issue 11 (MEDIUM 5): two runs in one network namespace but each in a
+/// PID namespace of its own are both PID 1 there. With tables named
+/// after the PID alone they shared one, and the first to exit deleted the
+/// second's rule. Each must keep its own table until it exits.
+#[test]
+fn runs_in_two_pid_namespaces_keep_their_own_guard_tables() {
+    require_root!();
+    require_tool!("nft");
+    require_tool!("unshare");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let (first, during_second, after) = in_netns(move || {
+        // Port 9 drops every SYN: both runs wait in SYN-SENT.
+        sh("printf 'table ip blackhole {\\n chain input {\\n  type filter hook input priority filter; policy accept;\\n  tcp dport 9 drop\\n }\\n}\\n' | nft -f -");
+        let before = ruleset();
+        let run = |timeout: &str, pcap: &str| {
+            Command::new("unshare")
+                .args(["--pid", "--fork", env!("CARGO_BIN_EXE_synack")])
+                .args(["--color", "never", "-q", "connect", "127.0.0.1:9"])
+                .args(["--timeout", timeout, "-w"])
+                .arg(d.join(pcap))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let first = run("1500ms", "1.pcap");
+        let second = run("4s", "2.pcap");
+        let first = first.wait_with_output().unwrap();
+        // The first run is over; the second is still in SYN-SENT.
+        let during_second = ruleset();
+        let second = second.wait_with_output().unwrap();
+        assert_eq!(second.status.code(), Some(1));
+        assert_eq!(ruleset(), before);
+        (first, during_second, before)
+    });
+    let (_, stderr) = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{stderr}");
+    // Both are PID 1 in their namespaces.
+    assert!(stderr.contains("synack_guard_1_"), "{stderr}");
+    assert!(
+        during_second.contains("table ip synack_guard_1_"),
+        "the second run's table went with the first run:\n{during_second}"
+    );
+    assert_ne!(during_second, after);
+}

@@ -2,7 +2,8 @@
 //! the kernel also owns, the kernel answers the server's SYN-ACK with RST
 //! (it has no socket for that port; RFC 9293 §3.10.7.1). The guard is one
 //! narrow rule that drops only *outgoing* RSTs from our source port to the
-//! target, in a table of our own (`ip synack_guard_<pid>`), installed for
+//! target, in a table of our own (`ip synack_guard_<pid>_<random>`: no
+//! other run, even one in another PID namespace, can hold that name), installed for
 //! the run and removed on every exit path ([`RstGuard`]'s `Drop` covers
 //! errors, timeouts, Ctrl-C/SIGTERM, which end the run normally, and
 //! panics, which unwind).
@@ -31,9 +32,31 @@ pub const SYNACK_MARK: u32 = 0x7379_6e6b;
 /// The comment on the rule, so `nft list ruleset` says whose it is.
 const COMMENT: &str = "synack connect: drop the kernel's RST for synack's own connection";
 
-/// The nftables table name for the process `pid`.
-pub fn table_name(pid: u32) -> String {
-    format!("synack_guard_{pid}")
+/// The prefix of every guard's name (the nftables table, the iptables
+/// rule's comment).
+pub const NAME_PREFIX: &str = "synack_guard_";
+
+/// The nftables table name for the run of process `pid` with the random
+/// `nonce`: `synack_guard_<pid>_<nonce as 8 hex digits>`. The PID alone
+/// is not unique: two runs in one network namespace but different PID
+/// namespaces (two containers sharing a network) can have the same PID,
+/// and the first to exit would delete the other's rule (issue 11).
+pub fn table_name(pid: u32, nonce: u32) -> String {
+    format!("{NAME_PREFIX}{pid}_{nonce:08x}")
+}
+
+/// The PID in a guard's name (`synack_guard_<pid>_<nonce>`, or the
+/// older `synack_guard_<pid>`).
+pub fn pid_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let pid = match rest.split_once('_') {
+        Some((pid, nonce)) if nonce.len() == 8 && nonce.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            pid
+        }
+        Some(_) => return None,
+        None => rest,
+    };
+    pid.parse().ok()
 }
 
 /// The match on one flow, in nft syntax.
@@ -110,7 +133,7 @@ pub fn stale_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("table ip "))
         .filter_map(|name| {
-            let pid: u32 = name.strip_prefix("synack_guard_")?.parse().ok()?;
+            let pid = pid_of(name)?;
             (!alive(pid)).then(|| name.to_string())
         })
         .collect()
@@ -222,7 +245,7 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, GuardError> {
 
 impl RstGuard {
     /// Installs the rule for `flow`: an nftables table `ip
-    /// synack_guard_<pid>`, or, without `nft`, an iptables rule.
+    /// synack_guard_<pid>_<random>`, or, without `nft`, an iptables rule.
     ///
     /// # Errors
     /// [`GuardError::NoTool`] when neither tool exists; the tool's error
@@ -230,7 +253,7 @@ impl RstGuard {
     pub fn install(flow: Flow) -> Result<RstGuard, GuardError> {
         let backend = if has_tool("nft") {
             warn_about_stale_tables();
-            let table = table_name(std::process::id());
+            let table = table_name(std::process::id(), crate::lab::random_u32());
             let script = nft_script(&table, &flow);
             if let Err(e) = run(Command::new("nft").args(["-f", "-"]), Some(&script)) {
                 // `nft -f` is one transaction, but if nft died after the
@@ -367,7 +390,7 @@ mod tests {
              \t}\n\
              }\n"
         );
-        assert_eq!(table_name(42), "synack_guard_42");
+        assert_eq!(table_name(42, 0xbeef), "synack_guard_42_0000beef");
     }
 
     #[test]
@@ -424,7 +447,10 @@ mod tests {
             let before = ruleset();
             let guard = RstGuard::install(flow()).unwrap();
             let during = ruleset();
-            assert!(during.contains(&table_name(std::process::id())), "{during}");
+            assert!(
+                during.contains(&format!("synack_guard_{}_", std::process::id())),
+                "{during}"
+            );
             assert!(during.contains("tcp flags & rst == rst"), "{during}");
             assert!(guard.describe().contains("tcp sport 40000 tcp dport 8080"));
             let said = guard.remove().unwrap();
@@ -450,9 +476,27 @@ mod tests {
     #[test]
     fn stale_tables_are_those_of_dead_processes() {
         let listing = "table inet filter\ntable ip synack_guard_10\ntable ip synack_guard_20\n\
-                       table ip synack_guard_x\ntable ip6 synack_guard_30\n";
-        assert_eq!(stale_tables(listing, |pid| pid == 20), ["synack_guard_10"]);
+                       table ip synack_guard_x\ntable ip6 synack_guard_30\n\
+                       table ip synack_guard_11_0123abcd\ntable ip synack_guard_21_0123abcd\n\
+                       table ip synack_guard_12_nothex!\n";
+        assert_eq!(
+            stale_tables(listing, |pid| pid == 20 || pid == 21),
+            ["synack_guard_10", "synack_guard_11_0123abcd"]
+        );
         assert!(stale_tables(listing, |_| true).is_empty());
+    }
+
+    /// Issue 11: two runs with the same PID (in two PID namespaces
+    /// sharing one network namespace) must not share a table.
+    #[test]
+    fn two_runs_with_one_pid_get_two_tables() {
+        let names: std::collections::HashSet<String> = (0..64)
+            .map(|_| table_name(1, crate::lab::random_u32()))
+            .collect();
+        assert_eq!(names.len(), 64);
+        for name in &names {
+            assert_eq!(pid_of(name), Some(1), "{name}");
+        }
     }
 
     #[test]

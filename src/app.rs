@@ -3,11 +3,11 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
@@ -129,6 +129,26 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
             .context("installing the signal handler")?;
     }
     Ok(flag)
+}
+
+/// `synack connect`'s stop signals: every signal whose default action
+/// ends the process and that a terminal or a supervisor sends (Ctrl-C,
+/// `kill`, a closed terminal, Ctrl-\\). Each only sets the flag, so the
+/// run unwinds and removes its guard; `which` keeps the signal's number
+/// for the exit status (128 + the number, as a shell reports a process
+/// the signal killed).
+fn connect_stop_flags() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        // Actions run in the order registered: the number is stored
+        // before the flag is seen.
+        signal_hook::flag::register_usize(signal, Arc::clone(&which), signal as usize)
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .context("installing the signal handler")?;
+    }
+    Ok((flag, which))
 }
 
 /// Whether to colour, for outputs other than the narration (`--ladder`).
@@ -293,8 +313,9 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
 }
 
 /// `synack connect`: exit 0 when the exchange completed, 1 when the server
-/// refused, reset, stayed silent or was unreachable, 130 on Ctrl-C or
-/// SIGTERM, 2 when synack could not run.
+/// refused, reset, stayed silent or was unreachable, 2 when synack could
+/// not run, and 128 + the signal's number when a signal stopped it: 130
+/// SIGINT (Ctrl-C), 129 SIGHUP, 131 SIGQUIT, 143 SIGTERM.
 fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     use synack::connect::{self, CloseMode, ConnectConfig};
     let cfg = ConnectConfig {
@@ -319,15 +340,17 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     connect::check_times(cfg.close, cfg.timeout, cfg.time_wait).map_err(anyhow::Error::msg)?;
     // The handlers go in before the guard's rule: a signal then only sets
     // the flag, the client loop returns, and the rule is removed.
-    let stop = stop_flag()?;
+    let (stop, which) = connect_stop_flags()?;
     match connect::run(&cfg, stop) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {
+            let signal = which.load(Ordering::SeqCst) as i32;
             eprintln!(
-                "synack: {err}; {} holds every frame up to here",
+                "synack: {err} ({}); {} holds every frame up to here",
+                connect::signal_name(signal),
                 cfg.pcap.display()
             );
-            Ok(ExitCode::from(130))
+            Ok(ExitCode::from(connect::exit_status_for_signal(signal)))
         }
         Err(err) if err.is_connection_failure() => {
             Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())

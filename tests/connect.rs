@@ -591,15 +591,86 @@ fn sigint_mid_handshake_removes_the_rule() {
     assert_eq!(before, after);
 }
 
+/// SIGTERM, SIGHUP and SIGQUIT end the run like Ctrl-C (the guard
+/// removed, the pcap flushed), with 128 + the signal's number.
 #[test]
-fn sigterm_mid_handshake_removes_the_rule() {
+fn sigterm_and_sigquit_mid_handshake_remove_the_rule() {
     require_root!();
     require_tool!("nft");
-    let (out, before, after) = interrupt_mid_handshake(nix::sys::signal::Signal::SIGTERM);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    use nix::sys::signal::Signal;
+    for (signal, status) in [(Signal::SIGTERM, 143), (Signal::SIGQUIT, 131)] {
+        let (out, before, after) = interrupt_mid_handshake(signal);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(status), "{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted in SYN-SENT ({signal})")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("guard: removed"), "{signal}: {stderr}");
+        assert_eq!(before, after, "{signal}");
+    }
+}
+
+/// Issue 11 (MEDIUM 6): SIGHUP (a closed terminal) left the nftables
+/// table behind. Sent in TIME-WAIT: the ruleset is as it was, exit 129.
+#[test]
+fn sighup_in_time_wait_removes_the_rule() {
+    require_root!();
+    require_tool!("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("hup.pcap");
+    let (out, before, after) = in_netns(move || {
+        let before = ruleset();
+        let (port, server) = kernel_server(false);
+        let mut child = synack()
+            .args(["--color", "never", "connect", &format!("127.0.0.1:{port}")])
+            .args([
+                "--data",
+                "hello",
+                "--time-wait",
+                "10s",
+                "--timeout",
+                "20s",
+                "-w",
+            ])
+            .arg(&pcap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut seen = String::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("FIN-WAIT-2 → TIME-WAIT") {
+                    let _ = tx.send(());
+                }
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            seen
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the client never reached TIME-WAIT");
+        assert!(ruleset().contains("synack_guard_"));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        let started = Instant::now();
+        let mut out = child.wait_with_output().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        out.stdout = reader.join().unwrap().into_bytes();
+        server.join().unwrap();
+        (out, before, ruleset())
+    });
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(129), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted in TIME-WAIT (SIGHUP)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("guard: removed"), "{stderr}");
-    assert_eq!(before, after);
+    assert_eq!(before, after, "the guard's table outlived SIGHUP");
 }
 
 #[test]
@@ -812,6 +883,64 @@ fn without_nft_the_guard_is_an_iptables_rule_and_goes_away() {
         "{stderr}"
     );
     assert_eq!(before, after);
+}
+
+/// Issue 11 (MEDIUM 6): with iptables, a rule left by SIGKILL (the one
+/// exit no handler sees) is reported by the next run, with the command
+/// that removes it, as the nft path does for its tables.
+#[test]
+fn with_iptables_a_rule_left_by_sigkill_is_reported_by_the_next_run() {
+    require_root!();
+    require_tool!("iptables");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = path_with(&bin, &["iptables"]);
+    let d = dir.path().to_path_buf();
+    let (second, left, after_removal) = in_netns(move || {
+        // Port 9 drops every SYN: the first run waits in SYN-SENT.
+        sh("iptables -A INPUT -p tcp --dport 9 -j DROP");
+        let mut first = synack()
+            .env("PATH", &path)
+            .args(["--color", "never", "-q", "connect", "127.0.0.1:9"])
+            .args(["--timeout", "20s", "-w"])
+            .arg(d.join("1.pcap"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+        let added = lines.next().unwrap().unwrap();
+        assert!(added.contains("guard: added iptables rule"), "{added}");
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let left = sh("iptables -S OUTPUT");
+        let second = synack()
+            .env("PATH", &path)
+            .args(["--color", "never", "-q", "connect", "127.0.0.1:9"])
+            .args(["--timeout", "500ms", "--time-wait", "0", "-w"])
+            .arg(d.join("2.pcap"))
+            .output()
+            .unwrap();
+        // The command it names removes the rule.
+        let (_, stderr) = text(&second);
+        let command = stderr
+            .lines()
+            .find_map(|l| l.split("remove it with: ").nth(1))
+            .unwrap_or_else(|| panic!("no command in {stderr}"))
+            .to_string();
+        sh(&command);
+        (second, left, sh("iptables -S OUTPUT"))
+    });
+    let (_, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(left.contains("synack_guard_"), "{left}");
+    assert_eq!(
+        stderr.matches("belongs to no running process here").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!after_removal.contains("synack_guard_"), "{after_removal}");
 }
 
 #[test]

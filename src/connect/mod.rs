@@ -153,6 +153,22 @@ pub fn check_times(close: CloseMode, timeout: Duration, time_wait: Duration) -> 
     Ok(())
 }
 
+/// The exit status after the signal numbered `signal` stopped the run:
+/// 128 + the number, as a shell reports a process that signal killed
+/// (SIGINT 130, SIGHUP 129, SIGQUIT 131, SIGTERM 143). An unknown number
+/// (none recorded) counts as SIGINT.
+pub fn exit_status_for_signal(signal: i32) -> u8 {
+    match u8::try_from(signal) {
+        Ok(n @ 1..=127) => 128 + n,
+        _ => 128 + libc::SIGINT as u8,
+    }
+}
+
+/// "SIGHUP" for 1, and so on; "a signal" for a number it does not know.
+pub fn signal_name(signal: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(signal).map_or("a signal", |s| s.as_str())
+}
+
 /// Where the connection goes, as decided before the first frame.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -685,6 +701,17 @@ impl Observer for ConnectObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_exits_with_128_plus_its_number() {
+        assert_eq!(exit_status_for_signal(libc::SIGINT), 130);
+        assert_eq!(exit_status_for_signal(libc::SIGHUP), 129);
+        assert_eq!(exit_status_for_signal(libc::SIGQUIT), 131);
+        assert_eq!(exit_status_for_signal(libc::SIGTERM), 143);
+        assert_eq!(exit_status_for_signal(0), 130);
+        assert_eq!(signal_name(libc::SIGHUP), "SIGHUP");
+        assert_eq!(signal_name(0), "a signal");
+    }
 
     #[test]
     fn a_time_wait_longer_than_the_timeout_is_a_usage_error() {

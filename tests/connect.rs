@@ -1256,3 +1256,139 @@ fn runs_in_two_pid_namespaces_keep_their_own_guard_tables() {
     );
     assert_ne!(during_second, after);
 }
+
+/// Every frame of a capture as `ip.src ip.dst tcp.srcport tcp.dstport
+/// arp.src.proto_ipv4 arp.dst.proto_ipv4 frame.protocols`, by tshark.
+fn tshark_summary(pcap: &Path) -> Vec<Vec<String>> {
+    let out = sh(&format!(
+        "tshark -n -r {} -T fields -E separator=';' -e ip.src -e ip.dst -e tcp.srcport \
+         -e tcp.dstport -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 -e frame.protocols",
+        pcap.display()
+    ));
+    out.lines()
+        .map(|l| l.split(';').map(str::to_string).collect())
+        .collect()
+}
+
+/// Issue 11 (MEDIUM 9): the pcap held every frame on the interface.
+/// With other traffic on the link during the run (UDP datagrams, a
+/// second TCP flow, ARP for other hosts), the capture holds only the connection's
+/// segments and the ARP between our address and the next hop: on a veth
+/// (the path of a real eth0) and on lo.
+#[test]
+fn the_capture_holds_only_the_connection_and_its_arp() {
+    require_root!();
+    require_tool!("tshark");
+    require_tool!("ethtool");
+    require_tool!("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let (veth_pcap, lo_pcap) = (dir.path().join("veth.pcap"), dir.path().join("lo.pcap"));
+    let (veth_out, lo_out) = in_netns({
+        let (veth_pcap, lo_pcap) = (veth_pcap.clone(), lo_pcap.clone());
+        move || {
+            sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+                && ip link add veth0 type veth peer name veth1 \
+                && ip addr add 198.18.0.1/24 dev veth0 \
+                && ip link set veth0 up && ip link set veth1 up \
+                && ethtool -K veth0 tx off rx off >/dev/null && ethtool -K veth1 tx off rx off >/dev/null");
+            // Noise through veth0 to veth1 for the whole run: broadcast
+            // datagrams, and datagrams to an address nobody has (ARP for
+            // it).
+            let noise = |from: &'static str, to: &'static str| {
+                thread::spawn(move || {
+                    let sock = std::net::UdpSocket::bind(from).unwrap();
+                    sock.set_broadcast(true).unwrap();
+                    for _ in 0..60 {
+                        let _ = sock.send_to(b"noise", to);
+                        thread::sleep(Duration::from_millis(25));
+                    }
+                })
+            };
+            let mut noises = vec![
+                noise("198.18.0.1:0", "198.18.0.255:9999"),
+                noise("198.18.0.1:0", "198.18.0.77:9999"),
+            ];
+            let listener = TcpListener::bind("198.18.0.1:8080").unwrap();
+            let server = thread::spawn(move || {
+                let (mut sock, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 64];
+                let n = sock.read(&mut buf).unwrap();
+                sock.write_all(&buf[..n]).unwrap();
+                while sock.read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+            thread::sleep(Duration::from_millis(200));
+            let veth_out = connect(
+                &veth_pcap,
+                "198.18.0.1:8080",
+                &["-i", "veth1", "--source", "198.18.0.2", "--data", "hello"],
+            );
+            server.join().unwrap();
+
+            // On lo: datagrams and a second TCP flow, to other ports.
+            noises.push(noise("127.0.0.1:0", "127.0.0.1:9999"));
+            let other = TcpListener::bind("127.0.0.1:0").unwrap();
+            let other_port = other.local_addr().unwrap().port();
+            let chatter = thread::spawn(move || {
+                let mut client = std::net::TcpStream::connect(("127.0.0.1", other_port)).unwrap();
+                let (mut peer, _) = other.accept().unwrap();
+                let mut buf = [0u8; 16];
+                for _ in 0..40 {
+                    client.write_all(b"noise").unwrap();
+                    let _ = peer.read(&mut buf);
+                    thread::sleep(Duration::from_millis(25));
+                }
+            });
+            let (port, server) = kernel_server(false);
+            let lo_out = connect(&lo_pcap, &format!("127.0.0.1:{port}"), &["--data", "hello"]);
+            server.join().unwrap();
+            chatter.join().unwrap();
+            for noise in noises {
+                noise.join().unwrap();
+            }
+            (veth_out, lo_out)
+        }
+    });
+    let (stdout, stderr) = text(&veth_out);
+    assert!(veth_out.status.success(), "{stdout}\n{stderr}");
+    let frames = tshark_summary(&veth_pcap);
+    let mut arp = 0;
+    for f in &frames {
+        let (src, dst) = (f[0].as_str(), f[1].as_str());
+        if f[6].contains("arp") {
+            let ends = [f[4].as_str(), f[5].as_str()];
+            assert!(
+                ends.contains(&"198.18.0.2") && ends.contains(&"198.18.0.1"),
+                "ARP of another host in the capture: {f:?}"
+            );
+            arp += 1;
+        } else {
+            assert!(f[6].contains("tcp"), "not the connection: {f:?}");
+            let mut hosts = [src, dst];
+            hosts.sort_unstable();
+            assert_eq!(
+                hosts,
+                ["198.18.0.1", "198.18.0.2"],
+                "not the connection: {f:?}"
+            );
+            assert!(
+                [f[2].as_str(), f[3].as_str()].contains(&"8080"),
+                "not the connection: {f:?}"
+            );
+        }
+    }
+    assert!(arp >= 2, "{frames:?}");
+    assert!(frames.len() >= 9 + 2, "{frames:?}");
+
+    let (stdout, stderr) = text(&lo_out);
+    assert!(lo_out.status.success(), "{stdout}\n{stderr}");
+    let frames = tshark_summary(&lo_pcap);
+    let server_port = frames[0][3].clone();
+    for f in &frames {
+        assert!(f[6].contains("tcp"), "not the connection: {f:?}");
+        assert!(
+            [f[2].as_str(), f[3].as_str()].contains(&server_port.as_str()),
+            "another flow in the capture: {f:?}"
+        );
+    }
+    assert!(frames.len() >= 9, "{frames:?}");
+}

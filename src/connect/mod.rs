@@ -37,6 +37,7 @@ use crate::net::link::PnetLink;
 use crate::net::sockinfo::SockDiag;
 use crate::report::{Direction, LabEvent, Summary};
 use crate::tcp::{self, State};
+use crate::wire::bpf::Filter;
 use crate::wire::{self, MacAddr, SeqNumber};
 
 use guard::{Flow, GuardError, RstGuard};
@@ -353,10 +354,20 @@ fn run_client(
     guarded: bool,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Finished, ConnectError> {
+    let filter = capture_filter(plan, ours, cfg.target)
+        .compile()
+        .map_err(|e| ConnectError::Link {
+            dev: plan.dev.clone(),
+            source: io::Error::other(e),
+        })?;
     let opened = if plan.loopback {
-        PnetLink::open_loopback(&plan.dev, guarded.then_some(guard::SYNACK_MARK))
+        PnetLink::open_loopback(
+            &plan.dev,
+            guarded.then_some(guard::SYNACK_MARK),
+            Some(&filter),
+        )
     } else {
-        PnetLink::open(&plan.dev)
+        PnetLink::open_filtered(&plan.dev, &filter)
     };
     let mut link = opened.map_err(|source| {
         if source.kind() == io::ErrorKind::PermissionDenied {
@@ -506,6 +517,28 @@ fn run_client(
     drop(tx);
     reporter.finish().map_err(ConnectError::Report)?;
     Ok(Finished { summary })
+}
+
+/// What the link receives, and so what the pcap holds: the connection's
+/// segments both ways, an ICMP destination unreachable quoting one of
+/// ours, and (off `lo`) ARP between our address and the next hop. Every
+/// other flow on the interface stays out (issue 11).
+pub fn capture_filter(plan: &Plan, ours: SocketAddrV4, server: SocketAddrV4) -> Filter {
+    let mut parts = vec![
+        Filter::tcp_connection(ours, server),
+        Filter::IcmpUnreachableAbout {
+            from: ours,
+            to: server,
+        },
+    ];
+    if !plan.loopback {
+        let next_hop = plan.gateway.unwrap_or(*server.ip());
+        parts.push(Filter::and([
+            Filter::ArpHost(*ours.ip()),
+            Filter::ArpHost(next_hop),
+        ]));
+    }
+    Filter::or(parts)
 }
 
 /// The first line: what goes where, before the reporter owns stdout.

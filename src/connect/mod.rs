@@ -458,6 +458,7 @@ fn run_client(
         ours,
         server: cfg.target,
         loopback: plan.loopback,
+        dev: plan.dev.clone(),
         checksum_note_sent: false,
         rst_explained: false,
         let_kernel_rst,
@@ -591,13 +592,16 @@ fn print_plan(
 }
 
 /// Forwards every frame to the reporter, and explains what only
-/// `connect` meets: the partial checksums of `lo` and the kernel's RST.
+/// `connect` meets: partial checksums (checksum offload, on `lo` and on
+/// any interface where it is on) and the kernel's RST.
 struct ConnectObserver {
     tx: Sender<Message>,
     interrupted: Arc<AtomicBool>,
     ours: SocketAddrV4,
     server: SocketAddrV4,
     loopback: bool,
+    /// The interface's name, for the checksum offload note.
+    dev: String,
     checksum_note_sent: bool,
     rst_explained: bool,
     let_kernel_rst: bool,
@@ -656,15 +660,21 @@ impl Observer for ConnectObserver {
                     ));
                 }
                 self.last_state = *state_after;
-                if self.loopback
-                    && record.dir == Direction::ServerToClient
+                // A partial checksum (the pseudo-header sum alone) on a
+                // frame captured on this host is checksum offload, on any
+                // interface: lo always, a veth or a NIC with TX offload on.
+                if record.dir == Direction::ServerToClient
                     && !*checksums_ok
                     && explain::is_partial_checksum(&record.bytes)
                 {
                     *checksums_ok = true;
                     if !self.checksum_note_sent {
                         self.checksum_note_sent = true;
-                        notes.push(explain::LOOPBACK_CHECKSUM_NOTE.to_string());
+                        notes.push(if self.loopback {
+                            explain::LOOPBACK_CHECKSUM_NOTE.to_string()
+                        } else {
+                            explain::offload_checksum_note(&self.dev)
+                        });
                     }
                 }
             }
@@ -687,8 +697,7 @@ impl Observer for ConnectObserver {
                             record.dir = Direction::ClientToServer;
                             record.kind = FrameKind::Segment {
                                 checksums_ok: tcp.checksums_ok
-                                    || (self.loopback
-                                        && explain::is_partial_checksum(&record.bytes)),
+                                    || explain::is_partial_checksum(&record.bytes),
                                 segment: tcp.segment,
                                 changes: Vec::new(),
                                 state_after: self.last_state,

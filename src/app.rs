@@ -3,11 +3,11 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
@@ -150,16 +150,37 @@ fn output(cli: &Cli, json: bool) -> Output {
     })
 }
 
-/// Ctrl-C, SIGTERM and SIGHUP (a closed terminal) set a flag that the
-/// client loop checks every millisecond: the run stops cleanly (the lab's
-/// server is stopped with it) and the pcap is flushed.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM, SIGHUP] {
-        signal_hook::flag::register(signal, Arc::clone(&flag))
-            .context("installing the signal handler")?;
+/// The signals that end a run: Ctrl-C (SIGINT), `kill` (SIGTERM), a closed
+/// terminal (SIGHUP), Ctrl-\\ (SIGQUIT). Each only sets `flag`, which the
+/// client loop and the server thread watch, so the run unwinds: the pcap
+/// is flushed and connect's guard removed. `which` keeps the signal's
+/// number for the message. Every one of them exits 130, the status the
+/// README promises for an interrupted lab or connect.
+struct Stop {
+    flag: Arc<AtomicBool>,
+    which: Arc<AtomicUsize>,
+}
+
+impl Stop {
+    fn install() -> Result<Stop> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let which = Arc::new(AtomicUsize::new(0));
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+            // Actions run in the order registered: the number is stored
+            // before the flag is seen.
+            signal_hook::flag::register_usize(signal, Arc::clone(&which), signal as usize)
+                .context("installing the signal handler")?;
+            signal_hook::flag::register(signal, Arc::clone(&flag))
+                .context("installing the signal handler")?;
+        }
+        Ok(Stop { flag, which })
     }
-    Ok(flag)
+
+    /// "SIGHUP" and so on, for the signal that stopped the run.
+    fn signal_name(&self) -> &'static str {
+        let number = self.which.load(Ordering::SeqCst) as i32;
+        nix::sys::signal::Signal::try_from(number).map_or("a signal", |s| s.as_str())
+    }
 }
 
 /// Whether to colour stdout: `--color always|never`, or for `auto` the
@@ -320,15 +341,16 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     };
     // Combinations that cannot run as described are usage errors (exit 2).
     scenario::check(&cfg.scenario_options()).map_err(|why| anyhow::anyhow!("{why}"))?;
-    let stop = stop_flag()?;
+    let stop = Stop::install()?;
     if let Some(count) = args.count {
-        return bench(&cfg, count as usize, stop);
+        return bench(&cfg, count as usize, &stop);
     }
-    match lab::run(&cfg, stop) {
+    match lab::run(&cfg, Arc::clone(&stop.flag)) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {
             eprintln!(
-                "synack: {err}; {} holds every frame up to here",
+                "synack: {err} ({}); {} holds every frame up to here",
+                stop.signal_name(),
                 cfg.pcap.display()
             );
             Ok(ExitCode::from(130))
@@ -344,15 +366,17 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
 /// `synack lab --count N`: the table, also of the cycles done when a
 /// signal stopped the run (exit 130). On a terminal, stderr shows how far
 /// it got.
-fn bench(cfg: &LabConfig, count: usize, stop: Arc<AtomicBool>) -> Result<ExitCode> {
+fn bench(cfg: &LabConfig, count: usize, stop: &Stop) -> Result<ExitCode> {
     let mut progress = Progress::new(count);
-    let report = lab::bench::run(cfg, count, stop, &mut |done| progress.show(done));
+    let flag = Arc::clone(&stop.flag);
+    let report = lab::bench::run(cfg, count, flag, &mut |done| progress.show(done));
     progress.clear();
     let report = report?;
     println!("{}", report.render());
     if report.interrupted {
         eprintln!(
-            "synack: interrupted after {} of {count} cycles; {} holds every frame up to here",
+            "synack: interrupted ({}) after {} of {count} cycles; {} holds every frame up to here",
+            stop.signal_name(),
             report.count,
             cfg.pcap.display()
         );
@@ -420,8 +444,8 @@ fn stdout_failed(err: &anyhow::Error, pcap: &std::path::Path) -> ExitCode {
 }
 
 /// `synack connect`: exit 0 when the exchange completed, 1 when the server
-/// refused, reset, stayed silent or was unreachable, 130 on Ctrl-C or
-/// SIGTERM, 2 when synack could not run.
+/// refused, reset, stayed silent or was unreachable, 2 when synack could
+/// not run, 130 when a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stopped it.
 fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     use synack::connect::{self, CloseMode, ConnectConfig};
     let cfg = ConnectConfig {
@@ -443,14 +467,16 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
         pcap: args.write.clone(),
         output: output(cli, args.json),
     };
+    connect::check_times(cfg.close, cfg.timeout, cfg.time_wait).map_err(anyhow::Error::msg)?;
     // The handlers go in before the guard's rule: a signal then only sets
     // the flag, the client loop returns, and the rule is removed.
-    let stop = stop_flag()?;
-    match connect::run(&cfg, stop) {
+    let stop = Stop::install()?;
+    match connect::run(&cfg, Arc::clone(&stop.flag)) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {
             eprintln!(
-                "synack: {err}; {} holds every frame up to here",
+                "synack: {err} ({}); {} holds every frame up to here",
+                stop.signal_name(),
                 cfg.pcap.display()
             );
             Ok(ExitCode::from(130))

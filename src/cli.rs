@@ -45,10 +45,11 @@ pub enum Command {
     /// When the kernel owns the source address it answers the server's
     /// SYN-ACK with RST (it has no socket for synack's port). By default
     /// synack adds one nftables rule for the run (table `ip
-    /// synack_guard_<pid>`, falling back to iptables) that drops only
+    /// synack_guard_<pid>_<random>`, falling back to iptables) that drops only
     /// outgoing RSTs from its port to the target, prints it, and removes it
-    /// on every exit (end, error, timeout, Ctrl-C, SIGTERM). With --source
-    /// on an address no kernel interface owns, no rule is needed.
+    /// on every exit (end, error, timeout, Ctrl-C, SIGTERM, SIGHUP,
+    /// SIGQUIT; each exits 130). With
+    /// --source on an address no kernel interface owns, no rule is needed.
     Connect(ConnectArgs),
     /// The tutorials' TCP server on the kernel's own stack: bind, listen,
     /// accept, read, reply, close, narrated with the kernel's view of each

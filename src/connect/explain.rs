@@ -52,6 +52,19 @@ pub const LOOPBACK_CHECKSUM_NOTE: &str =
      fixed on for lo: the bytes never leave memory, so nothing completes the sum); synack \
      accepts them on lo, and so does Wireshark with its default of not checking TCP checksums";
 
+/// The note for the partial checksums of any other interface: TX
+/// checksum offload is on where the segment was sent (a veth's default),
+/// so a capture on this host sees the sum before anything completes it.
+pub fn offload_checksum_note(dev: &str) -> String {
+    format!(
+        "the server's segments on {dev} carry only the pseudo-header checksum: checksum \
+         offload is on where they were sent (a veth hands the unfinished sum across, as a \
+         kernel hands it to a NIC that completes it; see `ethtool -k`), and the kernel that \
+         receives them counts them valid; so does synack. Tools that check TCP checksums call \
+         them bad"
+    )
+}
+
 /// Linux capability numbers (include/uapi/linux/capability.h).
 pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_NET_RAW: u32 = 13;

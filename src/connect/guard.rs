@@ -2,10 +2,12 @@
 //! the kernel also owns, the kernel answers the server's SYN-ACK with RST
 //! (it has no socket for that port; RFC 9293 §3.10.7.1). The guard is one
 //! narrow rule that drops only *outgoing* RSTs from our source port to the
-//! target, in a table of our own (`ip synack_guard_<pid>`), installed for
+//! target, in a table of our own (`ip synack_guard_<pid>_<random>`: no
+//! other run, even one in another PID namespace, can hold that name), installed for
 //! the run and removed on every exit path ([`RstGuard`]'s `Drop` covers
-//! errors, timeouts, Ctrl-C/SIGTERM, which end the run normally, and
-//! panics, which unwind).
+//! errors, timeouts, SIGINT/SIGTERM/SIGHUP/SIGQUIT, which only set a flag
+//! and so end the run normally, and panics, which unwind). SIGKILL is the
+//! one exit no handler sees: the next run reports what it left.
 //!
 //! An outbound rule, not an inbound one: an INPUT drop of the SYN-ACK would
 //! hide it from synack too. The rule text is pure and tested; installing
@@ -31,9 +33,41 @@ pub const SYNACK_MARK: u32 = 0x7379_6e6b;
 /// The comment on the rule, so `nft list ruleset` says whose it is.
 const COMMENT: &str = "synack connect: drop the kernel's RST for synack's own connection";
 
-/// The nftables table name for the process `pid`.
-pub fn table_name(pid: u32) -> String {
-    format!("synack_guard_{pid}")
+/// The iptables rule's comment: its run's name first (iptables has no
+/// tables of our own), so that a rule left by SIGKILL can be found and
+/// its process checked, as with nft's tables.
+/// Without quotes or backslashes: `iptables -S` prints it between double
+/// quotes, escaping an apostrophe as `\'`, which a shell would keep, and
+/// the removal command printed for a stale rule is meant to be pasted.
+fn iptables_comment(name: &str) -> String {
+    format!("{name}: synack connect drops the kernel RST for its own connection")
+}
+
+/// The prefix of every guard's name (the nftables table, the iptables
+/// rule's comment).
+pub const NAME_PREFIX: &str = "synack_guard_";
+
+/// The nftables table name for the run of process `pid` with the random
+/// `nonce`: `synack_guard_<pid>_<nonce as 8 hex digits>`. The PID alone
+/// is not unique: two runs in one network namespace but different PID
+/// namespaces (two containers sharing a network) can have the same PID,
+/// and the first to exit would delete the other's rule (issue 11).
+pub fn table_name(pid: u32, nonce: u32) -> String {
+    format!("{NAME_PREFIX}{pid}_{nonce:08x}")
+}
+
+/// The PID in a guard's name (`synack_guard_<pid>_<nonce>`, or the
+/// older `synack_guard_<pid>`).
+pub fn pid_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let pid = match rest.split_once('_') {
+        Some((pid, nonce)) if nonce.len() == 8 && nonce.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            pid
+        }
+        Some(_) => return None,
+        None => rest,
+    };
+    pid.parse().ok()
 }
 
 /// The match on one flow, in nft syntax.
@@ -61,8 +95,9 @@ pub fn nft_script(table: &str, flow: &Flow) -> String {
     )
 }
 
-/// The iptables rule's arguments after `-I` / `-D` (the fallback).
-pub fn iptables_rule(flow: &Flow) -> Vec<String> {
+/// The iptables rule's arguments after `-I` / `-D` (the fallback); `name`
+/// is the run's (as [`table_name`]), carried in the comment.
+pub fn iptables_rule(flow: &Flow, name: &str) -> Vec<String> {
     [
         "OUTPUT",
         "-p",
@@ -86,7 +121,7 @@ pub fn iptables_rule(flow: &Flow) -> Vec<String> {
         "-m",
         "comment",
         "--comment",
-        COMMENT,
+        &iptables_comment(name),
         "-j",
         "DROP",
     ]
@@ -110,7 +145,7 @@ pub fn stale_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("table ip "))
         .filter_map(|name| {
-            let pid: u32 = name.strip_prefix("synack_guard_")?.parse().ok()?;
+            let pid = pid_of(name)?;
             (!alive(pid)).then(|| name.to_string())
         })
         .collect()
@@ -133,13 +168,47 @@ pub fn warn_about_stale_tables() {
     }
 }
 
+/// The guard rules in an `iptables -S OUTPUT` listing whose process no
+/// longer exists, each as the `-D …` arguments that remove it (as `-S`
+/// prints them: the comment in double quotes, for a shell).
+pub fn stale_iptables_rules(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let rule = line.trim().strip_prefix("-A ")?;
+            let at = rule.find(&format!("--comment \"{NAME_PREFIX}"))?;
+            let name = rule[at..]
+                .trim_start_matches("--comment \"")
+                .split(':')
+                .next()?;
+            let pid = pid_of(name)?;
+            (!alive(pid)).then(|| format!("-D {rule}"))
+        })
+        .collect()
+}
+
+/// Warns about guard rules left in iptables' OUTPUT chain by a run killed
+/// with SIGKILL, as [`warn_about_stale_tables`] does for nft.
+pub fn warn_about_stale_iptables_rules() {
+    let Ok(listing) = run(Command::new("iptables").args(["-w", "-S", "OUTPUT"]), None) else {
+        return;
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    for rule in stale_iptables_rules(&listing, alive) {
+        eprintln!(
+            "synack: guard: an iptables rule of synack belongs to no running process here (a \
+             run killed with SIGKILL?); remove it with: iptables {rule}"
+        );
+    }
+}
+
 /// Which tool holds the rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// An nftables table of our own.
     Nft { table: String },
-    /// One rule in iptables' OUTPUT chain.
-    Iptables,
+    /// One rule in iptables' OUTPUT chain, its comment naming the run.
+    Iptables { name: String },
 }
 
 /// Why the guard could not be installed.
@@ -222,15 +291,16 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, GuardError> {
 
 impl RstGuard {
     /// Installs the rule for `flow`: an nftables table `ip
-    /// synack_guard_<pid>`, or, without `nft`, an iptables rule.
+    /// synack_guard_<pid>_<random>`, or, without `nft`, an iptables rule.
     ///
     /// # Errors
     /// [`GuardError::NoTool`] when neither tool exists; the tool's error
     /// otherwise (without CAP_NET_ADMIN: "Operation not permitted").
     pub fn install(flow: Flow) -> Result<RstGuard, GuardError> {
+        let name = table_name(std::process::id(), crate::lab::random_u32());
         let backend = if has_tool("nft") {
             warn_about_stale_tables();
-            let table = table_name(std::process::id());
+            let table = name;
             let script = nft_script(&table, &flow);
             if let Err(e) = run(Command::new("nft").args(["-f", "-"]), Some(&script)) {
                 // `nft -f` is one transaction, but if nft died after the
@@ -243,13 +313,14 @@ impl RstGuard {
             }
             Backend::Nft { table }
         } else if has_tool("iptables") {
+            warn_about_stale_iptables_rules();
             run(
                 Command::new("iptables")
                     .args(["-w", "-I"])
-                    .args(iptables_rule(&flow)),
+                    .args(iptables_rule(&flow, &name)),
                 None,
             )?;
-            Backend::Iptables
+            Backend::Iptables { name }
         } else {
             return Err(GuardError::NoTool);
         };
@@ -268,10 +339,10 @@ impl RstGuard {
                  (the kernel's RST to the server's SYN-ACK); it is removed when synack exits",
                 nft_match(&self.flow)
             ),
-            Backend::Iptables => format!(
+            Backend::Iptables { name } => format!(
                 "added iptables rule `-I {}` (the kernel's RST to the server's SYN-ACK); \
                  it is removed when synack exits",
-                iptables_rule(&self.flow)
+                iptables_rule(&self.flow, name)
                     .iter()
                     .map(|a| if a.contains(' ') {
                         format!("\"{a}\"")
@@ -314,11 +385,11 @@ impl RstGuard {
                     .unwrap_or_default();
                 Ok(format!("removed nftables table `ip {table}`{dropped}"))
             }
-            Backend::Iptables => {
+            Backend::Iptables { name } => {
                 run(
                     Command::new("iptables")
                         .args(["-w", "-D"])
-                        .args(iptables_rule(&self.flow)),
+                        .args(iptables_rule(&self.flow, name)),
                     None,
                 )?;
                 Ok("removed the iptables rule".to_string())
@@ -367,17 +438,42 @@ mod tests {
              \t}\n\
              }\n"
         );
-        assert_eq!(table_name(42), "synack_guard_42");
+        assert_eq!(table_name(42, 0xbeef), "synack_guard_42_0000beef");
     }
 
     #[test]
     fn the_iptables_rule_matches_the_same_flow() {
-        let rule = iptables_rule(&flow()).join(" ");
+        let rule = iptables_rule(&flow(), "synack_guard_7_0000abcd").join(" ");
         assert!(rule.starts_with(
             "OUTPUT -p tcp -s 127.0.0.1 -d 127.0.0.2 --sport 40000 --dport 8080 \
              --tcp-flags RST RST"
         ));
         assert!(rule.ends_with("-j DROP"));
+        assert!(
+            rule.contains("--comment synack_guard_7_0000abcd: synack connect drops"),
+            "{rule}"
+        );
+    }
+
+    /// Issue 11: a rule left by SIGKILL in iptables is reported too.
+    #[test]
+    fn stale_iptables_rules_are_those_of_dead_processes() {
+        let listing = "-P OUTPUT ACCEPT\n\
+            -A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m tcp --sport 40000 --dport 8080 \
+            --tcp-flags RST RST -m mark ! --mark 0x73796e6b -m comment --comment \
+            \"synack_guard_10_0000abcd: synack connect: drop the kernel's RST for synack's own \
+            connection\" -j DROP\n\
+            -A OUTPUT -p tcp -m comment --comment \"synack_guard_20_0000abcd: x\" -j DROP\n\
+            -A OUTPUT -p tcp -m comment --comment \"someone else\" -j DROP\n";
+        let stale = stale_iptables_rules(listing, |pid| pid == 20);
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert!(
+            stale[0].starts_with("-D OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp"),
+            "{}",
+            stale[0]
+        );
+        assert!(stale[0].ends_with("connection\" -j DROP"), "{}", stale[0]);
+        assert!(stale_iptables_rules(listing, |_| true).is_empty());
     }
 
     /// Runs `f` in a thread of its own inside a new network namespace
@@ -424,7 +520,10 @@ mod tests {
             let before = ruleset();
             let guard = RstGuard::install(flow()).unwrap();
             let during = ruleset();
-            assert!(during.contains(&table_name(std::process::id())), "{during}");
+            assert!(
+                during.contains(&format!("synack_guard_{}_", std::process::id())),
+                "{during}"
+            );
             assert!(during.contains("tcp flags & rst == rst"), "{during}");
             assert!(guard.describe().contains("tcp sport 40000 tcp dport 8080"));
             let said = guard.remove().unwrap();
@@ -450,9 +549,27 @@ mod tests {
     #[test]
     fn stale_tables_are_those_of_dead_processes() {
         let listing = "table inet filter\ntable ip synack_guard_10\ntable ip synack_guard_20\n\
-                       table ip synack_guard_x\ntable ip6 synack_guard_30\n";
-        assert_eq!(stale_tables(listing, |pid| pid == 20), ["synack_guard_10"]);
+                       table ip synack_guard_x\ntable ip6 synack_guard_30\n\
+                       table ip synack_guard_11_0123abcd\ntable ip synack_guard_21_0123abcd\n\
+                       table ip synack_guard_12_nothex!\n";
+        assert_eq!(
+            stale_tables(listing, |pid| pid == 20 || pid == 21),
+            ["synack_guard_10", "synack_guard_11_0123abcd"]
+        );
         assert!(stale_tables(listing, |_| true).is_empty());
+    }
+
+    /// Issue 11: two runs with the same PID (in two PID namespaces
+    /// sharing one network namespace) must not share a table.
+    #[test]
+    fn two_runs_with_one_pid_get_two_tables() {
+        let names: std::collections::HashSet<String> = (0..64)
+            .map(|_| table_name(1, crate::lab::random_u32()))
+            .collect();
+        assert_eq!(names.len(), 64);
+        for name in &names {
+            assert_eq!(pid_of(name), Some(1), "{name}");
+        }
     }
 
     #[test]

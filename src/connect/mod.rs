@@ -38,6 +38,7 @@ use crate::net::outfile::{self, OutFileError};
 use crate::net::sockinfo::SockDiag;
 use crate::report::{Direction, LabEvent, Summary};
 use crate::tcp::{self, State};
+use crate::wire::bpf::Filter;
 use crate::wire::{self, MacAddr, SeqNumber};
 
 use guard::{Flow, GuardError, RstGuard};
@@ -143,6 +144,29 @@ impl ConnectError {
     pub fn is_stdout(&self) -> bool {
         matches!(self, ConnectError::Reporter(ReportError::Stdout(_)))
     }
+}
+
+/// Rejects a `--time-wait` that cannot end within `--timeout` (a usage
+/// error, exit status 2): the timeout bounds the whole run, TIME-WAIT
+/// included, so the run would give up in TIME-WAIT after a completed
+/// exchange. Only the closes that go through TIME-WAIT (the client's FIN
+/// first) are concerned.
+///
+/// # Errors
+/// A sentence naming both options and what to give instead.
+pub fn check_times(close: CloseMode, timeout: Duration, time_wait: Duration) -> Result<(), String> {
+    let through_time_wait = matches!(close, CloseMode::Client | CloseMode::AfterReply(_));
+    if through_time_wait && time_wait >= timeout {
+        return Err(format!(
+            "--time-wait {tw:?} does not fit in --timeout {to:?}: the timeout bounds the whole \
+             run, TIME-WAIT included, so a completed exchange would end as a timeout; give \
+             --timeout more than {tw:?} (the handshake and the reply need time too) or a \
+             shorter --time-wait",
+            tw = time_wait,
+            to = timeout
+        ));
+    }
+    Ok(())
 }
 
 /// Where the connection goes, as decided before the first frame.
@@ -363,10 +387,20 @@ fn run_client_with(
     file: File,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Finished, ConnectError> {
+    let filter = capture_filter(plan, ours, cfg.target)
+        .compile()
+        .map_err(|e| ConnectError::Link {
+            dev: plan.dev.clone(),
+            source: io::Error::other(e),
+        })?;
     let opened = if plan.loopback {
-        PnetLink::open_loopback(&plan.dev, guarded.then_some(guard::SYNACK_MARK))
+        PnetLink::open_loopback(
+            &plan.dev,
+            guarded.then_some(guard::SYNACK_MARK),
+            Some(&filter),
+        )
     } else {
-        PnetLink::open(&plan.dev)
+        PnetLink::open_filtered(&plan.dev, &filter)
     };
     let mut link = opened.map_err(|source| {
         if source.kind() == io::ErrorKind::PermissionDenied {
@@ -447,6 +481,7 @@ fn run_client_with(
         ours,
         server: cfg.target,
         loopback: plan.loopback,
+        dev: plan.dev.clone(),
         checksum_note_sent: false,
         rst_explained: false,
         let_kernel_rst,
@@ -508,6 +543,28 @@ fn run_client_with(
     Ok(Finished { summary })
 }
 
+/// What the link receives, and so what the pcap holds: the connection's
+/// segments both ways, an ICMP destination unreachable quoting one of
+/// ours, and (off `lo`) ARP between our address and the next hop. Every
+/// other flow on the interface stays out (issue 11).
+pub fn capture_filter(plan: &Plan, ours: SocketAddrV4, server: SocketAddrV4) -> Filter {
+    let mut parts = vec![
+        Filter::tcp_connection(ours, server),
+        Filter::IcmpUnreachableAbout {
+            from: ours,
+            to: server,
+        },
+    ];
+    if !plan.loopback {
+        let next_hop = plan.gateway.unwrap_or(*server.ip());
+        parts.push(Filter::and([
+            Filter::ArpHost(*ours.ip()),
+            Filter::ArpHost(next_hop),
+        ]));
+    }
+    Filter::or(parts)
+}
+
 /// The first line: what goes where, before the reporter owns stdout.
 fn print_plan(
     cfg: &ConnectConfig,
@@ -558,13 +615,16 @@ fn print_plan(
 }
 
 /// Forwards every frame to the reporter, and explains what only
-/// `connect` meets: the partial checksums of `lo` and the kernel's RST.
+/// `connect` meets: partial checksums (checksum offload, on `lo` and on
+/// any interface where it is on) and the kernel's RST.
 struct ConnectObserver {
     tx: Sender<Message>,
     interrupted: Arc<AtomicBool>,
     ours: SocketAddrV4,
     server: SocketAddrV4,
     loopback: bool,
+    /// The interface's name, for the checksum offload note.
+    dev: String,
     checksum_note_sent: bool,
     rst_explained: bool,
     let_kernel_rst: bool,
@@ -623,15 +683,21 @@ impl Observer for ConnectObserver {
                     ));
                 }
                 self.last_state = *state_after;
-                if self.loopback
-                    && record.dir == Direction::ServerToClient
+                // A partial checksum (the pseudo-header sum alone) on a
+                // frame captured on this host is checksum offload, on any
+                // interface: lo always, a veth or a NIC with TX offload on.
+                if record.dir == Direction::ServerToClient
                     && !*checksums_ok
                     && explain::is_partial_checksum(&record.bytes)
                 {
                     *checksums_ok = true;
                     if !self.checksum_note_sent {
                         self.checksum_note_sent = true;
-                        notes.push(explain::LOOPBACK_CHECKSUM_NOTE.to_string());
+                        notes.push(if self.loopback {
+                            explain::LOOPBACK_CHECKSUM_NOTE.to_string()
+                        } else {
+                            explain::offload_checksum_note(&self.dev)
+                        });
                     }
                 }
             }
@@ -654,8 +720,7 @@ impl Observer for ConnectObserver {
                             record.dir = Direction::ClientToServer;
                             record.kind = FrameKind::Segment {
                                 checksums_ok: tcp.checksums_ok
-                                    || (self.loopback
-                                        && explain::is_partial_checksum(&record.bytes)),
+                                    || explain::is_partial_checksum(&record.bytes),
                                 segment: tcp.segment,
                                 changes: Vec::new(),
                                 state_after: self.last_state,
@@ -695,5 +760,25 @@ impl Observer for ConnectObserver {
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_wait_longer_than_the_timeout_is_a_usage_error() {
+        let s = Duration::from_secs;
+        let err = check_times(CloseMode::Client, s(2), s(3)).unwrap_err();
+        assert!(
+            err.contains("--time-wait 3s does not fit in --timeout 2s"),
+            "{err}"
+        );
+        assert!(check_times(CloseMode::AfterReply(5), s(2), s(2)).is_err());
+        assert!(check_times(CloseMode::Client, s(10), s(1)).is_ok());
+        // No TIME-WAIT on our side: the server closes first, or RST.
+        assert!(check_times(CloseMode::Server, s(2), s(3)).is_ok());
+        assert!(check_times(CloseMode::Abort, s(2), s(3)).is_ok());
     }
 }

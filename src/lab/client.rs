@@ -319,12 +319,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     after: self.params.timeout,
                 });
             }
-            let mut wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
-            if let (Closing::WhenQuiet { quiet, .. }, Some(last), false) =
-                (self.closing, self.last_rx_at, self.scenario.close_sent)
-            {
-                wait_until = wait_until.min((last + quiet).max(now));
-            }
+            let wait_until = self.wait_until(now, deadline);
             if let Some(bytes) = self.link.recv(wait_until)? {
                 self.on_frame(bytes)?;
             }
@@ -363,6 +358,26 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             state: self.conn.state(),
             after: start.elapsed(),
         })
+    }
+
+    /// Until when the loop may sleep waiting for a frame: the connection's
+    /// next timer (a retransmission, the end of TIME-WAIT), the run's
+    /// deadline, and, with [`Closing::WhenQuiet`], the end of the quiet
+    /// window. Once that window has passed it no longer counts: the close
+    /// then waits for our data to be acknowledged, which only a frame or
+    /// the retransmission timer can bring (counting it would make every
+    /// wake-up "now", a busy loop until the turn cap; issue 11).
+    fn wait_until(&self, now: Instant, deadline: Instant) -> Instant {
+        let mut wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
+        if let (Closing::WhenQuiet { quiet, .. }, Some(last), false) =
+            (self.closing, self.last_rx_at, self.scenario.close_sent)
+        {
+            let quiet_ends = last + quiet;
+            if quiet_ends > now {
+                wait_until = wait_until.min(quiet_ends);
+            }
+        }
+        wait_until
     }
 
     /// `--udp`: each write goes as one datagram, at once (there is no

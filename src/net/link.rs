@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender, NetworkInterface};
 
+use crate::wire::bpf::Insn;
 use crate::wire::{MacAddr, ETHERNET_HEADER_LEN};
 
 /// pnet's receive timeout is fixed when the channel is made (libpnet PR
@@ -62,7 +63,18 @@ impl PnetLink {
     /// `NotFound` for an unknown interface, `PermissionDenied` without
     /// CAP_NET_RAW.
     pub fn open(name: &str) -> io::Result<PnetLink> {
-        Self::open_with(name, false)
+        Self::open_with(name, false, None)
+    }
+
+    /// As [`PnetLink::open`], receiving only the frames `filter` accepts
+    /// (a classic BPF program from [`crate::wire::bpf`], attached before
+    /// the socket is bound, so no frame gets past it).
+    ///
+    /// # Errors
+    /// As [`PnetLink::open`]; `InvalidInput` when the kernel rejects the
+    /// program.
+    pub fn open_filtered(name: &str, filter: &[Insn]) -> io::Result<PnetLink> {
+        Self::open_with(name, false, Some(filter))
     }
 
     /// A link on the loopback interface `name`, where every frame is both
@@ -81,8 +93,12 @@ impl PnetLink {
     ///
     /// # Errors
     /// As [`PnetLink::open`].
-    pub fn open_loopback(name: &str, mark: Option<u32>) -> io::Result<PnetLink> {
-        let mut link = Self::open_with(name, true)?;
+    pub fn open_loopback(
+        name: &str,
+        mark: Option<u32>,
+        filter: Option<&[Insn]>,
+    ) -> io::Result<PnetLink> {
+        let mut link = Self::open_with(name, true, filter)?;
         let raw = socket2::Socket::new(
             socket2::Domain::IPV4,
             socket2::Type::RAW,
@@ -95,7 +111,7 @@ impl PnetLink {
         Ok(link)
     }
 
-    fn open_with(name: &str, loopback: bool) -> io::Result<PnetLink> {
+    fn open_with(name: &str, loopback: bool, filter: Option<&[Insn]>) -> io::Result<PnetLink> {
         let iface: NetworkInterface = datalink::interfaces()
             .into_iter()
             .find(|iface| iface.name == name)
@@ -113,9 +129,20 @@ impl PnetLink {
             read_buffer_size: 65536,
             write_buffer_size: 65536,
             promiscuous: false,
-            socket_fd: if loopback {
-                // pnet owns (and closes) the descriptor from here on.
-                Some(super::sys::packet_socket_ignoring_outgoing()?.into_raw_fd())
+            socket_fd: if loopback || filter.is_some() {
+                // Our own socket, not yet bound: pnet binds it (and owns
+                // and closes it from here on), so the filter is in place
+                // before the first frame can be queued.
+                let sock = super::sys::packet_socket(loopback)?;
+                if let Some(program) = filter {
+                    super::sys::attach_filter(&sock, program).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("attaching the capture filter: {e}"),
+                        )
+                    })?;
+                }
+                Some(sock.into_raw_fd())
             } else {
                 None
             },

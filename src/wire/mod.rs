@@ -5,6 +5,7 @@
 //!
 //! Pure: nothing here does I/O or reads a clock.
 
+pub mod bpf;
 mod frame;
 mod icmp;
 mod segment;

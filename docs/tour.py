@@ -47,16 +47,19 @@ TRIES = 8  # a block whose segments can cross (--data twice) matches about every
 
 
 def shell(cmd: str, cwd: str, env: dict) -> str:
-    run = subprocess.run(
-        ["bash", "-c", cmd],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    try:
+        run = subprocess.run(
+            ["bash", "-c", cmd],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise RuntimeError(f"`{cmd}` ran longer than {err.timeout} s") from err
     if run.returncode != 0:
         raise RuntimeError(f"`{cmd}` exited {run.returncode}:\n{run.stdout}")
     return run.stdout

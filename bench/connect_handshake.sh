@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# synack connect in the tool slot of ../shared/bench/handshake_peers.sh: the
+# synack connect in the tool slot of bench/peers/handshake_peers.sh: the
 # same labs, the same echo server, the same tcpdump yardstick as the peers
 # (kernel client, scapy, hping3, nping), measured in the same run.
 # Each cycle is one `synack connect` process in raw mode: veth1 has no IPv4
@@ -11,7 +11,6 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=$(cd "$here/.." && pwd)/target/release/synack
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-peers=${BENCH_DIR:-$here/../../shared/bench}
-[ -x "$peers/handshake_peers.sh" ] || { echo "no $peers/handshake_peers.sh (set BENCH_DIR)" >&2; exit 2; }
+peers=$here/peers
 export TOOL_HANDSHAKE_CMD="$bin -q connect \"\$LAB_SRV_IP:\$LAB_SRV_PORT\" -i \"\$LAB_CLI_IF\" --source \"\$LAB_CLI_IP\" --data \$'hello\\n' --expect-reply 6 --time-wait 0 --timeout 3 -w /dev/null"
 N=${1:-100} RUNS=${2:-3} exec "$peers/handshake_peers.sh"

@@ -4,7 +4,7 @@
 #
 #   bench/inspect.sh [CAPTURE] [RUNS]
 #   CAPTURE defaults to /tmp/synack-bench/capture.pcap, made as root by
-#   ../shared/bench/gen_capture.sh (~1 GB, 965k packets); RUNS defaults to 3.
+#   bench/peers/gen_capture.sh (~1 GB, 965k packets); RUNS defaults to 3.
 #
 # Peers: `tcpdump -nn -r`, `tshark -q -z conv,tcp -r`, and the yardstick
 # bench/minimal_reader (pcap-file + etherparse + a HashMap per 4-tuple).
@@ -15,7 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cap=${1:-/tmp/synack-bench/capture.pcap}
 runs=${2:-3}
-[ -r "$cap" ] || { echo "inspect.sh: no capture at $cap (run ../shared/bench/gen_capture.sh as root)" >&2; exit 2; }
+[ -r "$cap" ] || { echo "inspect.sh: no capture at $cap (run bench/peers/gen_capture.sh as root)" >&2; exit 2; }
 for tool in tcpdump tshark /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "inspect.sh: needs $tool" >&2; exit 2; }
 done

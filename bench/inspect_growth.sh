@@ -7,13 +7,13 @@
 #
 #   bench/inspect_growth.sh [CAPTURE] [WORKDIR]
 #   CAPTURE defaults to /tmp/synack-bench/capture.pcap, made as root by
-#   ../shared/bench/gen_capture.sh; WORKDIR (default: a fresh temp dir, removed
+#   bench/peers/gen_capture.sh; WORKDIR (default: a fresh temp dir, removed
 #   at the end) needs 7x the capture's size free. Not run in CI.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cap=${1:-/tmp/synack-bench/capture.pcap}
-[ -r "$cap" ] || { echo "inspect_growth.sh: no capture at $cap (run ../shared/bench/gen_capture.sh as root)" >&2; exit 2; }
+[ -r "$cap" ] || { echo "inspect_growth.sh: no capture at $cap (run bench/peers/gen_capture.sh as root)" >&2; exit 2; }
 command -v /usr/bin/time >/dev/null || { echo "inspect_growth.sh: needs GNU time" >&2; exit 2; }
 (cd "$root" && cargo build --release --quiet)
 synack=$root/target/release/synack

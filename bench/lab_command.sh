@@ -3,10 +3,12 @@
 # to exit (namespace, veth, server, handshake, data, teardown, pcap), N runs.
 # Prints the median and worst wall time and the peak RSS (from
 # /proc/<pid>/status VmHWM via GNU time's %M when available).
-# Usage: sudo benches/lab_command.sh [N] [path/to/synack]   (root: namespaces)
+# Usage: sudo bench/lab_command.sh [N] [path/to/synack]   (root: namespaces)
+# The binary defaults to target/release/synack (cargo build --release).
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 n=${1:-20}
-bin=${2:-target/release/synack}
+bin=${2:-$here/../target/release/synack}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -195,3 +195,45 @@ fn issue_14_sticky_writes_beyond_one_read_are_refused_up_front() {
     );
     assert!(!pcap.exists(), "refused before anything ran");
 }
+
+/// Issue 14, the other half: after an RTO the ACK of the first
+/// retransmission releases what is still missing at once (go-back-N), and
+/// with SACK agreed only the holes go again. Two segments lost on purpose:
+/// the second is resent right after the first's ACK, not one RTO later, and
+/// nothing the server SACKed is sent twice.
+#[test]
+fn after_an_rto_only_the_holes_go_again_and_at_once() {
+    require_root!();
+    require_tool!("tshark");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("go-back-n.pcap");
+    let data = write_of(b'g', 8000);
+    let before = host_network();
+    let out = run_lab(
+        &pcap,
+        &["--data", &data, "--drop", "data:2,data:4", "--explain"],
+    );
+    let stdout = assert_lab_ok(&out, &before);
+    assert!(stdout.contains("(go-back-N)"), "{stdout}");
+    let (beyond, _) = beyond_the_window(&pcap);
+    assert!(beyond.is_empty(), "beyond the window: {beyond:?}");
+    let times: Vec<f64> = {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", "tcp.analysis.retransmission", "-T", "fields"])
+            .args(["-e", "frame.time_relative"])
+            .output()
+            .expect("running tshark");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(times.len(), 2, "the two lost segments, nothing else");
+    assert!(
+        times[1] - times[0] < 0.5,
+        "the second hole waited for another RTO: {times:?}"
+    );
+    assert_eq!(count(&pcap, "tcp.analysis.spurious_retransmission"), 0);
+}

@@ -929,7 +929,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 self.conn.rto().as_millis()
             );
         }
-        if reason == SendReason::GoBackN {
+        if let SendReason::GoBackN { .. } = reason {
             self.outcome.retransmissions += 1;
         }
         if reason == SendReason::DuplicateAck && self.conn.state() == State::TimeWait {
@@ -1036,9 +1036,17 @@ fn describe_reason(reason: SendReason) -> String {
         SendReason::Abort => "RST: abort instead of FIN (RFC 9293 §3.10.5)".into(),
         SendReason::ResetUnacceptableAck => "RST: the ACK acknowledged nothing we sent".into(),
         SendReason::Retransmission { attempt } => format!("retransmission #{attempt}"),
-        SendReason::GoBackN => "retransmission (go-back-N): outstanding when the RTO expired, \
-                                sent again now that the first one is acknowledged (RFC 5681 §3.1)"
-            .into(),
+        SendReason::GoBackN { sacked_skipped } => {
+            let skipped = if sacked_skipped > 0 {
+                format!(", after {sacked_skipped} bytes the server SACKed (not sent again)")
+            } else {
+                String::new()
+            };
+            format!(
+                "retransmission (go-back-N): outstanding when the RTO expired, sent again now \
+                 that the first one is acknowledged{skipped} (RFC 5681 §3.1, RFC 2018)"
+            )
+        }
         SendReason::WindowProbe { attempt, next } => format!(
             "zero-window probe #{attempt}: one byte into the server's zero window when the \
              persist timer expired; next probe in {} ms unless the window opens (RFC 9293 \

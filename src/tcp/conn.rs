@@ -137,8 +137,10 @@ pub enum SendReason {
     Retransmission { attempt: u32 },
     /// Go-back-N after an RTO (RFC 5681 §3.1, RFC 6298 §5): data that was
     /// outstanding when the timer expired, sent again (within the window)
-    /// once the ACK of the first retransmission arrived.
-    GoBackN,
+    /// once the ACK of the first retransmission arrived. With SACK agreed,
+    /// what the peer SACKed is not sent again: `sacked_skipped` bytes were
+    /// passed over just before this segment (RFC 2018, RFC 6675 §5.1).
+    GoBackN { sacked_skipped: u32 },
     /// A zero-window probe (RFC 9293 §3.8.6.1): one octet of new data sent
     /// into a zero window when the persist timer expired; `attempt` counts
     /// from 1, `next` is the backed-off persist timer after it.
@@ -150,7 +152,7 @@ impl SendReason {
     pub fn is_retransmission(self) -> bool {
         matches!(
             self,
-            SendReason::Retransmission { .. } | SendReason::GoBackN
+            SendReason::Retransmission { .. } | SendReason::GoBackN { .. }
         )
     }
 }
@@ -250,6 +252,9 @@ pub struct Connection {
     /// After an RTO: SND.MAX at that moment. Data below it that goes out
     /// again is a go-back-N retransmission.
     recover: Option<SeqNumber>,
+    /// What the peer SACKed above SND.UNA (RFC 2018), merged and sorted;
+    /// empty unless SACK was agreed.
+    sacked: Vec<(SeqNumber, SeqNumber)>,
     /// The persist timer (RFC 9293 §3.8.6.1): when to probe a zero window.
     persist_at: Option<Instant>,
     /// The persist interval, backed off after each probe.
@@ -297,6 +302,7 @@ impl Connection {
             tx_seq: iss + 1,
             fin_queued: false,
             recover: None,
+            sacked: Vec::new(),
             persist_at: None,
             persist_backoff: rto,
             probes: 0,
@@ -633,8 +639,26 @@ impl Connection {
         forced: Option<SendReason>,
         events: &mut Vec<Event>,
     ) -> bool {
+        // Going back after an RTO: pass over what the peer already SACKed.
+        let mut skipped = 0;
+        let recovering = |nxt: SeqNumber| self.recover.is_some_and(|r| nxt < r);
+        if recovering(self.snd_nxt) && forced.is_none() {
+            for &(left, right) in &self.sacked {
+                if left <= self.snd_nxt && self.snd_nxt < right {
+                    skipped += (right - self.snd_nxt) as u32;
+                    self.snd_nxt = right;
+                }
+            }
+        }
+        // A go-back-N segment ends where the next SACKed block starts.
+        let sacked_edge = recovering(self.snd_nxt)
+            .then(|| self.sacked.iter().map(|b| b.0).find(|l| *l > self.snd_nxt))
+            .flatten();
         let offset = (self.snd_nxt - self.tx_seq).max(0) as usize;
-        let avail = self.tx.len().saturating_sub(offset);
+        let mut avail = self.tx.len().saturating_sub(offset);
+        if let Some(edge) = sacked_edge {
+            avail = avail.min((edge - self.snd_nxt) as usize);
+        }
         let win_end = self.snd_una + self.snd_wnd as usize;
         let room = (win_end - self.snd_nxt).max(0) as usize;
         let mss = self.send_mss();
@@ -676,7 +700,9 @@ impl Connection {
         let again = seq < self.snd_max;
         let reason = match forced {
             Some(reason) => reason,
-            None if again && self.recover.is_some_and(|r| seq < r) => SendReason::GoBackN,
+            None if again && self.recover.is_some_and(|r| seq < r) => SendReason::GoBackN {
+                sacked_skipped: skipped,
+            },
             None if fin => SendReason::Fin,
             None => SendReason::Data,
         };
@@ -889,6 +915,7 @@ impl Connection {
                 if ack > self.snd_una {
                     self.acknowledge(now, ack);
                 }
+                self.record_sack(seg);
                 // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should
                 // be updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ
                 // and SND.WL2 =< SEG.ACK))": no old segment shrinks it.
@@ -977,6 +1004,33 @@ impl Connection {
         }
         // What the ACK (or the window update) released.
         self.output(now, events);
+    }
+
+    /// RFC 2018 §3: the peer holds the blocks of `seg`'s SACK option; keep
+    /// those above SND.UNA, merged (a D-SACK below it, RFC 2883, is old).
+    fn record_sack(&mut self, seg: &SegmentRepr) {
+        if self.sack_agreed {
+            for (left, right) in seg.options.sack.iter().flatten().copied() {
+                if left < right && right > self.snd_una && right <= self.snd_max {
+                    self.sacked.push((left.max(self.snd_una), right));
+                }
+            }
+        }
+        let una = self.snd_una;
+        self.sacked.retain(|b| b.1 > una);
+        for block in &mut self.sacked {
+            block.0 = block.0.max(una);
+        }
+        self.sacked
+            .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut merged: Vec<(SeqNumber, SeqNumber)> = Vec::with_capacity(self.sacked.len());
+        for (left, right) in self.sacked.drain(..) {
+            match merged.last_mut() {
+                Some(last) if left <= last.1 => last.1 = last.1.max(right),
+                _ => merged.push((left, right)),
+            }
+        }
+        self.sacked = merged;
     }
 
     /// The largest acceptable SEG.ACK: SND.MAX, or the end of a zero-window
@@ -1114,6 +1168,7 @@ impl Connection {
         self.persist_at = None;
         self.syn = None;
         self.tx.clear();
+        self.sacked.clear();
     }
 
     /// Every state change goes through here (smoltcp's `set_state`).

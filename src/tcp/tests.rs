@@ -1157,7 +1157,9 @@ fn after_an_rto_the_ack_of_the_first_retransmission_releases_the_rest() {
             .map(|i| (ISS + 1 + i * 1448, 1448))
             .collect::<Vec<_>>()
     );
-    assert!(reasons(&events).iter().all(|r| *r == SendReason::GoBackN));
+    assert!(reasons(&events)
+        .iter()
+        .all(|r| *r == SendReason::GoBackN { sacked_skipped: 0 }));
     assert!(reasons(&events).iter().all(|r| r.is_retransmission()));
     let events = conn.on_segment(t1, &peer(Flags::ACK, IRS + 1, ISS + 1 + 5 * 1448, b""));
     assert!(sent(&events).is_empty());
@@ -1176,7 +1178,7 @@ fn go_back_n_stops_at_what_was_outstanding_then_new_data_is_data() {
     let events = conn.on_segment(rto_at, &ack_with_window(ISS + 1 + 1448, 2 * 1448 + 128));
     assert_eq!(
         reasons(&events),
-        [SendReason::GoBackN, SendReason::Data],
+        [SendReason::GoBackN { sacked_skipped: 0 }, SendReason::Data],
         "the second segment again, then the third for the first time"
     );
 }
@@ -1240,4 +1242,90 @@ fn an_rto_into_a_closed_window_resends_one_octet() {
     let rto_at = conn.poll_at().unwrap();
     let events = conn.poll(rto_at);
     assert_eq!(seqs(&events), [(ISS + 1, 1)]);
+}
+
+#[test]
+fn after_an_rto_an_ack_beyond_the_retransmission_releases_what_is_still_missing() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, &[b'd'; 5 * 1448]).unwrap();
+    let rto_at = conn.poll_at().unwrap();
+    conn.poll(rto_at);
+    // The peer had segments 2 and 3 (SACKed): the retransmitted first one
+    // fills the hole up to the fourth, which was lost too.
+    let events = conn.on_segment(rto_at, &peer(Flags::ACK, IRS + 1, ISS + 1 + 3 * 1448, b""));
+    assert_eq!(
+        seqs(&events),
+        [(ISS + 1 + 3 * 1448, 1448), (ISS + 1 + 4 * 1448, 1448)]
+    );
+    assert!(reasons(&events)
+        .iter()
+        .all(|r| *r == SendReason::GoBackN { sacked_skipped: 0 }));
+}
+
+#[test]
+fn with_sack_go_back_n_skips_what_the_peer_already_holds() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    assert!(conn.negotiated().unwrap().sack);
+    conn.send(t0, &[b'd'; 6 * 1448]).unwrap();
+    let seg = |i: usize| ISS + 1 + i * 1448;
+    // Segments 0 and 3 were lost: the peer ACKs up to 0 and SACKs 1–2 and
+    // 4–5 (RFC 2018).
+    let mut sacks = peer(Flags::ACK, IRS + 1, seg(0), b"");
+    sacks.options.sack = [Some((seg(1), seg(3))), Some((seg(4), seg(6))), None, None];
+    conn.on_segment(t0, &sacks);
+    let rto_at = conn.poll_at().unwrap();
+    let events = conn.poll(rto_at);
+    assert_eq!(seqs(&events), [(seg(0), 1448)]);
+    // The ACK of the retransmission stops at the next hole (segment 3):
+    // only segment 3 goes again, not 4–5, which the peer SACKed.
+    let mut ack = peer(Flags::ACK, IRS + 1, seg(3), b"");
+    ack.options.sack = [Some((seg(4), seg(6))), None, None, None];
+    let events = conn.on_segment(rto_at, &ack);
+    assert_eq!(seqs(&events), [(seg(3), 1448)]);
+    assert_eq!(
+        reasons(&events),
+        [SendReason::GoBackN { sacked_skipped: 0 }]
+    );
+    // Without SACK agreed, the same ACK sends 3, 4 and 5 again.
+    let theirs = TcpOptions {
+        sack_permitted: false,
+        ..syn_ack().options
+    };
+    let (mut plain, _) = conn_negotiated(t0, |_| {}, theirs);
+    plain.send(t0, &[b'd'; 6 * 1448]).unwrap();
+    plain.on_segment(t0, &sacks);
+    plain.poll(rto_at);
+    let events = plain.on_segment(rto_at, &ack);
+    assert_eq!(payload_lens(&events), [1448; 3]);
+}
+
+#[test]
+fn with_sack_go_back_n_reports_the_bytes_it_passed_over() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, &[b'd'; 5 * 1448]).unwrap();
+    let seg = |i: usize| ISS + 1 + i * 1448;
+    let rto_at = conn.poll_at().unwrap();
+    conn.poll(rto_at);
+    // 0, 1 and 3 were lost; the retransmitted 0 is ACKed, and the peer
+    // SACKs 2 and 4.
+    let mut ack = peer(Flags::ACK, IRS + 1, seg(1), b"");
+    ack.options.sack = [Some((seg(4), seg(5))), Some((seg(2), seg(3))), None, None];
+    let events = conn.on_segment(rto_at, &ack);
+    assert_eq!(seqs(&events), [(seg(1), 1448), (seg(3), 1448)]);
+    assert_eq!(
+        reasons(&events),
+        [
+            SendReason::GoBackN { sacked_skipped: 0 },
+            SendReason::GoBackN {
+                sacked_skipped: 1448
+            }
+        ]
+    );
+    // Their ACK covers everything: nothing is left to send.
+    let events = conn.on_segment(rto_at, &peer(Flags::ACK, IRS + 1, seg(5), b""));
+    assert!(sent(&events).is_empty(), "{events:?}");
+    assert!(conn.all_acked());
 }

@@ -313,6 +313,20 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
              (e.g. --sticky --data hello --data world)"
         );
     }
+    let total: usize = data.iter().map(Vec::len).sum();
+    if args.sticky && total > synack::net::server::READ_BUF_LEN {
+        // Measured (Linux 6.18): the server's receive buffer (tcp_rmem's
+        // default, 131072 bytes) lets the window close near 94 KB while the
+        // application does not read, so 2×120 KB could never all be queued.
+        anyhow::bail!(
+            "--sticky: the writes total {total} bytes, but the sticky server waits for all of \
+             them and then takes them in one recv() of at most {max} bytes; while it waits, \
+             its receive buffer fills and its window closes (near 94 KB with Linux's default \
+             131072-byte buffer). Give at most {max} bytes in all, or leave out --sticky to \
+             see the server read as the data arrives",
+            max = synack::net::server::READ_BUF_LEN
+        );
+    }
     let cfg = LabConfig {
         port: args.port,
         data,

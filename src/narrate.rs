@@ -541,6 +541,30 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
             )
         };
     }
+    if from_client && seg.note.starts_with("zero-window probe") {
+        return explained(
+            "The server's window is zero and data waits, so when the client's persist timer \
+             expires it sends one byte into the closed window: the ACK it draws reports \
+             whether the window has opened (the timer backs off after each probe)",
+            &["3.8.6.1"],
+        );
+    }
+    if ctx.retransmission && from_client && seg.note.starts_with("retransmission (go-back-N)") {
+        let skipped = if seg.note.contains("SACKed") {
+            ", leaving out what the server had SACKed"
+        } else {
+            ""
+        };
+        return explained(
+            format!(
+                "The client sends {} again: it was outstanding when the retransmission timer \
+                 expired, and the ACK of the first retransmission releases the rest at once \
+                 (go-back-N{skipped}) instead of one segment per timeout",
+                what_own(seg)
+            ),
+            &["3.8.1"],
+        );
+    }
     if ctx.retransmission {
         let taken = if ca != cb {
             format!("; this time the client takes it and is {ca}")

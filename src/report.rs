@@ -358,6 +358,7 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
 fn is_notable(note: &str) -> bool {
     [
         "retransmi",
+        "zero-window probe",
         "dropped on purpose",
         "TIME-WAIT",
         "simultaneous",

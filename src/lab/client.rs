@@ -443,7 +443,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
 
     /// Closes (FIN), aborts (RST) or keeps waiting, as the scenario says.
     fn maybe_close(&mut self) -> Result<(), ClientError> {
-        let acked = self.conn.snd_una() == self.conn.snd_nxt();
+        let acked = self.conn.all_acked();
         let replied = self.outcome.bytes_received >= self.params.expect_reply;
         let peer_closed = self.conn.state() == State::CloseWait;
         let may_close = match self.params.teardown {
@@ -944,6 +944,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 self.conn.rto().as_millis()
             );
         }
+        if let SendReason::GoBackN { .. } = reason {
+            self.outcome.retransmissions += 1;
+        }
         if reason == SendReason::DuplicateAck && self.conn.state() == State::TimeWait {
             note = "ACK again from TIME-WAIT, 2·MSL timer restarted: this is why TIME-WAIT \
                     exists (RFC 9293 §3.10.7.4)"
@@ -1048,6 +1051,23 @@ fn describe_reason(reason: SendReason) -> String {
         SendReason::Abort => "RST: abort instead of FIN (RFC 9293 §3.10.5)".into(),
         SendReason::ResetUnacceptableAck => "RST: the ACK acknowledged nothing we sent".into(),
         SendReason::Retransmission { attempt } => format!("retransmission #{attempt}"),
+        SendReason::GoBackN { sacked_skipped } => {
+            let skipped = if sacked_skipped > 0 {
+                format!(", after {sacked_skipped} bytes the server SACKed (not sent again)")
+            } else {
+                String::new()
+            };
+            format!(
+                "retransmission (go-back-N): outstanding when the RTO expired, sent again now \
+                 that the first one is acknowledged{skipped} (RFC 5681 §3.1, RFC 2018)"
+            )
+        }
+        SendReason::WindowProbe { attempt, next } => format!(
+            "zero-window probe #{attempt}: one byte into the server's zero window when the \
+             persist timer expired; next probe in {} ms unless the window opens (RFC 9293 \
+             §3.8.6.1)",
+            next.as_millis()
+        ),
     }
 }
 

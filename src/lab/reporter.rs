@@ -222,8 +222,13 @@ enum Seed {
 /// alone does not tell apart from the first copy.
 fn ladder_notes(note: &str) -> Vec<String> {
     let mut notes = Vec::new();
-    if note.starts_with("retransmission") || note.contains("retransmitted it") {
+    if note.starts_with("retransmission (go-back-N)") {
+        notes.push("retransmission (go-back-N)".to_string());
+    } else if note.starts_with("retransmission") || note.contains("retransmitted it") {
         notes.push("retransmission".to_string());
+    }
+    if note.starts_with("zero-window probe") {
+        notes.push("zero-window probe".to_string());
     }
     if let Some(at) = note.find("dropped on purpose (--drop ") {
         let item = note[at + "dropped on purpose (--drop ".len()..]

@@ -683,3 +683,74 @@ fn a_retransmission_that_is_finally_taken_says_so() {
         told[2].1
     );
 }
+
+#[test]
+fn go_back_n_and_zero_window_probes_are_told_for_what_they_are() {
+    // After the handshake: two data segments, the RTO resends the first,
+    // its ACK releases the second (go-back-N); later a probe of a zero
+    // window.
+    let mut run: Vec<SegmentLine> = default_run().into_iter().take(3).collect();
+    let data = |seq: u32, len: usize, note: &str| {
+        let mut s = seg(
+            C2S,
+            Flags::PSH_ACK,
+            seq,
+            Some(1),
+            len,
+            &[],
+            Established,
+            Established,
+        );
+        s.note = note.into();
+        s
+    };
+    run.push(data(1, 100, "data"));
+    run.push(data(101, 100, "data"));
+    run.push(data(1, 100, "retransmission #1"));
+    run.push(seg(
+        S2C,
+        Flags::ACK,
+        1,
+        Some(101),
+        0,
+        &[],
+        Established,
+        Established,
+    ));
+    run.push(data(
+        101,
+        100,
+        "retransmission (go-back-N): outstanding when the RTO expired, sent again now that \
+         the first one is acknowledged (RFC 5681 §3.1, RFC 2018)",
+    ));
+    run.push(seg(
+        S2C,
+        Flags::ACK,
+        1,
+        Some(201),
+        0,
+        &[],
+        Established,
+        Established,
+    ));
+    run.push(data(
+        201,
+        1,
+        "zero-window probe #1: one byte into the server's zero window when the persist timer \
+         expired; next probe in 2000 ms unless the window opens (RFC 9293 §3.8.6.1)",
+    ));
+    let told = narrate(&run);
+    assert!(
+        told[7]
+            .1
+            .contains("the ACK of the first retransmission releases the rest at once (go-back-N)"),
+        "{}",
+        told[7].1
+    );
+    assert!(told[7].0.starts_with("retransmission of"), "{}", told[7].0);
+    assert!(
+        told[9].1.contains("persist timer") && told[9].1.ends_with("(RFC 9293 §3.8.6.1)."),
+        "{}",
+        told[9].1
+    );
+}

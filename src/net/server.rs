@@ -25,8 +25,9 @@ use crate::tcp::State;
 /// An upper bound on reads after the first one (each one bounded by the
 /// read timeout).
 const MAX_READS: usize = 1024;
-/// The server's read buffer: one `recv()` returns at most this much.
-const READ_BUF_LEN: usize = 64 * 1024;
+/// The server's read buffer: one `recv()` returns at most this much, so a
+/// sticky server joins at most this many bytes in its one read.
+pub const READ_BUF_LEN: usize = 64 * 1024;
 /// How often a sticky server looks at its receive queue while it waits.
 const QUEUE_POLL: Duration = Duration::from_millis(1);
 

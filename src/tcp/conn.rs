@@ -133,7 +133,28 @@ pub enum SendReason {
     /// (§3.10.7.3, SYN-SENT, first check).
     ResetUnacceptableAck,
     /// A retransmission after the RTO expired; `attempt` counts from 1.
+    /// After it, the connection goes back to SND.UNA (go-back-N).
     Retransmission { attempt: u32 },
+    /// Go-back-N after an RTO (RFC 5681 §3.1, RFC 6298 §5): data that was
+    /// outstanding when the timer expired, sent again (within the window)
+    /// once the ACK of the first retransmission arrived. With SACK agreed,
+    /// what the peer SACKed is not sent again: `sacked_skipped` bytes were
+    /// passed over just before this segment (RFC 2018, RFC 6675 §5.1).
+    GoBackN { sacked_skipped: u32 },
+    /// A zero-window probe (RFC 9293 §3.8.6.1): one octet of new data sent
+    /// into a zero window when the persist timer expired; `attempt` counts
+    /// from 1, `next` is the backed-off persist timer after it.
+    WindowProbe { attempt: u32, next: Duration },
+}
+
+impl SendReason {
+    /// The segment carries sequence space that was sent before.
+    pub fn is_retransmission(self) -> bool {
+        matches!(
+            self,
+            SendReason::Retransmission { .. } | SendReason::GoBackN { .. }
+        )
+    }
 }
 
 /// What the connection asks of its caller, in order.
@@ -192,8 +213,19 @@ pub struct Connection {
     snd_una: SeqNumber,
     /// Next sequence number to be sent.
     snd_nxt: SeqNumber,
+    /// The highest sequence number sent so far plus one (BSD's
+    /// `snd_max`): after an RTO, SND.NXT goes back to SND.UNA (go-back-N)
+    /// while this remembers how far the first flight went.
+    snd_max: SeqNumber,
     /// The peer's receive window, scaled, in bytes.
     snd_wnd: u32,
+    /// The largest window the peer offered (for sender SWS avoidance,
+    /// RFC 9293 §3.8.6.2.1).
+    max_snd_wnd: u32,
+    /// Segment sequence and acknowledgment numbers of the last window
+    /// update (RFC 9293 §3.10.7.4: SND.WL1, SND.WL2).
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
     /// Next sequence number expected from the peer.
     rcv_nxt: SeqNumber,
     /// The peer's MSS (536 when it announced none, RFC 9293 §3.7.1).
@@ -208,8 +240,29 @@ pub struct Connection {
     wscale_agreed: bool,
     /// Both SYNs carried SACK-permitted.
     sack_agreed: bool,
-    /// Sent segments that take sequence space and are not yet acknowledged.
-    unacked: VecDeque<SegmentRepr>,
+    /// Our SYN while it is unacknowledged (retransmitted on RTO).
+    syn: Option<SegmentRepr>,
+    /// The send queue: bytes the application gave to SEND that are not yet
+    /// acknowledged, sent or not (RFC 9293 §3.8.6: only what fits the
+    /// peer's window goes out). `tx[0]` has sequence number `tx_seq`.
+    tx: VecDeque<u8>,
+    tx_seq: SeqNumber,
+    /// CLOSE was called: a FIN follows the queued data (RFC 9293 §3.10.4).
+    fin_queued: bool,
+    /// After an RTO: SND.MAX at that moment. Data below it that goes out
+    /// again is a go-back-N retransmission.
+    recover: Option<SeqNumber>,
+    /// What the peer SACKed above SND.UNA (RFC 2018), merged and sorted;
+    /// empty unless SACK was agreed.
+    sacked: Vec<(SeqNumber, SeqNumber)>,
+    /// The persist timer (RFC 9293 §3.8.6.1): when to probe a zero window.
+    persist_at: Option<Instant>,
+    /// The persist interval, backed off after each probe.
+    persist_backoff: Duration,
+    /// Probes sent since the window was last seen open.
+    probes: u32,
+    /// The end of the last probe's octet: an ACK up to it is acceptable.
+    probe_end: Option<SeqNumber>,
     /// When the oldest of them was (first) sent, for an RTT sample.
     rtt_probe: Option<(SeqNumber, Instant)>,
     srtt: Option<Duration>,
@@ -218,7 +271,6 @@ pub struct Connection {
     retries: u32,
     retransmit_at: Option<Instant>,
     time_wait_until: Option<Instant>,
-    fin_sent: bool,
 }
 
 impl Connection {
@@ -233,7 +285,11 @@ impl Connection {
             irs: None,
             snd_una: iss,
             snd_nxt: iss,
+            snd_max: iss,
             snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
             rcv_nxt: SeqNumber(0),
             peer_mss: DEFAULT_PEER_MSS,
             snd_wscale: 0,
@@ -241,7 +297,16 @@ impl Connection {
             ts_recent: None,
             wscale_agreed: false,
             sack_agreed: false,
-            unacked: VecDeque::new(),
+            syn: None,
+            tx: VecDeque::new(),
+            tx_seq: iss + 1,
+            fin_queued: false,
+            recover: None,
+            sacked: Vec::new(),
+            persist_at: None,
+            persist_backoff: rto,
+            probes: 0,
+            probe_end: None,
             rtt_probe: None,
             srtt: None,
             rttvar: Duration::ZERO,
@@ -249,7 +314,6 @@ impl Connection {
             retries: 0,
             retransmit_at: None,
             time_wait_until: None,
-            fin_sent: false,
         }
     }
 
@@ -272,6 +336,24 @@ impl Connection {
     }
     pub fn rcv_nxt(&self) -> SeqNumber {
         self.rcv_nxt
+    }
+    /// The peer's receive window (scaled), as last updated (SND.WND).
+    pub fn snd_wnd(&self) -> u32 {
+        self.snd_wnd
+    }
+    /// Bytes given to SEND and not yet sent (waiting for the window).
+    pub fn unsent(&self) -> usize {
+        let sent = (self.snd_max - self.tx_seq).clamp(0, self.tx.len() as i64) as usize;
+        self.tx.len() - sent
+    }
+    /// Everything sent and queued is acknowledged (nothing waits).
+    pub fn all_acked(&self) -> bool {
+        self.tx.is_empty() && self.snd_una == self.snd_max
+    }
+    /// The persist interval the next zero-window probe waits (RFC 9293
+    /// §3.8.6.1), backed off after each probe.
+    pub fn persist_backoff(&self) -> Duration {
+        self.persist_backoff
     }
     /// The current retransmission timeout (RFC 6298), backed off after
     /// each retransmission (§5.5).
@@ -317,10 +399,10 @@ impl Connection {
 
     /// When [`Connection::poll`] has work to do next, if ever.
     pub fn poll_at(&self) -> Option<Instant> {
-        match (self.retransmit_at, self.time_wait_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.retransmit_at, self.time_wait_until, self.persist_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// RFC 9293 §3.10.1, active OPEN: send a SYN and enter SYN-SENT.
@@ -347,30 +429,30 @@ impl Connection {
         };
         self.snd_una = self.cfg.iss;
         self.snd_nxt = self.cfg.iss + 1;
+        self.snd_max = self.snd_nxt;
+        self.tx_seq = self.snd_nxt;
         self.set_state(State::SynSent, &mut events);
-        self.transmit(now, syn, SendReason::Syn, &mut events);
+        self.syn = Some(syn.clone());
+        self.rtt_probe = Some((self.snd_nxt, now));
+        self.retransmit_at = Some(now + self.rto);
+        events.push(Event::Send {
+            segment: syn,
+            reason: SendReason::Syn,
+        });
         Ok(events)
     }
 
-    /// RFC 9293 §3.10.2, SEND: queue `data` as segments of at most the
-    /// peer's MSS.
+    /// RFC 9293 §3.10.2, SEND: queue `data`; segments of at most the
+    /// peer's MSS go out while they fit the peer's window (§3.8.6), the
+    /// rest when ACKs open it (returned by [`Connection::on_segment`]).
     ///
     /// # Errors
-    /// Outside ESTABLISHED and CLOSE-WAIT.
+    /// Outside ESTABLISHED and CLOSE-WAIT, or after CLOSE.
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<Vec<Event>, InvalidState> {
         self.require(&[State::Established, State::CloseWait], "send data")?;
         let mut events = Vec::new();
-        let mss = self.send_mss();
-        for chunk in data.chunks(mss) {
-            let seg = SegmentRepr {
-                seq: self.snd_nxt,
-                flags: Flags::PSH_ACK,
-                payload: chunk.to_vec(),
-                ..self.segment_base()
-            };
-            self.snd_nxt = self.snd_nxt + chunk.len();
-            self.transmit(now, seg, SendReason::Data, &mut events);
-        }
+        self.tx.extend(data);
+        self.output(now, &mut events);
         Ok(events)
     }
 
@@ -392,15 +474,11 @@ impl Connection {
             State::CloseWait => State::LastAck,
             state => return Err(InvalidState { op: "close", state }),
         };
-        let fin = SegmentRepr {
-            seq: self.snd_nxt,
-            flags: Flags::FIN_ACK,
-            ..self.segment_base()
-        };
-        self.snd_nxt = self.snd_nxt + 1;
-        self.fin_sent = true;
+        // "Queue this until all preceding SENDs have been segmentized, then
+        // form a FIN segment and send it. In any case, enter FIN-WAIT-1."
+        self.fin_queued = true;
         self.set_state(next, &mut events);
-        self.transmit(now, fin, SendReason::Fin, &mut events);
+        self.output(now, &mut events);
         Ok(events)
     }
 
@@ -445,25 +523,202 @@ impl Connection {
                 self.set_state(State::Closed, &mut events);
                 return events;
             }
-            if let Some(first) = self.unacked.front().cloned() {
+            if self.snd_una != self.snd_max {
                 self.retries += 1;
                 // RFC 6298 §5.5: back off the timer.
                 self.rto = (self.rto * 2).min(MAX_RTO);
                 // Karn: no RTT sample from a retransmitted segment.
                 self.rtt_probe = None;
-                let segment = self.refresh(now, first);
                 self.retransmit_at = Some(now + self.rto);
-                events.push(Event::Send {
-                    segment,
-                    reason: SendReason::Retransmission {
-                        attempt: self.retries,
-                    },
-                });
+                let reason = SendReason::Retransmission {
+                    attempt: self.retries,
+                };
+                match self.syn.clone() {
+                    Some(syn) => {
+                        let segment = self.refresh(now, syn);
+                        events.push(Event::Send { segment, reason });
+                    }
+                    None => {
+                        // Go-back-N (RFC 5681 §3.1, RFC 6298 §5.4): resend
+                        // the oldest segment now; the ACK it draws releases
+                        // the rest of what was outstanding.
+                        self.recover = Some(self.snd_max);
+                        self.snd_nxt = self.snd_una;
+                        self.send_one(now, Some(reason), &mut events);
+                    }
+                }
             } else {
                 self.retransmit_at = None;
             }
         }
+        if self.persist_at.is_some_and(|at| now >= at) {
+            self.persist_at = None;
+            self.probe(now, &mut events);
+        }
         events
+    }
+
+    /// RFC 9293 §3.8.6.1: the persist timer expired with data waiting and a
+    /// zero window: send one octet of new data, back the timer off.
+    fn probe(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.snd_wnd != 0 || self.snd_nxt != self.snd_una || self.unsent_at_nxt() == 0 {
+            return;
+        }
+        // No give-up here: "as long as the receiving TCP continues to send
+        // acknowledgments in response to the probe segments, the sending
+        // TCP MUST allow the connection to stay open" (§3.8.6.1); the
+        // caller's own deadline bounds the wait.
+        self.probes += 1;
+        self.persist_backoff = (self.persist_backoff * 2).min(MAX_RTO);
+        let offset = (self.snd_nxt - self.tx_seq).max(0) as usize;
+        let seg = SegmentRepr {
+            seq: self.snd_nxt,
+            flags: Flags::PSH_ACK,
+            payload: self.tx.range(offset..offset + 1).copied().collect(),
+            ..self.segment_base()
+        };
+        self.probe_end = Some(self.snd_nxt + 1);
+        self.persist_at = Some(now + self.persist_backoff);
+        let segment = self.stamp(now, seg);
+        events.push(Event::Send {
+            segment,
+            reason: SendReason::WindowProbe {
+                attempt: self.probes,
+                next: self.persist_backoff,
+            },
+        });
+    }
+
+    /// Bytes queued at or after SND.NXT.
+    fn unsent_at_nxt(&self) -> usize {
+        let offset = (self.snd_nxt - self.tx_seq).max(0) as usize;
+        self.tx.len().saturating_sub(offset)
+    }
+
+    /// Sends what the window allows (RFC 9293 §3.8.6): segments of at most
+    /// the MSS while `SND.NXT + len <= SND.UNA + SND.WND`, then the queued
+    /// FIN once all data is out; arms the persist timer when data waits for
+    /// a zero window.
+    fn output(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) {
+            return;
+        }
+        // Bounded: every turn sends a segment that advances SND.NXT.
+        for _ in 0..=self.tx.len() + 1 {
+            if !self.send_one(now, None, events) {
+                break;
+            }
+        }
+        let waiting = self.unsent_at_nxt() > 0;
+        if waiting && self.snd_wnd == 0 && self.snd_nxt == self.snd_una {
+            if self.persist_at.is_none() {
+                if self.probes == 0 {
+                    self.persist_backoff = self.rto;
+                }
+                self.persist_at = Some(now + self.persist_backoff);
+            }
+        } else {
+            self.persist_at = None;
+        }
+    }
+
+    /// Sends the segment at SND.NXT when the window (and, for a first
+    /// transmission, sender SWS avoidance) allows; `forced` is the reason
+    /// for the RTO's retransmission, which goes out whatever SWS says.
+    /// Returns whether a segment went out.
+    fn send_one(
+        &mut self,
+        now: Instant,
+        forced: Option<SendReason>,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        // Going back after an RTO: pass over what the peer already SACKed.
+        let mut skipped = 0;
+        let recovering = |nxt: SeqNumber| self.recover.is_some_and(|r| nxt < r);
+        if recovering(self.snd_nxt) && forced.is_none() {
+            for &(left, right) in &self.sacked {
+                if left <= self.snd_nxt && self.snd_nxt < right {
+                    skipped += (right - self.snd_nxt) as u32;
+                    self.snd_nxt = right;
+                }
+            }
+        }
+        // A go-back-N segment ends where the next SACKed block starts.
+        let sacked_edge = recovering(self.snd_nxt)
+            .then(|| self.sacked.iter().map(|b| b.0).find(|l| *l > self.snd_nxt))
+            .flatten();
+        let offset = (self.snd_nxt - self.tx_seq).max(0) as usize;
+        let mut avail = self.tx.len().saturating_sub(offset);
+        if let Some(edge) = sacked_edge {
+            avail = avail.min((edge - self.snd_nxt) as usize);
+        }
+        let win_end = self.snd_una + self.snd_wnd as usize;
+        let room = (win_end - self.snd_nxt).max(0) as usize;
+        let mss = self.send_mss();
+        let in_flight = self.snd_nxt != self.snd_una;
+        let (payload_len, fin) = if avail > 0 {
+            // The RTO's retransmission into a window that closed meanwhile
+            // is one octet: it probes the window (§3.8.6.1).
+            let len = match forced {
+                Some(_) if room == 0 => 1,
+                _ => avail.min(mss).min(room),
+            };
+            // RFC 9293 §3.8.6.2.1: a full segment, the last of the queue,
+            // or half the largest window seen; or anything when nothing is
+            // in flight (no ACK would come to release it).
+            let sws_ok =
+                len == mss || len == avail || 2 * len >= self.max_snd_wnd as usize || !in_flight;
+            if len == 0 || !(sws_ok || forced.is_some()) {
+                return false;
+            }
+            (len, false)
+        } else if self.fin_queued && self.snd_nxt == self.tx_seq + self.tx.len() {
+            // The FIN takes no window (it carries no data).
+            (0, true)
+        } else {
+            return false;
+        };
+        let seq = self.snd_nxt;
+        let seg = SegmentRepr {
+            seq,
+            flags: if fin { Flags::FIN_ACK } else { Flags::PSH_ACK },
+            payload: self
+                .tx
+                .range(offset..offset + payload_len)
+                .copied()
+                .collect(),
+            ..self.segment_base()
+        };
+        let end = seq + seg.seq_len();
+        let again = seq < self.snd_max;
+        let reason = match forced {
+            Some(reason) => reason,
+            None if again && self.recover.is_some_and(|r| seq < r) => SendReason::GoBackN {
+                sacked_skipped: skipped,
+            },
+            None if fin => SendReason::Fin,
+            None => SendReason::Data,
+        };
+        self.snd_nxt = end;
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+        if !again && self.rtt_probe.is_none() && self.retries == 0 {
+            self.rtt_probe = Some((end, now));
+        }
+        if self.retransmit_at.is_none() {
+            self.retransmit_at = Some(now + self.rto);
+        }
+        let segment = self.stamp(now, seg);
+        events.push(Event::Send { segment, reason });
+        true
     }
 
     /// RFC 9293 §3.10.7: processes one segment that arrived for this
@@ -537,6 +792,9 @@ impl Connection {
             // "If SND.UNA > ISS (our SYN has been ACKed), change the
             // connection state to ESTABLISHED, form an ACK segment."
             self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = self.snd_una;
             if self.srtt.is_none() {
                 // RFC 6298 §5.7: the SYN was retransmitted, so no RTT
                 // sample (Karn); "the RTO MUST be re-initialized to 3
@@ -627,7 +885,7 @@ impl Connection {
             });
             return;
         };
-        if ack > self.snd_nxt {
+        if ack > self.ack_limit() {
             // "If the ACK acks something not yet sent, send an ACK, drop."
             self.send_ack(now, events, SendReason::DuplicateAck);
             return;
@@ -637,6 +895,8 @@ impl Connection {
             State::SynReceived => {
                 if ack > self.snd_una {
                     self.acknowledge(now, ack);
+                    // "set SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK"
+                    self.update_window(seg, ack);
                     self.set_state(State::Established, events);
                 } else {
                     let rst = SegmentRepr {
@@ -655,11 +915,18 @@ impl Connection {
                 if ack > self.snd_una {
                     self.acknowledge(now, ack);
                 }
-                // RFC 7323 §2.3: windows of non-SYN segments are scaled.
-                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+                self.record_sack(seg);
+                // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should
+                // be updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ
+                // and SND.WL2 =< SEG.ACK))": no old segment shrinks it.
+                if ack >= self.snd_una
+                    && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack))
+                {
+                    self.update_window(seg, ack);
+                }
             }
         }
-        let fin_acked = self.fin_sent && self.snd_una == self.snd_nxt;
+        let fin_acked = self.fin_acked();
         match self.state {
             // FIN-WAIT-1: "if the FIN segment is now acknowledged, enter
             // FIN-WAIT-2".
@@ -735,6 +1002,64 @@ impl Connection {
         if need_ack {
             self.send_ack(now, events, SendReason::Ack);
         }
+        // What the ACK (or the window update) released.
+        self.output(now, events);
+    }
+
+    /// RFC 2018 §3: the peer holds the blocks of `seg`'s SACK option; keep
+    /// those above SND.UNA, merged (a D-SACK below it, RFC 2883, is old).
+    fn record_sack(&mut self, seg: &SegmentRepr) {
+        if self.sack_agreed {
+            for (left, right) in seg.options.sack.iter().flatten().copied() {
+                if left < right && right > self.snd_una && right <= self.snd_max {
+                    self.sacked.push((left.max(self.snd_una), right));
+                }
+            }
+        }
+        let una = self.snd_una;
+        self.sacked.retain(|b| b.1 > una);
+        for block in &mut self.sacked {
+            block.0 = block.0.max(una);
+        }
+        self.sacked
+            .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut merged: Vec<(SeqNumber, SeqNumber)> = Vec::with_capacity(self.sacked.len());
+        for (left, right) in self.sacked.drain(..) {
+            match merged.last_mut() {
+                Some(last) if left <= last.1 => last.1 = last.1.max(right),
+                _ => merged.push((left, right)),
+            }
+        }
+        self.sacked = merged;
+    }
+
+    /// The largest acceptable SEG.ACK: SND.MAX, or the end of a zero-window
+    /// probe's octet.
+    fn ack_limit(&self) -> SeqNumber {
+        match self.probe_end {
+            Some(end) => end.max(self.snd_max),
+            None => self.snd_max,
+        }
+    }
+
+    /// Our FIN went out and is acknowledged.
+    fn fin_acked(&self) -> bool {
+        self.fin_queued && self.tx.is_empty() && self.snd_una == self.tx_seq + 1
+    }
+
+    /// SND.WND, SND.WL1, SND.WL2 from `seg` (RFC 9293 §3.10.7.4, fifth;
+    /// RFC 7323 §2.3: windows of non-SYN segments are scaled).
+    fn update_window(&mut self, seg: &SegmentRepr, ack: SeqNumber) {
+        self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = ack;
+        if self.snd_wnd > 0 {
+            // The window opened: the probes are over, the next persist
+            // period starts afresh.
+            self.probes = 0;
+            self.persist_at = None;
+        }
     }
 
     /// RFC 9293 §3.10.7.4, the four cases of segment acceptability.
@@ -754,12 +1079,24 @@ impl Connection {
     /// queue and take an RTT sample (RFC 6298 §2, §5.3).
     fn acknowledge(&mut self, now: Instant, ack: SeqNumber) {
         self.snd_una = ack;
-        while let Some(front) = self.unacked.front() {
-            if front.seq + front.seq_len() <= ack {
-                self.unacked.pop_front();
-            } else {
-                break;
-            }
+        if ack > self.cfg.iss {
+            self.syn = None;
+        }
+        let acked = (ack - self.tx_seq).clamp(0, self.tx.len() as i64) as usize;
+        self.tx.drain(..acked);
+        self.tx_seq = self.tx_seq + acked;
+        // A probe's octet may be acknowledged beyond SND.MAX.
+        if ack > self.snd_max {
+            self.snd_max = ack;
+        }
+        if ack > self.snd_nxt {
+            self.snd_nxt = ack;
+        }
+        if self.probe_end.is_some_and(|end| ack >= end) {
+            self.probe_end = None;
+        }
+        if self.recover.is_some_and(|r| ack >= r) {
+            self.recover = None;
         }
         if let Some((probe_end, sent_at)) = self.rtt_probe {
             if ack >= probe_end {
@@ -768,7 +1105,7 @@ impl Connection {
             }
         }
         self.retries = 0;
-        if self.unacked.is_empty() {
+        if self.snd_una == self.snd_max {
             self.retransmit_at = None;
         } else {
             // RFC 6298 §5.3: restart the timer when new data is ACKed.
@@ -820,6 +1157,7 @@ impl Connection {
 
     fn enter_time_wait(&mut self, now: Instant, events: &mut Vec<Event>) {
         self.retransmit_at = None;
+        self.persist_at = None;
         self.time_wait_until = Some(now + self.cfg.time_wait);
         self.set_state(State::TimeWait, events);
     }
@@ -827,7 +1165,10 @@ impl Connection {
     fn clear_timers(&mut self) {
         self.retransmit_at = None;
         self.time_wait_until = None;
-        self.unacked.clear();
+        self.persist_at = None;
+        self.syn = None;
+        self.tx.clear();
+        self.sacked.clear();
     }
 
     /// Every state change goes through here (smoltcp's `set_state`).
@@ -908,32 +1249,6 @@ impl Connection {
             return seg;
         }
         self.stamp(now, seg)
-    }
-
-    /// Sends a segment that takes sequence space and arms the RTO for it.
-    fn transmit(
-        &mut self,
-        now: Instant,
-        seg: SegmentRepr,
-        reason: SendReason,
-        events: &mut Vec<Event>,
-    ) {
-        let seg = if seg.flags.syn() {
-            seg
-        } else {
-            self.stamp(now, seg)
-        };
-        if self.rtt_probe.is_none() && self.retries == 0 {
-            self.rtt_probe = Some((seg.seq + seg.seq_len(), now));
-        }
-        self.unacked.push_back(seg.clone());
-        if self.retransmit_at.is_none() {
-            self.retransmit_at = Some(now + self.rto);
-        }
-        events.push(Event::Send {
-            segment: seg,
-            reason,
-        });
     }
 
     fn send_ack(&self, now: Instant, events: &mut Vec<Event>, reason: SendReason) {

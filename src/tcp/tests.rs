@@ -999,3 +999,333 @@ fn a_long_reply_in_small_segments_is_taken_in_order() {
     }
     assert_eq!(got, reply);
 }
+
+// Tests for the peer's window (RFC 9293 §3.8.6), the persist timer
+// (§3.8.6.1) and go-back-N after an RTO (RFC 5681 §3.1, RFC 6298 §5).
+
+/// ESTABLISHED with a peer that announced `mss` (timestamps on: 12 bytes
+/// less per segment) and a `window` in its SYN-ACK (not scaled there).
+fn conn_with_window(now: Instant, mss: u16, window: u16) -> Connection {
+    let mut conn = conn_syn_sent(now);
+    let syn_ack = SegmentRepr {
+        options: TcpOptions {
+            mss: Some(mss),
+            ..syn_ack().options
+        },
+        window,
+        ..syn_ack()
+    };
+    conn.on_segment(now, &syn_ack);
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.snd_wnd(), u32::from(window));
+    conn
+}
+
+/// An ACK from the peer with a window already scaled down by 7 (the shift
+/// agreed in `syn_ack`): `window_bytes` must be a multiple of 128.
+fn ack_with_window(ack: SeqNumber, window_bytes: u32) -> SegmentRepr {
+    SegmentRepr {
+        window: (window_bytes >> 7) as u16,
+        ..peer(Flags::ACK, IRS + 1, ack, b"")
+    }
+}
+
+fn reasons(events: &[Event]) -> Vec<SendReason> {
+    sent(events).into_iter().map(|(_, reason)| reason).collect()
+}
+
+fn seqs(events: &[Event]) -> Vec<(SeqNumber, usize)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Send { segment, .. } => Some((segment.seq, segment.payload.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_2048_byte_window_keeps_2048_bytes_in_flight() {
+    let now = Instant::now();
+    // MSS 524 less 12 bytes of timestamps: 512-byte segments.
+    let mut conn = conn_with_window(now, 524, 2048);
+    let events = conn.send(now, &[b'a'; 10_000]).unwrap();
+    assert_eq!(payload_lens(&events), [512; 4], "one window, no more");
+    assert_eq!(conn.snd_nxt(), ISS + 1 + 2048);
+    assert_eq!(conn.unsent(), 10_000 - 2048);
+    // The ACK of the first 1024 bytes, window still 2048: 1024 more.
+    let events = conn.on_segment(now, &ack_with_window(ISS + 1 + 1024, 2048));
+    assert_eq!(payload_lens(&events), [512, 512]);
+    assert!(reasons(&events).iter().all(|r| *r == SendReason::Data));
+    assert_eq!(conn.snd_nxt(), conn.snd_una() + 2048);
+    // A bare ACK that takes nothing and keeps the window releases nothing.
+    let events = conn.on_segment(now, &ack_with_window(ISS + 1 + 1024, 2048));
+    assert!(sent(&events).is_empty());
+}
+
+#[test]
+fn a_window_smaller_than_the_mss_is_not_overrun() {
+    let now = Instant::now();
+    // 1448-byte segments into a 2048-byte window: one full segment; the
+    // 600 bytes left are less than half the window, so they wait (sender
+    // SWS avoidance, RFC 9293 §3.8.6.2.1) for the ACK.
+    let mut conn = conn_with_window(now, 1460, 2048);
+    let events = conn.send(now, &[b'a'; 5000]).unwrap();
+    assert_eq!(payload_lens(&events), [1448]);
+    let events = conn.on_segment(now, &ack_with_window(ISS + 1 + 1448, 2048));
+    assert_eq!(payload_lens(&events), [1448]);
+    assert!(conn.snd_nxt() <= conn.snd_una() + 2048);
+}
+
+#[test]
+fn a_zero_window_is_probed_with_back_off_and_data_resumes_when_it_opens() {
+    let t0 = Instant::now();
+    let mut conn = conn_with_window(t0, 1460, 0);
+    let events = conn.send(t0, &[b'x'; 3000]).unwrap();
+    assert!(sent(&events).is_empty(), "nothing fits a zero window");
+    // The persist timer starts at the RTO (1 s here).
+    let first = t0 + Duration::from_secs(1);
+    assert_eq!(conn.poll_at(), Some(first));
+    let events = conn.poll(first);
+    let probe = only_sent(&events);
+    assert_eq!((probe.seq, probe.payload.len()), (ISS + 1, 1));
+    assert_eq!(
+        reasons(&events),
+        [SendReason::WindowProbe {
+            attempt: 1,
+            next: Duration::from_secs(2)
+        }]
+    );
+    assert_eq!(conn.snd_nxt(), ISS + 1, "a probe is not in flight");
+    // Still zero: the next probe waits twice as long.
+    let events = conn.on_segment(first, &ack_with_window(ISS + 1, 0));
+    assert!(sent(&events).is_empty());
+    let second = first + Duration::from_secs(2);
+    assert_eq!(conn.poll_at(), Some(second));
+    let events = conn.poll(second);
+    assert!(matches!(
+        reasons(&events)[..],
+        [SendReason::WindowProbe { attempt: 2, .. }]
+    ));
+    assert_eq!(conn.poll_at(), Some(second + Duration::from_secs(4)));
+    // The window opens (the probe's octet was taken): the rest goes out at
+    // once, and the persist timer stops.
+    let events = conn.on_segment(second, &ack_with_window(ISS + 2, 64 * 1024));
+    assert_eq!(payload_lens(&events), [1448, 1448, 103]);
+    assert_eq!(seqs(&events)[0].0, ISS + 2);
+    assert!(reasons(&events).iter().all(|r| *r == SendReason::Data));
+    assert_eq!(conn.snd_nxt(), ISS + 3001);
+    assert_eq!(conn.poll_at(), Some(second + conn.rto()), "only the RTO");
+}
+
+#[test]
+fn a_window_that_closes_with_data_in_flight_starts_the_persist_timer_once_acked() {
+    let t0 = Instant::now();
+    let mut conn = conn_with_window(t0, 1460, 1448);
+    conn.send(t0, &[b'x'; 3000]).unwrap();
+    // The one segment is ACKed but the receiver's buffer is full.
+    let events = conn.on_segment(t0, &ack_with_window(ISS + 1 + 1448, 0));
+    assert!(sent(&events).is_empty());
+    assert_eq!(conn.poll_at(), Some(t0 + conn.rto()));
+    let events = conn.poll(t0 + conn.rto());
+    assert!(matches!(
+        reasons(&events)[..],
+        [SendReason::WindowProbe { attempt: 1, .. }]
+    ));
+}
+
+#[test]
+fn after_an_rto_the_ack_of_the_first_retransmission_releases_the_rest() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    let events = conn.send(t0, &[b'd'; 5 * 1448]).unwrap();
+    assert_eq!(payload_lens(&events), [1448; 5]);
+    // All five were lost: the RTO resends the first only.
+    let rto_at = conn.poll_at().unwrap();
+    let events = conn.poll(rto_at);
+    assert_eq!(seqs(&events), [(ISS + 1, 1448)]);
+    assert_eq!(
+        reasons(&events),
+        [SendReason::Retransmission { attempt: 1 }]
+    );
+    // Its ACK releases the four others at once (go-back-N), not one per RTO.
+    let t1 = rto_at + Duration::from_millis(1);
+    let events = conn.on_segment(t1, &peer(Flags::ACK, IRS + 1, ISS + 1 + 1448, b""));
+    assert_eq!(
+        seqs(&events),
+        (1..5)
+            .map(|i| (ISS + 1 + i * 1448, 1448))
+            .collect::<Vec<_>>()
+    );
+    assert!(reasons(&events)
+        .iter()
+        .all(|r| *r == SendReason::GoBackN { sacked_skipped: 0 }));
+    assert!(reasons(&events).iter().all(|r| r.is_retransmission()));
+    let events = conn.on_segment(t1, &peer(Flags::ACK, IRS + 1, ISS + 1 + 5 * 1448, b""));
+    assert!(sent(&events).is_empty());
+    assert!(conn.all_acked());
+    assert_eq!(conn.poll_at(), None);
+}
+
+#[test]
+fn go_back_n_stops_at_what_was_outstanding_then_new_data_is_data() {
+    let t0 = Instant::now();
+    // A 2-segment window: 2 in flight, 1 waiting.
+    let mut conn = conn_with_window(t0, 1460, 2 * 1448);
+    conn.send(t0, &[b'd'; 3 * 1448]).unwrap();
+    let rto_at = conn.poll_at().unwrap();
+    conn.poll(rto_at);
+    let events = conn.on_segment(rto_at, &ack_with_window(ISS + 1 + 1448, 2 * 1448 + 128));
+    assert_eq!(
+        reasons(&events),
+        [SendReason::GoBackN { sacked_skipped: 0 }, SendReason::Data],
+        "the second segment again, then the third for the first time"
+    );
+}
+
+#[test]
+fn an_ack_acknowledging_data_waiting_in_the_queue_is_not_acceptable() {
+    let now = Instant::now();
+    let mut conn = conn_with_window(now, 1460, 1448);
+    conn.send(now, &[b'x'; 3000]).unwrap();
+    // Only 1448 bytes were sent: an ACK beyond them is for unsent data.
+    let events = conn.on_segment(now, &ack_with_window(ISS + 1 + 2000, 4096));
+    assert_eq!(reasons(&events), [SendReason::DuplicateAck]);
+    assert_eq!(conn.snd_una(), ISS + 1);
+}
+
+#[test]
+fn close_with_data_queued_sends_the_fin_after_the_data() {
+    let now = Instant::now();
+    let mut conn = conn_with_window(now, 1460, 1448);
+    conn.send(now, &[b'x'; 2000]).unwrap();
+    let events = conn.close(now).unwrap();
+    assert_eq!(changes(&events), [(State::Established, State::FinWait1)]);
+    assert!(sent(&events).is_empty(), "the FIN waits behind the data");
+    let events = conn.on_segment(now, &ack_with_window(ISS + 1 + 1448, 4096));
+    assert_eq!(
+        sent(&events),
+        [
+            (Flags::PSH_ACK, SendReason::Data),
+            (Flags::FIN_ACK, SendReason::Fin)
+        ]
+    );
+    let events = conn.on_segment(now, &ack_with_window(ISS + 2002, 4096));
+    assert_eq!(changes(&events), [(State::FinWait1, State::FinWait2)]);
+}
+
+#[test]
+fn an_old_segment_does_not_shrink_the_window() {
+    let now = Instant::now();
+    let mut conn = conn_established(now);
+    conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 1, ISS + 1, b"abc"));
+    conn.on_segment(now, &peer(Flags::PSH_ACK, IRS + 4, ISS + 1, b"def"));
+    assert_eq!(conn.snd_wnd(), 509 << 7);
+    // A late copy of older data (SEG.SEQ < SND.WL1, still acceptable: it
+    // ends inside our window) with a smaller window: not a window update.
+    let old = SegmentRepr {
+        window: 1,
+        ..peer(Flags::PSH_ACK, IRS + 1, ISS + 1, b"abcdefg")
+    };
+    let events = conn.on_segment(now, &old);
+    assert_eq!(events[0], Event::Received(b"g".to_vec()));
+    assert_eq!(conn.snd_wnd(), 509 << 7);
+}
+
+#[test]
+fn an_rto_into_a_closed_window_resends_one_octet() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, &[b'd'; 3000]).unwrap();
+    // Nothing new is acknowledged and the window closed.
+    conn.on_segment(t0, &ack_with_window(ISS + 1, 0));
+    let rto_at = conn.poll_at().unwrap();
+    let events = conn.poll(rto_at);
+    assert_eq!(seqs(&events), [(ISS + 1, 1)]);
+}
+
+#[test]
+fn after_an_rto_an_ack_beyond_the_retransmission_releases_what_is_still_missing() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, &[b'd'; 5 * 1448]).unwrap();
+    let rto_at = conn.poll_at().unwrap();
+    conn.poll(rto_at);
+    // The peer had segments 2 and 3 (SACKed): the retransmitted first one
+    // fills the hole up to the fourth, which was lost too.
+    let events = conn.on_segment(rto_at, &peer(Flags::ACK, IRS + 1, ISS + 1 + 3 * 1448, b""));
+    assert_eq!(
+        seqs(&events),
+        [(ISS + 1 + 3 * 1448, 1448), (ISS + 1 + 4 * 1448, 1448)]
+    );
+    assert!(reasons(&events)
+        .iter()
+        .all(|r| *r == SendReason::GoBackN { sacked_skipped: 0 }));
+}
+
+#[test]
+fn with_sack_go_back_n_skips_what_the_peer_already_holds() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    assert!(conn.negotiated().unwrap().sack);
+    conn.send(t0, &[b'd'; 6 * 1448]).unwrap();
+    let seg = |i: usize| ISS + 1 + i * 1448;
+    // Segments 0 and 3 were lost: the peer ACKs up to 0 and SACKs 1–2 and
+    // 4–5 (RFC 2018).
+    let mut sacks = peer(Flags::ACK, IRS + 1, seg(0), b"");
+    sacks.options.sack = [Some((seg(1), seg(3))), Some((seg(4), seg(6))), None, None];
+    conn.on_segment(t0, &sacks);
+    let rto_at = conn.poll_at().unwrap();
+    let events = conn.poll(rto_at);
+    assert_eq!(seqs(&events), [(seg(0), 1448)]);
+    // The ACK of the retransmission stops at the next hole (segment 3):
+    // only segment 3 goes again, not 4–5, which the peer SACKed.
+    let mut ack = peer(Flags::ACK, IRS + 1, seg(3), b"");
+    ack.options.sack = [Some((seg(4), seg(6))), None, None, None];
+    let events = conn.on_segment(rto_at, &ack);
+    assert_eq!(seqs(&events), [(seg(3), 1448)]);
+    assert_eq!(
+        reasons(&events),
+        [SendReason::GoBackN { sacked_skipped: 0 }]
+    );
+    // Without SACK agreed, the same ACK sends 3, 4 and 5 again.
+    let theirs = TcpOptions {
+        sack_permitted: false,
+        ..syn_ack().options
+    };
+    let (mut plain, _) = conn_negotiated(t0, |_| {}, theirs);
+    plain.send(t0, &[b'd'; 6 * 1448]).unwrap();
+    plain.on_segment(t0, &sacks);
+    plain.poll(rto_at);
+    let events = plain.on_segment(rto_at, &ack);
+    assert_eq!(payload_lens(&events), [1448; 3]);
+}
+
+#[test]
+fn with_sack_go_back_n_reports_the_bytes_it_passed_over() {
+    let t0 = Instant::now();
+    let mut conn = conn_established(t0);
+    conn.send(t0, &[b'd'; 5 * 1448]).unwrap();
+    let seg = |i: usize| ISS + 1 + i * 1448;
+    let rto_at = conn.poll_at().unwrap();
+    conn.poll(rto_at);
+    // 0, 1 and 3 were lost; the retransmitted 0 is ACKed, and the peer
+    // SACKs 2 and 4.
+    let mut ack = peer(Flags::ACK, IRS + 1, seg(1), b"");
+    ack.options.sack = [Some((seg(4), seg(5))), Some((seg(2), seg(3))), None, None];
+    let events = conn.on_segment(rto_at, &ack);
+    assert_eq!(seqs(&events), [(seg(1), 1448), (seg(3), 1448)]);
+    assert_eq!(
+        reasons(&events),
+        [
+            SendReason::GoBackN { sacked_skipped: 0 },
+            SendReason::GoBackN {
+                sacked_skipped: 1448
+            }
+        ]
+    );
+    // Their ACK covers everything: nothing is left to send.
+    let events = conn.on_segment(rto_at, &peer(Flags::ACK, IRS + 1, seg(5), b""));
+    assert!(sent(&events).is_empty(), "{events:?}");
+    assert!(conn.all_acked());
+}

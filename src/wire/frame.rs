@@ -347,8 +347,12 @@ fn parse_options(tcp: &etherparse::TcpSlice<'_>) -> TcpOptions {
             Ok(E::WindowScale(ws)) => opts.wscale = Some(ws),
             Ok(E::SelectiveAcknowledgementPermitted) => opts.sack_permitted = true,
             Ok(E::Timestamp(val, ecr)) => opts.timestamps = Some((val, ecr)),
-            Ok(E::SelectiveAcknowledgement(_, rest)) => {
+            Ok(E::SelectiveAcknowledgement(first, rest)) => {
                 opts.sack_blocks = 1 + rest.iter().flatten().count() as u8;
+                let blocks = std::iter::once(first).chain(rest.into_iter().flatten());
+                for (slot, (left, right)) in opts.sack.iter_mut().zip(blocks) {
+                    *slot = Some((SeqNumber(left), SeqNumber(right)));
+                }
             }
             Ok(E::Noop) => {}
             Err(_) => {

@@ -88,6 +88,9 @@ pub struct TcpOptions {
     pub timestamps: Option<(u32, u32)>,
     /// How many SACK blocks (kind 5) the segment carried.
     pub sack_blocks: u8,
+    /// The SACK blocks themselves, `(left edge, right edge)` (RFC 2018
+    /// §3), in the order they came; at most four fit the option space.
+    pub sack: [Option<(SeqNumber, SeqNumber)>; 4],
     /// Options of any other kind.
     pub unknown: u8,
 }

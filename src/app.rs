@@ -386,7 +386,14 @@ fn bench(cfg: &LabConfig, count: usize, stop: &Stop) -> Result<ExitCode> {
     let report = lab::bench::run(cfg, count, flag, &mut |done| progress.show(done));
     progress.clear();
     let report = report?;
-    println!("{}", report.render());
+    if matches!(cfg.output, Output::Json) {
+        let mut out = io::stdout().lock();
+        for line in report.json_lines() {
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        println!("{}", report.render());
+    }
     if report.interrupted {
         eprintln!(
             "synack: interrupted ({}) after {} of {count} cycles; {} holds every frame up to here",

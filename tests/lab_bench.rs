@@ -130,3 +130,40 @@ fn progress_shows_on_a_terminal_only() {
     assert!(piped.status.success());
     assert!(piped.stderr.is_empty(), "{:?}", piped.stderr);
 }
+
+/// `--json`: the benchmark's figures as JSON lines, integers for times,
+/// the summary last (issue 12: it used to print the text table).
+#[test]
+fn the_benchmark_speaks_json_lines() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("bench.pcap");
+    let out = synack()
+        .args(["lab", "--count", "20", "--json", "-w"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, what) in lines.iter().zip(["handshake", "cycle"]) {
+        assert_eq!(line["event"], "measure");
+        assert_eq!(line["what"], what);
+        assert_eq!(line["samples"], 20);
+        for key in [
+            "synack_median_ns",
+            "synack_p99_ns",
+            "kernel_median_ns",
+            "kernel_p99_ns",
+        ] {
+            assert!(line[key].as_u64().is_some_and(|ns| ns > 0), "{key}: {line}");
+        }
+    }
+    assert_eq!(lines[2]["event"], "summary");
+    assert_eq!(lines[2]["cycles"], 20);
+    assert_eq!(lines[2]["interrupted"], false);
+}

@@ -66,6 +66,39 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 
 impl BenchReport {
     /// The table the benchmark prints.
+    /// The same figures as JSON lines: one `measure` object per row, then
+    /// the `summary`. Durations in integer nanoseconds.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let row = |what: &str, ours: &[Duration], theirs: &[Duration]| {
+            let (mut a, mut b) = (ours.to_vec(), theirs.to_vec());
+            let (a50, a99) = (quantile(&mut a, 0.5), quantile(&mut a, 0.99));
+            let (b50, b99) = (quantile(&mut b, 0.5), quantile(&mut b, 0.99));
+            let ratio = a50.as_secs_f64() / b50.as_secs_f64().max(f64::MIN_POSITIVE);
+            serde_json::json!({
+                "event": "measure",
+                "what": what,
+                "samples": ours.len(),
+                "synack_median_ns": ns(a50),
+                "synack_p99_ns": ns(a99),
+                "kernel_median_ns": ns(b50),
+                "kernel_p99_ns": ns(b99),
+                // Two decimals, as the table prints it.
+                "ratio": (ratio * 100.0).round() / 100.0,
+            })
+        };
+        vec![
+            row("handshake", &self.synack_handshake, &self.kernel_connect),
+            row("cycle", &self.synack_cycle, &self.kernel_cycle),
+            serde_json::json!({
+                "event": "summary",
+                "cycles": self.count,
+                "requested": self.requested,
+                "interrupted": self.interrupted,
+            }),
+        ]
+    }
+
     pub fn render(&self) -> String {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let row = |name: &str, ours: &[Duration], theirs: &[Duration]| {

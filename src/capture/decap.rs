@@ -84,20 +84,66 @@ pub struct TcpSegment<'a> {
 }
 
 /// Every TCP segment in a frame (an sFlow datagram may carry several),
-/// each passed to `out` with a [`Skip`] for what yields none.
+/// each passed to `out` with a [`Skip`] for what yields none. The first
+/// fragment of a fragmented datagram gives its TCP header with what that
+/// fragment carries; later fragments are [`Skip::Fragment`].
 pub fn segments<'a>(
     link_type: u32,
     frame: &'a [u8],
     out: &mut dyn FnMut(Result<TcpSegment<'a>, Skip>),
 ) {
+    decode(link_type, frame, None, Out::Frame(out));
+}
+
+/// As [`segments`], with fragmented TCP datagrams held in `defrag` until
+/// their last byte came: the segment is then handed on whole (its length
+/// from the datagram's), with the frame that completed it, as tshark's
+/// reassembly shows it. The fragments before are neither segments nor
+/// skips (they are counted to their datagram).
+pub fn segments_reassembling(
+    link_type: u32,
+    frame: &[u8],
+    defrag: &mut Defrag,
+    at: Position,
+    out: &mut dyn FnMut(Result<TcpSegment<'_>, Skip>),
+) {
+    defrag.at = at;
+    decode(link_type, frame, Some(defrag), Out::Any(out));
+}
+
+/// Where segments go: those of the frame only, or also those of held
+/// fragments (which live shorter than the frame).
+enum Out<'a, 'o> {
+    Frame(&'o mut dyn FnMut(Result<TcpSegment<'a>, Skip>)),
+    Any(&'o mut dyn FnMut(Result<TcpSegment<'_>, Skip>)),
+}
+
+impl<'a> Out<'a, '_> {
+    fn send(&mut self, r: Result<TcpSegment<'a>, Skip>) {
+        match self {
+            Out::Frame(out) => out(r),
+            Out::Any(out) => out(r),
+        }
+    }
+
+    /// A segment of a held datagram: only [`Out::Any`] has a defrag.
+    fn send_held(&mut self, seg: TcpSegment<'_>) {
+        if let Out::Any(out) = self {
+            out(Ok(seg));
+        }
+    }
+}
+
+fn decode<'a>(link_type: u32, frame: &'a [u8], defrag: Option<&'a mut Defrag>, out: Out<'a, '_>) {
     let mut d = Decap {
         depth: 0,
         tunnel: None,
+        defrag,
         out,
     };
     match link::network(link_type, frame) {
         Ok(net) => d.network(net),
-        Err(skip) => (d.out)(Err(skip)),
+        Err(skip) => d.out.send(Err(skip)),
     }
 }
 
@@ -127,15 +173,95 @@ pub fn tcp_segment(ip: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     first_segment(link::linktype::RAW, ip)
 }
 
+/// Where a frame is in its file: frame number (1-based) and capture time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub frame: u64,
+    pub ts_ns: u64,
+}
+
+/// Fragments of TCP datagrams not complete yet (by source, destination,
+/// identification).
+#[derive(Debug, Default)]
+pub struct Defrag {
+    pending: std::collections::VecDeque<Pending>,
+    at: Position,
+}
+
+#[derive(Debug)]
+struct Pending {
+    key: (IpAddr, IpAddr, u32),
+    /// Where the first fragment (the one with the TCP header) was.
+    first: Option<Position>,
+    /// The datagram's payload as captured so far, each fragment at its
+    /// offset, and how many bytes of it were captured.
+    data: Vec<u8>,
+    captured: usize,
+    tunnel: Option<Tunnel>,
+    /// Payload bytes of the fragments seen, and the datagram's payload
+    /// length once its last fragment came.
+    received: usize,
+    total: Option<usize>,
+    fragments: u64,
+}
+
+/// An IP datagram's payload is at most this long.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Datagrams held at most; the oldest is let go past it.
+const MAX_PENDING: usize = 1024;
+
+impl Defrag {
+    pub fn new() -> Defrag {
+        Defrag::default()
+    }
+
+    /// What is left at the end of the file: the first fragments of
+    /// datagrams never completed go to `out` (with what they carry, at
+    /// their own position); the number of fragments whose datagram had no
+    /// first fragment is returned.
+    pub fn finish(self, out: &mut dyn FnMut(Position, TcpSegment<'_>)) -> u64 {
+        let mut orphans = 0;
+        for p in self.pending {
+            orphans += release(p, &mut |at, seg| out(at, seg));
+        }
+        orphans
+    }
+}
+
+/// Hands on a pending datagram's first fragment, if it has one; returns
+/// the number of fragments counted to nothing otherwise.
+fn release(p: Pending, out: &mut dyn FnMut(Position, TcpSegment<'_>)) -> u64 {
+    let Some(at) = p.first else {
+        return p.fragments;
+    };
+    let (src, dst, _) = p.key;
+    let declared = p.total.unwrap_or(p.captured);
+    // Checked only when every byte was captured (no overlap, no snaplen).
+    let whole = p.total == Some(p.captured) && p.data.len() == p.captured;
+    if let Ok(seg) = tcp_from(src, dst, declared, &p.data, !whole, p.tunnel) {
+        out(at, seg);
+    }
+    0
+}
+
+/// A fragment of a datagram: identification, byte offset, more to come.
+struct Fragment {
+    id: u32,
+    offset: usize,
+    more: bool,
+}
+
 struct Decap<'a, 'o> {
     depth: u8,
     tunnel: Option<Tunnel>,
-    out: &'o mut dyn FnMut(Result<TcpSegment<'a>, Skip>),
+    defrag: Option<&'a mut Defrag>,
+    out: Out<'a, 'o>,
 }
 
 impl<'a> Decap<'a, '_> {
     fn skip(&mut self, skip: Skip) {
-        (self.out)(Err(skip));
+        self.out.send(Err(skip));
     }
 
     /// Enters one more layer; false (and a malformed frame) past the limit.
@@ -238,7 +364,7 @@ impl<'a> Decap<'a, '_> {
                 Some(_) => Skip::Malformed,
             });
         };
-        let (src, dst, declared, payload, first_fragment) = match &slice {
+        let (src, dst, declared, payload, fragment) = match &slice {
             LaxIpSlice::Ipv4(v4) => {
                 let header = v4.header();
                 let payload = v4.payload();
@@ -251,13 +377,17 @@ impl<'a> Decap<'a, '_> {
                 } else {
                     payload.payload.len()
                 };
-                let first = header.fragments_offset().value() == 0;
+                let fragment = Fragment {
+                    id: u32::from(header.identification()),
+                    offset: usize::from(header.fragments_offset().value()) * 8,
+                    more: header.more_fragments(),
+                };
                 (
                     IpAddr::V4(Ipv4Addr::from(header.source())),
                     IpAddr::V4(Ipv4Addr::from(header.destination())),
                     declared,
                     payload,
-                    first,
+                    fragment,
                 )
             }
             LaxIpSlice::Ipv6(v6) => {
@@ -271,31 +401,38 @@ impl<'a> Decap<'a, '_> {
                 } else {
                     payload.payload.len()
                 };
-                let first = v6.extensions().clone().into_iter().all(|e| match e {
-                    Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
-                    _ => true,
-                });
+                let fragment = v6
+                    .extensions()
+                    .clone()
+                    .into_iter()
+                    .find_map(|e| match e {
+                        Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                            id: f.identification(),
+                            offset: usize::from(f.fragment_offset().value()) * 8,
+                            more: f.more_fragments(),
+                        }),
+                        _ => None,
+                    })
+                    .unwrap_or(Fragment {
+                        id: 0,
+                        offset: 0,
+                        more: false,
+                    });
                 (
                     IpAddr::V6(Ipv6Addr::from(header.source())),
                     IpAddr::V6(Ipv6Addr::from(header.destination())),
                     declared,
                     payload,
-                    first,
+                    fragment,
                 )
             }
         };
         let outer = (src, dst);
         if payload.fragmented {
-            if !first_fragment {
-                return self.skip(Skip::Fragment);
+            if payload.ip_number != IpNumber::TCP {
+                return self.skip(Skip::NotTcp);
             }
-            // The first fragment: its TCP header is whole (RFC 1858), its
-            // payload is what this fragment carries.
-            if payload.ip_number == IpNumber::TCP {
-                let bytes = payload.payload;
-                return self.tcp(src, dst, bytes.len(), bytes, true);
-            }
-            return self.skip(Skip::Fragment);
+            return self.fragment(src, dst, declared, payload.payload, fragment);
         }
         let bytes = payload.payload;
         match payload.ip_number {
@@ -315,36 +452,70 @@ impl<'a> Decap<'a, '_> {
     }
 
     fn tcp(&mut self, src: IpAddr, dst: IpAddr, declared: usize, bytes: &'a [u8], fragment: bool) {
-        let view = match TcpView::new_lax(bytes) {
-            Ok(view) => view,
-            Err(TcpError::Truncated) => return self.skip(Skip::Truncated),
-            Err(TcpError::BadDataOffset) => return self.skip(Skip::Malformed),
+        let segment = tcp_from(src, dst, declared, bytes, fragment, self.tunnel);
+        self.out.send(segment);
+    }
+
+    /// A fragment of a TCP datagram (`len` payload bytes, `bytes` of them
+    /// captured). The first holds the whole TCP header (RFC 1858).
+    fn fragment(&mut self, src: IpAddr, dst: IpAddr, len: usize, bytes: &'a [u8], f: Fragment) {
+        let tunnel = self.tunnel;
+        let Some(defrag) = self.defrag.as_deref_mut() else {
+            return if f.offset == 0 {
+                self.tcp(src, dst, bytes.len(), bytes, true)
+            } else {
+                self.skip(Skip::Fragment)
+            };
         };
-        let header_len = view.header_len();
-        let payload_len = declared.saturating_sub(header_len);
-        let checksum = if !fragment && declared == bytes.len() {
-            tcp::verify_checksum(src, dst, bytes)
-        } else {
-            Checksum::Unchecked
+        let key = (src, dst, f.id);
+        let i = match defrag.pending.iter().position(|p| p.key == key) {
+            Some(i) => i,
+            None => {
+                if defrag.pending.len() >= MAX_PENDING {
+                    if let Some(old) = defrag.pending.pop_front() {
+                        let out = &mut self.out;
+                        if release(old, &mut |_, seg| out.send_held(seg)) > 0 {
+                            out.send(Err(Skip::Fragment));
+                        }
+                    }
+                }
+                defrag.pending.push_back(Pending {
+                    key,
+                    first: None,
+                    data: Vec::new(),
+                    captured: 0,
+                    tunnel,
+                    received: 0,
+                    total: None,
+                    fragments: 0,
+                });
+                defrag.pending.len() - 1
+            }
         };
-        let payload = view.payload();
-        let segment = TcpSegment {
-            src,
-            dst,
-            src_port: view.src_port(),
-            dst_port: view.dst_port(),
-            seq: view.seq_number(),
-            ack: view.ack_number(),
-            flags: view.flags(),
-            window: view.window(),
-            options: view.options(),
-            payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
-            payload: &payload[..payload.len().min(payload_len)],
-            checksum,
-            header_cut: view.header_cut(),
-            tunnel: self.tunnel,
-        };
-        (self.out)(Ok(segment));
+        let at = defrag.at;
+        let p = &mut defrag.pending[i];
+        p.received += len;
+        p.fragments += 1;
+        if !f.more {
+            p.total = Some(f.offset + len);
+        }
+        if f.offset == 0 {
+            p.first = Some(at);
+        }
+        let end = (f.offset + bytes.len()).min(MAX_DATAGRAM);
+        if let Some(part) = bytes.get(..end.saturating_sub(f.offset)) {
+            if p.data.len() < end {
+                p.data.resize(end, 0);
+            }
+            p.data[f.offset..end].copy_from_slice(part);
+            p.captured += part.len();
+        }
+        if p.first.is_some() && p.total.is_some_and(|t| p.received >= t) {
+            if let Some(done) = defrag.pending.remove(i) {
+                let out = &mut self.out;
+                release(done, &mut |_, seg| out.send_held(seg));
+            }
+        }
     }
 
     /// GRE (RFC 2784, RFC 2890; version 1 is PPTP's, RFC 2637).
@@ -525,6 +696,47 @@ impl<'a> Decap<'a, '_> {
             self.skip(Skip::NotTcp);
         }
     }
+}
+
+/// The segment in `bytes` (the TCP header and what was captured after it),
+/// `declared` bytes long by the IP header.
+fn tcp_from(
+    src: IpAddr,
+    dst: IpAddr,
+    declared: usize,
+    bytes: &[u8],
+    fragment: bool,
+    tunnel: Option<Tunnel>,
+) -> Result<TcpSegment<'_>, Skip> {
+    let view = match TcpView::new_lax(bytes) {
+        Ok(view) => view,
+        Err(TcpError::Truncated) => return Err(Skip::Truncated),
+        Err(TcpError::BadDataOffset) => return Err(Skip::Malformed),
+    };
+    let header_len = view.header_len();
+    let payload_len = declared.saturating_sub(header_len);
+    let checksum = if !fragment && declared == bytes.len() {
+        tcp::verify_checksum(src, dst, bytes)
+    } else {
+        Checksum::Unchecked
+    };
+    let payload = view.payload();
+    Ok(TcpSegment {
+        src,
+        dst,
+        src_port: view.src_port(),
+        dst_port: view.dst_port(),
+        seq: view.seq_number(),
+        ack: view.ack_number(),
+        flags: view.flags(),
+        window: view.window(),
+        options: view.options(),
+        payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+        payload: &payload[..payload.len().min(payload_len)],
+        checksum,
+        header_cut: view.header_cut(),
+        tunnel,
+    })
 }
 
 /// A reader of XDR (RFC 4506) as sFlow writes it: big-endian words,
@@ -817,6 +1029,54 @@ mod tests {
         ip[6] = 0x00;
         ip[7] = 7;
         assert_eq!(tcp_segment(&ip), Err(Skip::Fragment));
+    }
+
+    /// The SYN with 64 payload bytes cut in two fragments after 56 bytes
+    /// of IP payload (the 32-byte TCP header and 24 bytes of data).
+    fn fragments(id: u8) -> (Vec<u8>, Vec<u8>) {
+        let ip = ipv4_syn(&[7u8; 64]);
+        let mut first = ip[..20 + 56].to_vec();
+        first[2..4].copy_from_slice(&76u16.to_be_bytes());
+        first[5] = id;
+        first[6] = 0x20;
+        let mut second = ip[..20].to_vec();
+        second.extend_from_slice(&ip[20 + 56..]);
+        second[2..4].copy_from_slice(&(20u16 + 40).to_be_bytes());
+        second[5] = id;
+        second[7] = 56 / 8;
+        (first, second)
+    }
+
+    fn reassembling(defrag: &mut Defrag, frame: u64, ip: &[u8]) -> Vec<(u64, u32)> {
+        let mut got = Vec::new();
+        let at = Position { frame, ts_ns: 0 };
+        segments_reassembling(linktype::RAW, ip, defrag, at, &mut |r| {
+            let seg = r.expect("no skip");
+            got.push((frame, seg.payload_len));
+        });
+        got
+    }
+
+    #[test]
+    fn fragmented_datagrams_are_handed_on_whole_when_complete() {
+        let mut defrag = Defrag::new();
+        let (first, second) = fragments(1);
+        assert_eq!(reassembling(&mut defrag, 1, &first), vec![]);
+        assert_eq!(reassembling(&mut defrag, 2, &second), vec![(2, 64)]);
+        // In the other order too.
+        let (first, second) = fragments(2);
+        assert_eq!(reassembling(&mut defrag, 3, &second), vec![]);
+        assert_eq!(reassembling(&mut defrag, 4, &first), vec![(4, 64)]);
+        // Left over at the end: a first fragment alone is handed on with
+        // what it carries; a later one alone is counted.
+        let (first, _) = fragments(3);
+        let (_, second) = fragments(4);
+        assert_eq!(reassembling(&mut defrag, 5, &first), vec![]);
+        assert_eq!(reassembling(&mut defrag, 6, &second), vec![]);
+        let mut left = Vec::new();
+        let orphans = defrag.finish(&mut |at, seg| left.push((at.frame, seg.payload_len)));
+        assert_eq!(left, vec![(5, 24)]);
+        assert_eq!(orphans, 1);
     }
 
     #[test]

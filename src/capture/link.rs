@@ -36,7 +36,8 @@ pub mod linktype {
     pub const ARCNET_LINUX: u32 = 129;
     /// Juniper's pseudo-header, then Ethernet.
     pub const JUNIPER_ETHER: u32 = 178;
-    /// IP over InfiniBand (RFC 4391 §6): EtherType, reserved.
+    /// IP over InfiniBand: a 40-byte pseudo-header, then RFC 4391 §6's
+    /// EtherType and reserved.
     pub const IPOIB: u32 = 242;
 }
 
@@ -174,11 +175,13 @@ mod juniper {
     pub const PROTO_IPV6: u32 = 6;
 }
 
-/// IPoIB's encapsulation header: EtherType, reserved.
+/// LINKTYPE_IPOIB: a 40-byte pseudo-header (the InfiniBand Global Route
+/// Header, or 20 zero bytes and the destination's QPN and GID), then
+/// RFC 4391's encapsulation header: EtherType, reserved.
 mod ipoib {
     use std::ops::Range;
-    pub const TYPE: Range<usize> = 0..2;
-    pub const HEADER_LEN: usize = 4;
+    pub const TYPE: Range<usize> = 40..42;
+    pub const HEADER_LEN: usize = 44;
 }
 
 pub const ETHER_TYPE_IPV4: u16 = 0x0800;
@@ -433,8 +436,9 @@ mod tests {
             network(linktype::JUNIPER_ETHER, b"XYZ\x00"),
             Err(Skip::Malformed)
         );
-        // IPoIB.
-        let mut f = vec![0x08, 0x00, 0, 0];
+        // IPoIB: the pseudo-header, then EtherType and reserved.
+        let mut f = vec![0u8; 40];
+        f.extend_from_slice(&[0x08, 0x00, 0, 0]);
         f.extend_from_slice(&ip);
         assert_eq!(
             network(linktype::IPOIB, &f),

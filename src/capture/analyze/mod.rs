@@ -508,6 +508,7 @@ pub fn run<R: std::io::Read>(
     let mut skips: Vec<(Skip, u64, u64)> = Vec::new();
     let mut error = None;
     let mut last_link: Option<usize> = None;
+    let mut defrag = decap::Defrag::new();
     while let Some(event) = reader.next_event() {
         let record = match event {
             Ok(Event::Packet(record)) => record,
@@ -539,10 +540,17 @@ pub fn run<R: std::io::Read>(
             }
         };
         link_types[slot].packets += 1;
-        // Several segments when the frame carries sFlow samples.
-        decap::segments(
+        // Several segments when the frame carries sFlow samples; none
+        // while a fragmented datagram is incomplete.
+        let at = decap::Position {
+            frame: packets,
+            ts_ns: record.ts_ns,
+        };
+        decap::segments_reassembling(
             record.link_type,
             record.data,
+            &mut defrag,
+            at,
             &mut |segment| match segment {
                 Ok(seg) => {
                     tcp_packets += 1;
@@ -556,8 +564,25 @@ pub fn run<R: std::io::Read>(
             },
         );
     }
+    let mut held = 0u64;
+    let orphans = defrag.finish(&mut |at, seg| {
+        held += 1;
+        tcp_packets += 1;
+        tracker.on_segment(at.frame, at.ts_ns, &seg, done);
+    });
     tracker.finish(done);
     let mut warnings = reader.warnings();
+    if held > 0 {
+        warnings.push(format!(
+            "{held} fragmented TCP datagram(s) not captured whole: their first fragment's \
+             segment is counted with the bytes it carries"
+        ));
+    }
+    if orphans > 0 {
+        warnings.push(format!(
+            "{orphans} IP fragment(s) of TCP datagrams whose first fragment was not captured"
+        ));
+    }
     for l in &link_types {
         if !l.supported {
             warnings.push(format!(

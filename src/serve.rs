@@ -366,8 +366,9 @@ pub enum EventKind {
 /// One event, with the kernel's view of the socket at that moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// When, from the moment the listener was set up (`listen` returned),
-    /// on the monotonic clock. Events reach the sink in this order.
+    /// When, from the start of [`Server::run`] (the listening event is at
+    /// about 0), on the monotonic clock. Events reach the sink in this
+    /// order.
     pub t: Duration,
     /// The client it concerns (None for listener events).
     pub client: Option<ClientId>,
@@ -749,13 +750,9 @@ struct Shared {
     /// Bytes held for incomplete messages, all clients together (at most
     /// `config.memory_budget`).
     buffered: AtomicUsize,
-    /// When the listener was set up: the events' `t` counts from here.
-    epoch: Instant,
     /// Held while an event is stamped and handed to the sink, so that the
     /// sink sees the events in the order of their times, one at a time.
-    /// True once the summary is out: a straggler's event after it is
-    /// dropped (the summary is the last event of a run).
-    order: Mutex<bool>,
+    order: Mutex<Order>,
     sink: Sink,
     config: Config,
 }
@@ -801,21 +798,34 @@ impl Shared {
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::SeqCst);
         }
-        let mut finished = self
-            .order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *finished {
+        let mut order = self.order();
+        if order.finished {
             return;
         }
-        *finished = matches!(kind, EventKind::Stopped { .. });
+        order.finished = matches!(kind, EventKind::Stopped { .. });
         (self.sink)(&Event {
-            t: self.epoch.elapsed(),
+            t: order.epoch.elapsed(),
             client,
             kind,
             kernel,
         });
     }
+
+    fn order(&self) -> MutexGuard<'_, Order> {
+        self.order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The events' clock, and whether the summary is out: an event after it
+/// (a straggler's, when the straggler limit ended) is dropped, so that the
+/// summary is the last event of a run.
+struct Order {
+    /// When the run started (just before the listening event): the
+    /// events' `t` counts from here.
+    epoch: Instant,
+    finished: bool,
 }
 
 /// A listening `synack serve`.
@@ -834,7 +844,6 @@ impl Server {
     pub fn bind(config: Config, sink: Sink) -> Result<Server, ServeError> {
         check(&config)?;
         let listener = listen(config.addr, config.reuse_address, config.backlog)?;
-        let epoch = Instant::now();
         let setup = |source| ServeError::Listen {
             addr: config.addr,
             source,
@@ -856,8 +865,10 @@ impl Server {
                 aborted: AtomicU64::new(0),
                 forced_clients: AtomicU64::new(0),
                 buffered: AtomicUsize::new(0),
-                epoch,
-                order: Mutex::new(false),
+                order: Mutex::new(Order {
+                    epoch: Instant::now(),
+                    finished: false,
+                }),
                 sink,
                 config,
             }),
@@ -886,6 +897,9 @@ impl Server {
     pub fn run(self) -> Summary {
         let shared = &self.shared;
         let config = &shared.config;
+        // The events' clock starts with the run: the listening event is
+        // at (about) 0, however long the caller took between bind and run.
+        shared.order().epoch = Instant::now();
         let kernel = match config.kernel_view {
             KernelView::Off => None,
             _ => sockinfo::tcp_info(&self.listener).ok(),

@@ -778,6 +778,13 @@ fn json_run(serve: Serve, stop: bool) -> (ExitStatus, Vec<Value>) {
         assert_eq!(kind == "summary", i == events.len() - 1, "{text}");
     }
     assert_eq!(events[0]["event"], "listening", "{text}");
+    // The clock starts with the run: the listening event is at about 0
+    // (tens of µs; 1 s leaves room for a busy machine).
+    assert!(
+        events[0]["t_ns"].as_u64() < Some(1_000_000_000),
+        "{}",
+        events[0]
+    );
     (status, events)
 }
 

@@ -8,8 +8,9 @@
 //! gets a thread, bounded by `max_clients`: accept, read, reply, close.
 //!
 //! Pure parts, tested without sockets: [`Responder`] (what to answer to the
-//! bytes of one read, in each reply mode and framing) and [`format_event`]
-//! (one narration line per event). The rest does socket I/O and needs no
+//! bytes of one read, in each reply mode and framing), [`format_event`]
+//! (one narration line per event) and [`format_json`] (one `--json` line
+//! per event). The rest does socket I/O and needs no
 //! privileges. Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and
 //! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting
 //! the listening socket down, lets open clients finish within

@@ -8,8 +8,9 @@
 //! gets a thread, bounded by `max_clients`: accept, read, reply, close.
 //!
 //! Pure parts, tested without sockets: [`Responder`] (what to answer to the
-//! bytes of one read, in each reply mode and framing) and [`format_event`]
-//! (one narration line per event). The rest does socket I/O and needs no
+//! bytes of one read, in each reply mode and framing), [`format_event`]
+//! (one narration line per event) and [`format_json`] (one `--json` line
+//! per event). The rest does socket I/O and needs no
 //! privileges. Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and
 //! SIGHUP by [`stop_on_signals`]) wakes the blocked `accept` by shutting
 //! the listening socket down, lets open clients finish within
@@ -31,6 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::{Serialize, Serializer};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::framing::{self, Decoder, Framing, FramingError};
@@ -275,8 +277,10 @@ pub struct ClientId {
     pub peer: SocketAddr,
 }
 
-/// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What happened. Serialized (`--json`) as the `"event"` key and the
+/// variant's fields: see [`format_json`] and docs/serve.md for the names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The listener is up.
     Listening {
@@ -286,51 +290,87 @@ pub enum EventKind {
         max_clients: usize,
     },
     /// `accept` returned a connection (its handshake is already complete).
+    #[serde(rename = "accept")]
     Accepted,
     /// `max_clients` are being served: new ones wait in the accept queue.
     Saturated { open: usize },
     /// One `read` returned data.
+    #[serde(rename = "recv")]
     Read { bytes: usize },
     /// A framed message was complete.
     Message { bytes: usize },
     /// The reply was written.
+    #[serde(rename = "send")]
     Replied { bytes: usize },
     /// `read` returned 0: the peer's FIN arrived (we are in CLOSE-WAIT, or
     /// on from FIN-WAIT-2 if we closed first).
+    #[serde(rename = "eof")]
     PeerClosed,
     /// Bytes the peer sent after our FIN, read and dropped.
+    #[serde(rename = "discard")]
     Discarded { bytes: usize },
     /// `shutdown(Write)`: our FIN is on its way.
+    #[serde(rename = "shutdown")]
     SentFin,
     /// The kernel moved the socket on by itself (an ACK or FIN arrived).
+    #[serde(rename = "state_change")]
     KernelMoved { from: State, to: State },
     /// The kernel keeps the connection in TIME-WAIT after the socket is
     /// gone (seen with sock_diag).
     TimeWait,
     /// The socket was closed, `elapsed` after the accept.
-    Closed { elapsed: Duration },
+    #[serde(rename = "close")]
+    Closed {
+        #[serde(rename = "elapsed_ns", serialize_with = "nanos")]
+        elapsed: Duration,
+    },
     /// The socket was closed with SO_LINGER 0 (`--linger0`): RST instead
     /// of FIN. The server's own choice, not an error.
-    Aborted { elapsed: Duration },
+    #[serde(rename = "abort")]
+    Aborted {
+        #[serde(rename = "elapsed_ns", serialize_with = "nanos")]
+        elapsed: Duration,
+    },
     /// A message over a limit (`max_message`, `memory_budget`): the client
     /// got an error frame and is closed.
     Refused { reason: String },
     /// The client's connection failed (reset, timeout, bad frame…).
-    ClientError { error: String },
+    /// Not `"error"` in JSON: that name ends a failed run.
+    #[serde(rename = "client_error")]
+    ClientError {
+        #[serde(rename = "message")]
+        error: String,
+    },
     /// The grace period after a stop ended with the client still open:
     /// its socket was shut down.
+    #[serde(rename = "forced_shutdown")]
     Forced,
     /// The accept loop hit an error (and goes on).
-    AcceptError { error: String },
+    AcceptError {
+        #[serde(rename = "message")]
+        error: String,
+    },
     /// A stop was asked for: no more accepts.
-    Stopping { open: usize, grace: Duration },
-    /// The server is done.
-    Stopped { summary: Summary },
+    Stopping {
+        open: usize,
+        #[serde(rename = "grace_ns", serialize_with = "nanos")]
+        grace: Duration,
+    },
+    /// The server is done: the last event of a run.
+    #[serde(rename = "summary")]
+    Stopped {
+        #[serde(flatten)]
+        summary: Summary,
+    },
 }
 
 /// One event, with the kernel's view of the socket at that moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// When, from the start of [`Server::run`] (the listening event is at
+    /// about 0), on the monotonic clock. Events reach the sink in this
+    /// order.
+    pub t: Duration,
     /// The client it concerns (None for listener events).
     pub client: Option<ClientId>,
     pub kind: EventKind,
@@ -342,9 +382,10 @@ pub struct Event {
 pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// What a run did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// Connections accepted.
+    #[serde(rename = "connections")]
     pub accepted: u64,
     /// Connections that ended in an error (the `error:` lines).
     pub errors: u64,
@@ -458,6 +499,77 @@ fn human(d: Duration) -> String {
     } else {
         millis(d)
     }
+}
+
+/// A duration as integer nanoseconds (the JSON envelope's `*_ns`).
+fn nanos<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// One `--json` line: the event's kind and fields, then when, which
+/// connection, and the kernel's view.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    #[serde(flatten)]
+    kind: &'a EventKind,
+    #[serde(serialize_with = "nanos")]
+    t_ns: Duration,
+    /// The client's number (from 1, in accept order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<KernelJson>,
+}
+
+/// The `TCP_INFO` fields the narration shows: the state, and for a
+/// connection (not the listener) the smoothed RTT and retransmissions.
+#[derive(Serialize)]
+struct KernelJson {
+    state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retransmits: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_retrans: Option<u32>,
+}
+
+impl From<&TcpInfo> for KernelJson {
+    fn from(info: &TcpInfo) -> KernelJson {
+        let connection = info.state != State::Listen;
+        KernelJson {
+            state: info.state,
+            rtt_us: connection.then(|| u64::try_from(info.rtt.as_micros()).unwrap_or(u64::MAX)),
+            retransmits: connection.then_some(info.retransmits),
+            total_retrans: connection.then_some(info.total_retrans),
+        }
+    }
+}
+
+/// One JSON line for an event (without a trailing newline): `"event"`,
+/// the kind's fields, `t_ns`, and on a connection's events `conn` and
+/// `peer`; `kernel` when the kernel's view was taken. docs/serve.md has
+/// the table.
+pub fn format_json(event: &Event) -> String {
+    let line = JsonLine {
+        kind: &event.kind,
+        t_ns: event.t,
+        conn: event.client.map(|c| c.n),
+        peer: event.client.map(|c| c.peer),
+        kernel: event.kernel.as_ref().map(KernelJson::from),
+    };
+    // Nothing in a line can fail to serialize (no maps with non-string
+    // keys, no floats); say so rather than print nothing if it ever does.
+    serde_json::to_string(&line).unwrap_or_else(|e| {
+        serde_json::json!({
+            "event": "client_error",
+            "t_ns": u64::try_from(event.t.as_nanos()).unwrap_or(u64::MAX),
+            "message": format!("this event could not be written as JSON: {e}"),
+        })
+        .to_string()
+    })
 }
 
 /// The pure reply logic: bytes of one read in, bytes to send out.
@@ -639,6 +751,9 @@ struct Shared {
     /// Bytes held for incomplete messages, all clients together (at most
     /// `config.memory_budget`).
     buffered: AtomicUsize,
+    /// Held while an event is stamped and handed to the sink, so that the
+    /// sink sees the events in the order of their times, one at a time.
+    order: Mutex<Order>,
     sink: Sink,
     config: Config,
 }
@@ -684,12 +799,34 @@ impl Shared {
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::SeqCst);
         }
+        let mut order = self.order();
+        if order.finished {
+            return;
+        }
+        order.finished = matches!(kind, EventKind::Stopped { .. });
         (self.sink)(&Event {
+            t: order.epoch.elapsed(),
             client,
             kind,
             kernel,
         });
     }
+
+    fn order(&self) -> MutexGuard<'_, Order> {
+        self.order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The events' clock, and whether the summary is out: an event after it
+/// (a straggler's, when the straggler limit ended) is dropped, so that the
+/// summary is the last event of a run.
+struct Order {
+    /// When the run started (just before the listening event): the
+    /// events' `t` counts from here.
+    epoch: Instant,
+    finished: bool,
 }
 
 /// A listening `synack serve`.
@@ -729,6 +866,10 @@ impl Server {
                 aborted: AtomicU64::new(0),
                 forced_clients: AtomicU64::new(0),
                 buffered: AtomicUsize::new(0),
+                order: Mutex::new(Order {
+                    epoch: Instant::now(),
+                    finished: false,
+                }),
                 sink,
                 config,
             }),
@@ -757,6 +898,9 @@ impl Server {
     pub fn run(self) -> Summary {
         let shared = &self.shared;
         let config = &shared.config;
+        // The events' clock starts with the run: the listening event is
+        // at (about) 0, however long the caller took between bind and run.
+        shared.order().epoch = Instant::now();
         let kernel = match config.kernel_view {
             KernelView::Off => None,
             _ => sockinfo::tcp_info(&self.listener).ok(),
@@ -1388,6 +1532,7 @@ mod tests {
     fn events_format_with_the_kernel_view() {
         let peer: SocketAddr = "127.0.0.1:51234".parse().expect("addr");
         let event = Event {
+            t: Duration::from_micros(1500),
             client: Some(ClientId { n: 3, peer }),
             kind: EventKind::PeerClosed,
             kernel: Some(TcpInfo {
@@ -1422,6 +1567,7 @@ mod tests {
         assert!(line.contains("kernel: CLOSE-WAIT"), "{line}");
         assert!(line.contains("rtt 0.052ms retrans 0/0"), "{line}");
         let listening = format_event(&Event {
+            t: Duration::ZERO,
             client: None,
             kind: EventKind::Listening {
                 addr: "127.0.0.1:8080".parse().expect("addr"),
@@ -1435,6 +1581,143 @@ mod tests {
             listening,
             "listening on 127.0.0.1:8080 (backlog 1024, SO_REUSEADDR off, up to 8 clients at once)"
         );
+    }
+
+    fn closing_info() -> TcpInfo {
+        TcpInfo {
+            state: State::CloseWait,
+            rtt: Duration::from_micros(52),
+            rttvar: Duration::ZERO,
+            rto: Duration::ZERO,
+            min_rtt: Duration::ZERO,
+            retransmits: 1,
+            backoff: 0,
+            total_retrans: 2,
+            snd_cwnd: 10,
+            snd_ssthresh: 0,
+            unacked: 0,
+            rcv_mss: 0,
+            snd_mss: 0,
+            snd_wnd: 0,
+            rcv_wnd: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_out: 0,
+            segs_in: 0,
+            last_data_sent: Duration::ZERO,
+            last_data_recv: Duration::ZERO,
+        }
+    }
+
+    fn json(event: &Event) -> serde_json::Value {
+        serde_json::from_str(&format_json(event)).expect("one JSON object")
+    }
+
+    #[test]
+    fn events_serialize_as_json_lines_of_the_envelope() {
+        let peer: SocketAddr = "127.0.0.1:51234".parse().expect("addr");
+        let client = Some(ClientId { n: 3, peer });
+        let recv = json(&Event {
+            t: Duration::from_nanos(1_500_123),
+            client,
+            kind: EventKind::Read { bytes: 5 },
+            kernel: Some(closing_info()),
+        });
+        assert_eq!(
+            recv,
+            serde_json::json!({
+                "event": "recv", "bytes": 5, "t_ns": 1_500_123, "conn": 3,
+                "peer": "127.0.0.1:51234",
+                "kernel": {"state": "CLOSE-WAIT", "rtt_us": 52, "retransmits": 1, "total_retrans": 2},
+            })
+        );
+        // A unit variant: only its name; durations in integer ns.
+        let eof = json(&Event {
+            t: Duration::from_secs(2),
+            client,
+            kind: EventKind::PeerClosed,
+            kernel: None,
+        });
+        assert_eq!(
+            eof,
+            serde_json::json!({"event": "eof", "t_ns": 2_000_000_000u64, "conn": 3, "peer": "127.0.0.1:51234"})
+        );
+        let close = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: EventKind::Closed {
+                elapsed: Duration::from_micros(310),
+            },
+            kernel: None,
+        });
+        assert_eq!(close["event"], "close");
+        assert_eq!(close["elapsed_ns"], 310_000);
+        // The listener's kernel view is its state alone, as in the text.
+        let mut listen_info = closing_info();
+        listen_info.state = State::Listen;
+        let listening = json(&Event {
+            t: Duration::ZERO,
+            client: None,
+            kind: EventKind::Listening {
+                addr: "127.0.0.1:8080".parse().expect("addr"),
+                backlog: 1024,
+                reuse_address: true,
+                max_clients: 8,
+            },
+            kernel: Some(listen_info),
+        });
+        assert_eq!(
+            listening,
+            serde_json::json!({
+                "event": "listening", "addr": "127.0.0.1:8080", "backlog": 1024,
+                "reuse_address": true, "max_clients": 8, "t_ns": 0,
+                "kernel": {"state": "LISTEN"},
+            })
+        );
+        // A connection's error is not the run's "error" object.
+        let failed = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: EventKind::ClientError {
+                error: "connection reset by peer (RST)".into(),
+            },
+            kernel: None,
+        });
+        assert_eq!(failed["event"], "client_error");
+        assert_eq!(failed["message"], "connection reset by peer (RST)");
+        // The summary's counts sit beside "event", not in an object.
+        let summary = json(&Event {
+            t: Duration::from_millis(7),
+            client: None,
+            kind: EventKind::Stopped {
+                summary: Summary {
+                    accepted: 4,
+                    errors: 1,
+                    refused: 1,
+                    aborted: 0,
+                    forced: 0,
+                    peak: 2,
+                },
+            },
+            kernel: None,
+        });
+        assert_eq!(
+            summary,
+            serde_json::json!({
+                "event": "summary", "connections": 4, "errors": 1, "refused": 1,
+                "aborted": 0, "forced": 0, "peak": 2, "t_ns": 7_000_000,
+            })
+        );
+        let stopping = json(&Event {
+            t: Duration::ZERO,
+            client: None,
+            kind: EventKind::Stopping {
+                open: 1,
+                grace: Duration::from_secs(5),
+            },
+            kernel: None,
+        });
+        assert_eq!(stopping["grace_ns"], 5_000_000_000u64);
     }
 
     #[test]
@@ -1526,6 +1809,12 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(EventKind::Stopped { .. })
         ));
+        // The sink sees the events in the order of their times.
+        assert!(
+            events.windows(2).all(|w| w[0].t <= w[1].t),
+            "{:?}",
+            events.iter().map(|e| e.t).collect::<Vec<_>>()
+        );
     }
 
     /// A sink as slow as a stdout piped to a busy reader: 50 ms per line.

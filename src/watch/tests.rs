@@ -1,0 +1,1 @@
+//! The model without a socket: frames built by hand, fed in order.

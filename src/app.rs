@@ -652,12 +652,17 @@ fn watch(cli: &Cli, args: &WatchArgs) -> Result<ExitCode> {
     };
     let json = args.json;
     let quiet = cli.quiet;
-    if !json && !quiet {
-        let to = args
-            .write
-            .as_ref()
-            .map_or(String::new(), |p| format!(", writing {}", p.display()));
-        println!("watching {iface} ({filter_text}){to}; Ctrl-C to stop");
+    // Printed once the capture is open: from here on no frame is missed.
+    // Under --json stdout holds JSON only, so the line goes to stderr.
+    let to = args
+        .write
+        .as_ref()
+        .map_or(String::new(), |p| format!(", writing {}", p.display()));
+    let ready = format!("watching {iface} ({filter_text}){to}; Ctrl-C to stop");
+    if json {
+        eprintln!("synack: {ready}");
+    } else if !quiet {
+        println!("{ready}");
     }
     let mut emit = |event: &watch::Event| -> io::Result<()> {
         let mut out = io::stdout().lock();

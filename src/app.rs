@@ -17,7 +17,7 @@ use synack::serve::{self, EventKind};
 
 use crate::cli::{
     Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
-    InspectArgs, LabArgs, ServeArgs, Side,
+    InspectArgs, LabArgs, ServeArgs, Side, WatchArgs,
 };
 use synack::lab::scenario::{self, Teardown};
 
@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(ref args) => inspect(&cli, args),
         Command::Serve(ref args) => serve(&cli, args),
         Command::Connect(ref args) => connect(&cli, args),
+        Command::Watch(ref args) => watch(&cli, args),
         Command::Completions(ref args) => completions(args.shell),
         Command::Man(ref args) => man(args.command.as_deref()),
     }
@@ -612,6 +613,104 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
     }
 }
 
+/// `synack watch`: the kernel filter from --port/--host, the capture
+/// file, then the live loop until a signal (exit 0, with a summary).
+fn watch(cli: &Cli, args: &WatchArgs) -> Result<ExitCode> {
+    use synack::capture::writer::{CaptureWriter, Format, Interface};
+    use synack::watch::{self, live, render};
+
+    let iface = match &args.iface {
+        Some(name) => name.clone(),
+        None => live::default_iface()?,
+    };
+    let filter = live::filter(&args.port, &args.host, args.udp);
+    let filter_text = live::filter_text(&args.port, &args.host, args.udp);
+    // The handlers go in first: a signal during the set-up still ends the
+    // run cleanly.
+    let stop = Stop::install()?;
+    let mut link = live::open(&iface, &filter)?;
+    let mut capture = match &args.write {
+        Some(path) => {
+            let out = outfile::create("-w", path)?;
+            let description = format!("synack watch on {iface}: {filter_text}");
+            let writer = CaptureWriter::new(
+                io::BufWriter::new(out.file),
+                Format::for_path(path, false),
+                &Interface {
+                    name: iface.clone(),
+                    description,
+                },
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+            Some(writer)
+        }
+        None => None,
+    };
+    let options = watch::Options {
+        udp: args.udp,
+        ladder: args.ladder,
+        explain: args.explain,
+        comments: capture.as_ref().is_some_and(CaptureWriter::keeps_comments),
+    };
+    let style = render::TextStyle {
+        color: use_color(cli) && !args.json,
+        ladder: args.ladder,
+    };
+    let json = args.json;
+    let quiet = cli.quiet;
+    // Printed once the capture is open: from here on no frame is missed.
+    // Under --json stdout holds JSON only, so the line goes to stderr.
+    let to = args
+        .write
+        .as_ref()
+        .map_or(String::new(), |p| format!(", writing {}", p.display()));
+    let ready = format!("watching {iface} ({filter_text}){to}; Ctrl-C to stop");
+    if json {
+        eprintln!("synack: {ready}");
+    } else if !quiet {
+        println!("{ready}");
+    }
+    let mut emit = |event: &watch::Event| -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        if json {
+            writeln!(out, "{}", render::json(event, args.ladder))
+        } else if !quiet || matches!(event, watch::Event::End(_)) {
+            writeln!(out, "{}", render::text(event, style))
+        } else {
+            Ok(())
+        }
+    };
+    let result = live::run(
+        &mut link,
+        &iface,
+        watch::Watch::new(options),
+        capture.as_mut(),
+        &stop.flag,
+        &mut emit,
+    );
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(live::WatchError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = io::stdout().lock();
+    let line = if json {
+        render::summary_json(&summary)
+    } else {
+        render::summary_text(&summary)
+    };
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    if let Some(path) = &args.write {
+        if !json {
+            eprintln!("synack: {} holds every frame seen", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// An error and its causes as one line, each said once: a cause whose
 /// text an outer message already carries is not repeated (`{:#}` would
 /// print `No space left…: No space left…`).
@@ -643,6 +742,7 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Connect(args) => args.json,
         Command::Inspect(args) => args.json,
         Command::Serve(args) => args.json,
+        Command::Watch(args) => args.json,
         Command::Completions(_) | Command::Man(_) => false,
     }
 }

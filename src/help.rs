@@ -201,6 +201,39 @@ const PAGES: &[Page] = &[
         ],
     },
     Page {
+        name: "watch",
+        examples: &[
+            (
+                "sudo synack watch -i lo --port 9000",
+                "your own server and client on this host, narrated live",
+            ),
+            (
+                "sudo synack watch -i lo --port 9000 --explain --ladder",
+                "a sentence per segment, a ladder per connection",
+            ),
+            (
+                "sudo synack watch --host 192.0.2.7 --json -w run.pcapng",
+                "JSON lines and a commented pcapng",
+            ),
+        ],
+        groups: &[
+            ("What to watch", &["iface", "port", "host", "udp"]),
+            ("What to show", &["explain", "ladder", "json"]),
+            ("Where to write", &["write"]),
+        ],
+        exit_codes: &[
+            (
+                "0",
+                "stopped by Ctrl-C, SIGTERM or SIGHUP, after a summary of the connections seen",
+            ),
+            (
+                "2",
+                "usage or environment error (no privileges, no such interface, a file that \
+                 cannot be written)",
+            ),
+        ],
+    },
+    Page {
         name: "completions",
         examples: &[
             (

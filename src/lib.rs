@@ -15,6 +15,8 @@
 //! - [`lab`]: the client loop that ties them together.
 //! - [`connect`]: the same client against any IPv4 server, with the RST
 //!   guard (a firewall rule of its own for the run).
+//! - [`watch`]: live narration of every connection on an interface, with
+//!   `inspect`'s inference of both ends' states.
 
 pub mod capture;
 pub mod connect;
@@ -27,6 +29,7 @@ pub mod net;
 pub mod report;
 pub mod serve;
 pub mod tcp;
+pub mod watch;
 pub mod wire;
 
 /// The run did what it could and the connection (or the analysis) failed:

@@ -60,7 +60,15 @@ echo "flags: ${{COMPREPLY[*]}}""#,
 fn every_shell_gets_a_script_that_names_every_subcommand() {
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let script = stdout_of(&["completions", shell]);
-        for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+        for sub in [
+            "lab",
+            "connect",
+            "serve",
+            "inspect",
+            "watch",
+            "completions",
+            "man",
+        ] {
             assert!(script.contains(sub), "{shell} completions miss {sub}");
         }
     }
@@ -81,6 +89,7 @@ fn manual_pages_render_with_man() {
         (Some("connect"), "synack-connect(1)", "--let-kernel-rst"),
         (Some("serve"), "synack-serve(1)", "--framing"),
         (Some("inspect"), "synack-inspect(1)", "--summary"),
+        (Some("watch"), "synack-watch(1)", "--explain"),
     ] {
         let mut args = vec!["man"];
         args.extend(page);
@@ -189,7 +198,15 @@ fn headings(help: &str) -> Vec<&str> {
 
 #[test]
 fn every_subcommand_help_teaches_examples_headings_and_exit_codes() {
-    for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+    for sub in [
+        "lab",
+        "connect",
+        "serve",
+        "inspect",
+        "watch",
+        "completions",
+        "man",
+    ] {
         let long = stdout_of(&[sub, "--help"]);
         let short = stdout_of(&[sub, "-h"]);
         let found = headings(&long);

@@ -263,9 +263,31 @@ impl Connection {
         new_isn && over && (self.opening.syn_from.is_some() || self.is_closed())
     }
 
-    fn side_of(&self, seg: &TcpSegment<'_>) -> usize {
+    /// Which side sent `seg`: 0 for the sender of the first packet seen,
+    /// 1 for the other end.
+    pub fn side_of(&self, seg: &TcpSegment<'_>) -> usize {
         let s = &self.sides[0].endpoint;
         usize::from(!(s.ip == seg.src && s.port == seg.src_port))
+    }
+
+    /// The RFC 9293 states `side` (as [`Connection::side_of`] numbers
+    /// them) went through so far, as the wire shows them (`synack watch`
+    /// narrates each segment's changes from this).
+    pub fn state_path(&self, side: usize) -> &[State] {
+        &self.sides[side.min(1)].path
+    }
+
+    /// `n`, a sequence number of `side`, relative to that side's base
+    /// (Wireshark's relative numbers; `n` itself before any base is known).
+    pub fn relative(&self, side: usize, n: SeqNumber) -> u32 {
+        self.sides[side.min(1)]
+            .base
+            .map_or(n.0, |base| n.relative_to(base))
+    }
+
+    /// Frames marked as a retransmission of any kind so far.
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// Feeds one segment of this connection.

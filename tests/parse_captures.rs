@@ -18,8 +18,15 @@ fn capture(name: &str) -> PathBuf {
 fn read(name: &str) -> (FileSummary, Vec<ConnectionReport>) {
     let reader = CaptureReader::open(&capture(name)).expect("opens");
     let mut conns = Vec::new();
-    let summary = analyze::run(reader, Options { ladder: true }, &mut |c| conns.push(c));
-    (summary, conns)
+    let summary = analyze::run(
+        reader,
+        Options {
+            ladder: true,
+            ..Options::default()
+        },
+        &mut |c| conns.push(c),
+    );
+    (summary, ConnectionReport::merge_parts(conns))
 }
 
 /// The one connection of a file read whole.
@@ -581,8 +588,8 @@ fn read_bytes(bytes: Vec<u8>) -> (FileSummary, Vec<ConnectionReport>) {
     let reader = CaptureReader::new("built.pcap".into(), std::io::Cursor::new(bytes), Some(len))
         .expect("header");
     let mut conns = Vec::new();
-    let summary = analyze::run(reader, Options { ladder: false }, &mut |c| conns.push(c));
-    (summary, conns)
+    let summary = analyze::run(reader, Options::default(), &mut |c| conns.push(c));
+    (summary, ConnectionReport::merge_parts(conns))
 }
 
 /// A connection whose client data has 99 holes of about 50 MB (what a

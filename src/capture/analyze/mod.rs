@@ -45,9 +45,9 @@ pub const DEFAULT_IDLE_TIMEOUT_NS: u64 = 30_000_000_000;
 /// The tombstone of a connection that did not close lasts this long after
 /// its last packet (capture time): 1 hour.
 pub const TOMBSTONE_TTL_NS: u64 = 3_600_000_000_000;
-/// At most this many tombstones are kept (about 10 MB); beyond, the oldest
-/// is dropped first.
-pub const MAX_TOMBSTONES: usize = 100_000;
+/// At most this many tombstones are kept (about 10 MB with their index and
+/// queue); beyond, the oldest is dropped first.
+pub const MAX_TOMBSTONES: usize = 50_000;
 /// Ladder rows kept per connection (the rest are counted).
 pub const MAX_LADDER_ROWS: usize = 400;
 
@@ -525,10 +525,86 @@ impl Key {
     }
 }
 
+/// SYNs kept per attempt before it becomes a full [`Connection`].
+const ATTEMPT_SYNS: usize = 4;
+
+/// A new connection that has seen only SYNs (no ACK, no payload) from one
+/// side, kept as those segments (about 100 bytes each) rather than as a
+/// full [`Connection`] (about 1 KB): a SYN scan or flood holds many of
+/// them. Its segments are replayed into a [`Connection`] when anything
+/// else comes, or when it is reported, so the result is the same.
+struct Attempt {
+    index: u64,
+    syns: Vec<(u64, u64, TcpSegment<'static>)>,
+}
+
+impl Attempt {
+    fn first_ns(&self) -> u64 {
+        self.syns.first().map_or(0, |s| s.1)
+    }
+
+    fn last_ns(&self) -> u64 {
+        self.syns.iter().map(|s| s.1).max().unwrap_or(0)
+    }
+
+    /// Whether `seg` is one more SYN of it: same sender, same ISN, no
+    /// payload, and room left.
+    fn takes(&self, seg: &TcpSegment<'_>) -> bool {
+        let Some((_, _, first)) = self.syns.first() else {
+            return false;
+        };
+        seg.flags == first.flags
+            && seg.payload_len == 0
+            && seg.seq == first.seq
+            && seg.src == first.src
+            && seg.src_port == first.src_port
+            && self.syns.len() < ATTEMPT_SYNS
+    }
+}
+
+/// A SYN (no ACK) without payload, owned.
+fn owned_syn(seg: &TcpSegment<'_>) -> Option<TcpSegment<'static>> {
+    let plain = seg.flags.syn() && !seg.flags.ack() && !seg.flags.fin() && !seg.flags.rst();
+    (plain && seg.payload_len == 0).then(|| TcpSegment {
+        payload: &[],
+        ..seg.clone()
+    })
+}
+
+/// A live connection: an attempt of SYNs only, or a full one.
+enum Live {
+    Attempt(Box<Attempt>),
+    Full(Box<Connection>),
+}
+
+impl Live {
+    fn index(&self) -> u64 {
+        match self {
+            Live::Attempt(a) => a.index,
+            Live::Full(c) => c.index(),
+        }
+    }
+
+    /// The full connection (an attempt's SYNs replayed).
+    fn into_full(self, options: Options) -> Box<Connection> {
+        match self {
+            Live::Full(c) => c,
+            Live::Attempt(a) => {
+                let (frame, ts, first) = &a.syns[0];
+                let mut conn = Box::new(Connection::new(a.index, *frame, *ts, first, options));
+                for (frame, ts, seg) in &a.syns {
+                    conn.on_segment(*frame, *ts, seg);
+                }
+                conn
+            }
+        }
+    }
+}
+
 /// Every live connection of one capture (closed ones linger, already
 /// reported), and the tombstones of those evicted.
 pub struct Tracker {
-    live: HashMap<Key, Box<Connection>, BuildHasherDefault<FxHasher>>,
+    live: HashMap<Key, Live, BuildHasherDefault<FxHasher>>,
     tombs: HashMap<Key, Tombstone, BuildHasherDefault<FxHasher>>,
     /// Tombstones in order of creation: (last packet, key). Entries whose
     /// tombstone was replaced or used are skipped when they come out.
@@ -565,8 +641,20 @@ impl Tracker {
         self.tombs.len()
     }
 
-    /// Why `conn` should be let go at `now_ns`, if it should.
-    fn expired(&self, conn: &Connection, now_ns: u64) -> Option<Ended> {
+    /// Why `live` should be let go at `now_ns`, if it should.
+    fn expired(&self, live: &Live, now_ns: u64) -> Option<Ended> {
+        let conn = match live {
+            Live::Full(conn) => conn,
+            Live::Attempt(a) => {
+                return if now_ns.saturating_sub(a.first_ns()) >= ATTEMPT_TIMEOUT_NS {
+                    Some(Ended::AttemptTimeout)
+                } else if now_ns.saturating_sub(a.last_ns()) >= self.options.idle_timeout_ns {
+                    Some(Ended::IdleTimeout)
+                } else {
+                    None
+                };
+            }
+        };
         let quiet = now_ns.saturating_sub(conn.last_ts_ns());
         if conn.is_reported() {
             (quiet >= CLOSED_LINGER_NS).then_some(Ended::Close)
@@ -586,10 +674,11 @@ impl Tracker {
     fn retire(
         &mut self,
         key: Key,
-        conn: Box<Connection>,
+        live: Live,
         ended: Ended,
         done: &mut dyn FnMut(ConnectionReport),
     ) {
+        let conn = live.into_full(self.options);
         if conn.is_reported() {
             if let Some(late) = conn.finish_late() {
                 done(late);
@@ -646,38 +735,91 @@ impl Tracker {
         // A live connection that a SYN replaces, or that should have been
         // let go before this packet (what a sweep would have done had it
         // run in between), goes first.
-        if let Some(conn) = self.live.get(&key) {
-            let ended = self
-                .expired(conn, ts_ns)
-                .or((fresh_syn && conn.is_reused_by(seg)).then_some(Ended::Reused));
+        if let Some(live) = self.live.get(&key) {
+            let ended = self.expired(live, ts_ns);
             if let Some(ended) = ended {
-                if let Some(conn) = self.live.remove(&key) {
-                    self.retire(key, conn, ended, done);
+                if let Some(live) = self.live.remove(&key) {
+                    self.retire(key, live, ended, done);
                 }
             }
         }
-        let conn = match self.live.get_mut(&key) {
-            Some(conn) => conn,
+        // One more SYN of an attempt; anything else makes it a full one.
+        match self.live.get_mut(&key) {
+            Some(Live::Attempt(a)) if a.takes(seg) => {
+                if let Some(syn) = owned_syn(seg) {
+                    a.syns.push((frame, ts_ns, syn));
+                }
+                self.count_and_sweep(ts_ns, done);
+                return;
+            }
+            Some(Live::Attempt(_)) => {
+                if let Some(live) = self.live.remove(&key) {
+                    let full = live.into_full(self.options);
+                    self.live.insert(key, Live::Full(full));
+                }
+            }
+            _ => {}
+        }
+        if let Some(Live::Full(conn)) = self.live.get(&key) {
+            if fresh_syn && conn.is_reused_by(seg) {
+                if let Some(live) = self.live.remove(&key) {
+                    self.retire(key, live, Ended::Reused, done);
+                }
+            }
+        }
+        let live = match self.live.get_mut(&key) {
+            Some(live) => live,
             None => {
                 let continues = self.tombs.remove(&key).filter(|t| {
                     ts_ns.saturating_sub(t.last_ns) < TOMBSTONE_TTL_NS
                         && !(fresh_syn && t.is_reused_by(seg))
                 });
-                let conn = match continues {
-                    Some(tomb) => Connection::resume(&tomb, frame, ts_ns, seg, self.options),
+                let live = match continues {
+                    Some(tomb) => Live::Full(Box::new(Connection::resume(
+                        &tomb,
+                        frame,
+                        ts_ns,
+                        seg,
+                        self.options,
+                    ))),
                     None => {
                         let index = self.next_index;
                         self.next_index += 1;
-                        Connection::new(index, frame, ts_ns, seg, self.options)
+                        if let Some(syn) = owned_syn(seg) {
+                            self.live.insert(
+                                key,
+                                Live::Attempt(Box::new(Attempt {
+                                    index,
+                                    syns: vec![(frame, ts_ns, syn)],
+                                })),
+                            );
+                            self.count_and_sweep(ts_ns, done);
+                            return;
+                        }
+                        Live::Full(Box::new(Connection::new(
+                            index,
+                            frame,
+                            ts_ns,
+                            seg,
+                            self.options,
+                        )))
                     }
                 };
-                self.live.entry(key).or_insert(Box::new(conn))
+                self.live.entry(key).or_insert(live)
             }
+        };
+        let Live::Full(conn) = live else {
+            return;
         };
         conn.on_segment(frame, ts_ns, seg);
         if conn.is_closed() && !conn.is_reported() {
             done(conn.report_close());
         }
+        self.count_and_sweep(ts_ns, done);
+    }
+
+    /// Counts a packet; sweeps when it is time.
+    fn count_and_sweep(&mut self, ts_ns: u64, done: &mut dyn FnMut(ConnectionReport)) {
         self.since_sweep += 1;
         // Sweep about every quarter of the live connections' count in
         // packets, so the cost per packet stays constant.
@@ -707,9 +849,11 @@ impl Tracker {
     /// Reports every remaining connection (and the late packets of closed
     /// ones), in order of their first packet.
     pub fn finish(self, done: &mut dyn FnMut(ConnectionReport)) {
-        let mut rest: Vec<Box<Connection>> = self.live.into_values().collect();
-        rest.sort_unstable_by_key(|c| c.index());
-        for conn in rest {
+        let mut rest: Vec<Live> = self.live.into_values().collect();
+        rest.sort_unstable_by_key(Live::index);
+        let options = self.options;
+        for live in rest {
+            let conn = live.into_full(options);
             if conn.is_reported() {
                 if let Some(late) = conn.finish_late() {
                     done(late);

@@ -1,4 +1,9 @@
-# A pcapng with N interface blocks (RAW), then one TCP SYN per interface.
+#!/usr/bin/env python3
+"""gen_many_idb.py — a pcapng with N interface description blocks (RAW), then
+one TCP SYN on each interface.
+
+    python3 bench/gen_many_idb.py N OUT.pcapng
+"""
 import struct, sys
 n = int(sys.argv[1]); out = sys.argv[2]
 def block(t, body):

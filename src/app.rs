@@ -517,23 +517,33 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     }
 }
 
-/// `synack inspect`: every file in turn; exit 0 when all were read whole,
-/// 1 when one was cut or damaged (its report is still printed), 2 when one
-/// could not be opened or is not a capture.
+/// Files larger than this get a progress bar (on a terminal).
+const PROGRESS_BAR_FROM_BYTES: u64 = 100_000_000;
+
+/// `synack inspect`: every file in turn, each connection printed as it
+/// ends (in every mode), the file's totals after its connections; exit 0
+/// when all were read whole, 1 when one was cut or damaged (its report is
+/// still printed), 2 when one could not be opened or is not a capture.
 fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
-    use std::io::Write;
+    use std::io::IsTerminal;
     use synack::capture::analyze::{self, Options};
     use synack::capture::reader::CaptureReader;
-    use synack::inspect_report::{self as report, FileReport, Style};
+    use synack::inspect_report::{self as report, ConnectionEvent, FileEvent, Style};
 
     let style = Style {
         color: use_color(cli),
     };
     let ladder = !(args.json || args.summary || args.no_ladder || cli.quiet);
+    let table = !(args.json || args.summary);
+    let options = Options {
+        ladder,
+        idle_timeout_ns: u64::try_from(args.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut worst: Option<anyhow::Error> = None;
     let mut cut: Option<anyhow::Error> = None;
+    let mut total = report::SummaryEvent::new();
     for path in &args.files {
         let stdin = path.as_os_str() == "-";
         let name = if stdin {
@@ -558,40 +568,90 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        let mut conns = Vec::new();
-        let summary = if args.summary {
-            let mut write_err = None;
-            let summary = analyze::run(reader, Options { ladder }, &mut |c| {
-                // Flushed line by line: read from a pipe (`tcpdump -U -w -
-                // | synack inspect --summary -`), each connection shows as
-                // it ends.
+        let size = (!stdin)
+            .then(|| std::fs::metadata(path).ok())
+            .flatten()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let bar = match size {
+            Some(len) if len > PROGRESS_BAR_FROM_BYTES && io::stderr().is_terminal() => {
+                let bar = indicatif::ProgressBar::new(len);
+                if let Ok(look) = indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ) {
+                    bar.set_style(look.progress_chars("=> "));
+                }
+                bar.set_message(name.clone());
+                Some(bar)
+            }
+            _ => None,
+        };
+        let mut headed = false;
+        let mut write_err: Option<anyhow::Error> = None;
+        // Each connection is written and flushed as it ends: read from a
+        // pipe (`tcpdump -U -w - | synack inspect -`), it shows at once,
+        // and nothing but the live connections is held.
+        let mut print = |c: synack::capture::analyze::ConnectionReport| -> Result<()> {
+            let mut text = String::new();
+            if args.json {
+                text = report::json_line(&ConnectionEvent::new(&name, &c))?;
+                text.push('\n');
+            } else if args.summary {
+                text = report::summary_line(&name, &c);
+                text.push('\n');
+            } else {
+                if !headed {
+                    headed = true;
+                    text.push_str(&report::table_head());
+                }
+                text.push_str(&report::table_row(&c));
+                if ladder {
+                    text.push_str(&report::ladder(&c, style));
+                    text.push('\n');
+                }
+            }
+            match &bar {
+                Some(bar) => {
+                    bar.suspend(|| out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+                }
+                None => out.write_all(text.as_bytes()).and_then(|()| out.flush()),
+            }?;
+            Ok(())
+        };
+        let summary = analyze::run_with_progress(
+            reader,
+            options,
+            &mut |c| {
                 if write_err.is_none() {
-                    let line = writeln!(out, "{}", report::summary_line(&name, &c));
-                    if let Err(e) = line.and_then(|()| out.flush()) {
+                    if let Err(e) = print(c) {
                         write_err = Some(e);
                     }
                 }
-            });
-            if let Some(e) = write_err {
-                return Err(e.into());
-            }
+            },
+            &mut |offset| {
+                if let Some(bar) = &bar {
+                    bar.set_position(offset);
+                }
+            },
+        );
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        if let Some(e) = write_err {
+            return Err(e);
+        }
+        total.add(&summary);
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                report::json_line(&FileEvent::new(&name, &summary))?
+            )?;
+        } else if table {
+            write!(out, "{}", report::file_totals(&name, &summary))?;
+        } else {
             for w in &summary.warnings {
                 writeln!(out, "{name}: warning: {w}")?;
-            }
-            summary
-        } else {
-            analyze::run(reader, Options { ladder }, &mut |c| conns.push(c))
-        };
-        if args.json {
-            let json = FileReport::new(&name, &summary, &conns).to_json()?;
-            writeln!(out, "{json}")?;
-        } else if !args.summary {
-            write!(out, "{}", report::table(&name, &summary, &conns))?;
-            if ladder {
-                for c in &conns {
-                    writeln!(out)?;
-                    write!(out, "{}", report::ladder(c, style))?;
-                }
             }
         }
         out.flush()?;
@@ -602,14 +662,19 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
             }
         }
     }
-    out.flush()?;
     match (worst, cut) {
         (Some(err), Some(other)) => {
             eprintln!("synack: {}", message(&other));
             Err(err)
         }
         (Some(err), None) | (None, Some(err)) => Err(err),
-        (None, None) => Ok(ExitCode::SUCCESS),
+        (None, None) => {
+            if args.json {
+                writeln!(out, "{}", report::json_line(&total)?)?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

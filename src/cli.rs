@@ -379,18 +379,25 @@ pub struct InspectArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// One JSON object per file instead of the table and ladders.
+    /// JSON lines instead of the table and ladders: one object per
+    /// connection as it ends, one per file, then a summary.
     #[arg(long, conflicts_with = "summary")]
     pub json: bool,
 
-    /// One line per connection, printed as each one ends (for large
-    /// files: memory stays flat).
+    /// One line per connection, printed as each one ends.
     #[arg(long)]
     pub summary: bool,
 
     /// The table only, no ladder diagrams.
     #[arg(long, conflicts_with_all = ["json", "summary"])]
     pub no_ladder: bool,
+
+    /// Report a connection quiet for this long (capture time) and drop its
+    /// state; if its 4-tuple comes back without a new SYN, it continues
+    /// under the same number. An attempt that saw only SYNs is reported
+    /// after 5 s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

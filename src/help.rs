@@ -184,7 +184,10 @@ const PAGES: &[Page] = &[
                 "JSON lines, for machines",
             ),
         ],
-        groups: &[("What to show", &["json", "summary", "no_ladder"])],
+        groups: &[
+            ("What to show", &["json", "summary", "no_ladder"]),
+            ("Memory", &["idle_timeout"]),
+        ],
         exit_codes: &[
             (
                 "0",

@@ -171,6 +171,7 @@ fn a_failed_json_run_ends_with_an_error_object_on_stdout() {
         (vec!["inspect", "--json", "/nonexistent/x.pcap"], 2),
         (vec!["inspect", "--json", "Cargo.toml"], 2),
         (vec!["lab", "--json", "--no-such-flag"], 2),
+        (vec!["inspect", "--json", "captures/truncated.pcap"], 1),
         (
             vec!["connect", "--json", "--timeout", "soon", "127.0.0.1:9"],
             2,

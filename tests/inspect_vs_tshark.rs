@@ -70,8 +70,9 @@ fn ours(path: &Path) -> Vec<ConnectionReport> {
     let reader = CaptureReader::open(path).expect("opens");
     let mut conns = Vec::new();
     analyze::run(reader, Options::default(), &mut |c| conns.push(c));
-    conns.sort_by_key(|c| c.index);
-    conns
+    // A connection reported at its close and again for its late packets
+    // is one tcp.stream.
+    ConnectionReport::merge_parts(conns)
 }
 
 /// Per stream: completeness, verdict counts, initial RTT (µs).
@@ -297,7 +298,14 @@ fn encapsulations_read_as_tshark_reads_them() {
         assert_eq!(streams.len(), 1, "{name}: tshark's tcp.stream values");
         let reader = CaptureReader::open(&path).expect("opens");
         let mut conns = Vec::new();
-        analyze::run(reader, Options { ladder: true }, &mut |c| conns.push(c));
+        analyze::run(
+            reader,
+            Options {
+                ladder: true,
+                ..Options::default()
+            },
+            &mut |c| conns.push(c),
+        );
         assert_eq!(conns.len(), 1, "{name}: our connections");
         let ours: Vec<(u64, u8)> = conns[0]
             .ladder
@@ -306,4 +314,66 @@ fn encapsulations_read_as_tshark_reads_them() {
             .collect();
         assert_eq!(ours, theirs, "{name}: (frame, TCP flags)");
     }
+}
+
+/// Issue 15: a gap of 10 minutes in the middle of a connection (longer
+/// than the idle timeout) leaves one tcp.stream for tshark and one index
+/// for synack (reported twice: before the gap, then continued).
+#[test]
+fn a_gap_of_10_minutes_is_one_stream_as_for_tshark() {
+    use etherparse::PacketBuilder;
+    use std::time::{Duration, SystemTime};
+    use synack::capture::writer::PcapRecorder;
+    if !tshark_available() {
+        return;
+    }
+    let mut pcap = PcapRecorder::new(Vec::new()).expect("header");
+    let mut frame = |at_ms: u64, c2s: bool, flags: &str, seq: u32, ack: u32, len: usize| {
+        let (src, dst, sp, dp) = if c2s {
+            ([198, 18, 0, 2], [198, 18, 0, 1], 40000, 8080)
+        } else {
+            ([198, 18, 0, 1], [198, 18, 0, 2], 8080, 40000)
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        let mut bytes = Vec::new();
+        b.write(&mut bytes, &vec![b'x'; len]).expect("frame");
+        let t = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(1_700_000_000)
+            + Duration::from_millis(at_ms);
+        pcap.record(t, &bytes).expect("record");
+    };
+    frame(0, true, "S", 100, 0, 0);
+    frame(1, false, "SA", 500, 101, 0);
+    frame(2, true, "A", 101, 501, 5);
+    frame(3, false, "A", 501, 106, 0);
+    frame(600_000, false, "A", 501, 106, 7);
+    frame(600_001, true, "A", 106, 508, 0);
+    frame(600_002, true, "FA", 106, 508, 0);
+    frame(600_003, false, "FA", 508, 107, 0);
+    frame(600_004, true, "A", 107, 509, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gap.pcap");
+    std::fs::write(&path, pcap.into_inner()).expect("write");
+
+    let reader = CaptureReader::open(&path).expect("opens");
+    let mut reports = Vec::new();
+    analyze::run(reader, Options::default(), &mut |c| reports.push(c));
+    let parts: Vec<(u64, bool)> = reports.iter().map(|r| (r.index, r.continued)).collect();
+    assert_eq!(parts, [(0, false), (0, true)]);
+    let streams = tshark_streams(&path);
+    assert_eq!(streams.len(), 1, "tshark's tcp.stream values");
+    let merged = ConnectionReport::merge_parts(reports);
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0].tcp_completeness, streams[0].completeness);
 }

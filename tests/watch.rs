@@ -294,7 +294,14 @@ fn watch_and_inspect_of_its_capture_agree_on_every_state() {
     let segs = segments(&run);
     let reader = CaptureReader::open(&run.pcap).unwrap();
     let mut conns = Vec::new();
-    let summary = analyze::run(reader, Options { ladder: true }, &mut |c| conns.push(c));
+    let summary = analyze::run(
+        reader,
+        Options {
+            ladder: true,
+            ..Options::default()
+        },
+        &mut |c| conns.push(c),
+    );
     assert!(summary.error.is_none());
     assert_eq!(conns.len(), 1);
     let rows = &conns[0].ladder;

@@ -331,6 +331,7 @@ impl Watch {
         self.summary.connections += 1;
         let options = analyze::Options {
             ladder: self.options.ladder,
+            ..analyze::Options::default()
         };
         // The client, decided at the first segment as `inspect` decides it
         // at the end: the SYN's sender, the SYN-ACK's receiver, else the

@@ -105,7 +105,7 @@ pub enum Frame {
 }
 
 /// The options synack puts on a segment, in Linux's order and alignment.
-fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
+pub(super) fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     let mut out = Vec::new();
     if let Some(mss) = opts.mss {
         out.push(TcpOption::mss(mss));
@@ -138,7 +138,7 @@ fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     out
 }
 
-fn options_len(opts: &[TcpOption]) -> usize {
+pub(super) fn options_len(opts: &[TcpOption]) -> usize {
     opts.iter().map(TcpOptionPacket::packet_size).sum()
 }
 
@@ -338,7 +338,7 @@ pub fn emit_arp(src_mac: MacAddr, dst_mac: MacAddr, arp: &ArpRepr) -> Vec<u8> {
 }
 
 /// Reads the TCP options synack understands.
-fn parse_options(tcp: &etherparse::TcpSlice<'_>) -> TcpOptions {
+pub(super) fn parse_options(tcp: &etherparse::TcpSlice<'_>) -> TcpOptions {
     use etherparse::TcpOptionElement as E;
     let mut opts = TcpOptions::default();
     for element in tcp.options_iterator() {
@@ -364,7 +364,7 @@ fn parse_options(tcp: &etherparse::TcpSlice<'_>) -> TcpOptions {
     opts
 }
 
-fn mac(bytes: [u8; 6]) -> MacAddr {
+pub(super) fn mac(bytes: [u8; 6]) -> MacAddr {
     MacAddr::from(bytes)
 }
 

@@ -377,3 +377,62 @@ fn a_gap_of_10_minutes_is_one_stream_as_for_tshark() {
     assert_eq!(merged.len(), 1);
     assert_eq!(merged[0].tcp_completeness, streams[0].completeness);
 }
+
+/// Issue 17: the IPv6 captures, frame by frame. For every TCP frame
+/// tshark shows, synack's ladder has a row with the same frame number,
+/// the same stream and the same flags byte; the endpoints are IPv6 as
+/// tshark prints them; the completeness is tshark's.
+#[test]
+fn ipv6_captures_agree_with_tshark_frame_by_frame() {
+    if !tshark_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    for name in ["ipv6.pcap", "linktype_ipv6.pcap"] {
+        let path = dir.join(name);
+        let reader = CaptureReader::open(&path).expect("opens");
+        let mut conns = Vec::new();
+        analyze::run(
+            reader,
+            Options {
+                ladder: true,
+                ..Options::default()
+            },
+            &mut |c| conns.push(c),
+        );
+        conns.sort_by_key(|c| c.index);
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&path)
+            .args(["-T", "fields", "-e", "frame.number", "-e", "tcp.stream"])
+            .args(["-e", "tcp.flags", "-e", "ipv6.src", "-e", "tcp.srcport"])
+            .output()
+            .expect("tshark runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert!(!rows.is_empty(), "{name}: tshark shows no frame");
+        let streams: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[1]).collect();
+        assert_eq!(conns.len(), streams.len(), "{name}: number of TCP streams");
+        for row in &rows {
+            let (frame, stream): (u64, usize) = (row[0].parse().unwrap(), row[1].parse().unwrap());
+            let flags = u8::from_str_radix(row[2].trim_start_matches("0x00"), 16).unwrap();
+            let c = &conns[stream];
+            let ladder = c
+                .ladder
+                .iter()
+                .find(|r| r.frame == frame)
+                .unwrap_or_else(|| panic!("{name}: frame {frame} is not in connection {stream}"));
+            assert_eq!(ladder.flags.0, flags, "{name}: flags of frame {frame}");
+            let sender: std::net::Ipv6Addr = row[3].parse().unwrap();
+            let port: u16 = row[4].parse().unwrap();
+            let from_client = c.client.ip == std::net::IpAddr::V6(sender) && c.client.port == port;
+            let from_server = c.server.ip == std::net::IpAddr::V6(sender) && c.server.port == port;
+            assert!(from_client || from_server, "{name}: frame {frame}'s sender");
+        }
+        let tshark = tshark_streams(&path);
+        for (c, s) in conns.iter().zip(&tshark) {
+            assert_eq!(c.tcp_completeness, s.completeness, "{name}: completeness");
+        }
+        assert_eq!(conns[0].tcp_completeness, 31, "{name}: a whole connection");
+    }
+}

@@ -165,6 +165,70 @@ fn default_reply_and_the_kernel_view_from_the_server_side() {
     );
 }
 
+/// Issue 17: the same tutorial server over IPv6 loopback: bound on
+/// [::1], a std client and a Python client (each over IPv6) get the
+/// reply, and the kernel's view of the accepted socket (sock_diag, which
+/// asks per address family) is read for IPv6 too.
+#[test]
+fn ipv6_loopback_clients_get_the_reply() {
+    if let Err(e) = TcpListener::bind("[::1]:0") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no IPv6 loopback under CI=true: {e}"
+        );
+        eprintln!("SKIPPED: this host has no ::1 ({e})");
+        return;
+    }
+    let serve = Serve::start_on("[::1]:0", &[]);
+    assert!(serve.addr.is_ipv6(), "{}", serve.addr);
+    let mut client = connect(serve.addr);
+    assert!(client.local_addr().expect("local").is_ipv6());
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             s = socket.create_connection(('::1', int(sys.argv[1])), timeout=5)\n\
+             assert s.family == socket.AF_INET6\n\
+             s.sendall(b'hi')\n\
+             s.shutdown(socket.SHUT_WR)\n\
+             data = b''\n\
+             while True:\n\
+             \x20   chunk = s.recv(100)\n\
+             \x20   if not chunk: break\n\
+             \x20   data += chunk\n\
+             sys.stdout.write(data.decode())\n",
+        )
+        .arg(serve.addr.port().to_string())
+        .output();
+    let python_ran = match python {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, client\n");
+            true
+        }
+        Err(e) => {
+            eprintln!("no python3 ({e}): only the Rust client ran");
+            false
+        }
+    };
+    let (status, out, _) = serve.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("accepted") && out.contains("[::1]:"), "{out}");
+    assert!(out.contains("kernel: CLOSE-WAIT"), "{out}");
+    let expected = if python_ran { 2 } else { 1 };
+    assert!(
+        out.contains(&format!("stopped: {expected} connection(s), 0 error(s)")),
+        "{out}"
+    );
+}
+
 #[test]
 fn reply_text() {
     let serve = Serve::start(&["--reply", "pong"]);

@@ -105,7 +105,7 @@ pub enum Frame {
 }
 
 /// The options synack puts on a segment, in Linux's order and alignment.
-fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
+pub(super) fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     let mut out = Vec::new();
     if let Some(mss) = opts.mss {
         out.push(TcpOption::mss(mss));
@@ -138,7 +138,7 @@ fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     out
 }
 
-fn options_len(opts: &[TcpOption]) -> usize {
+pub(super) fn options_len(opts: &[TcpOption]) -> usize {
     opts.iter().map(TcpOptionPacket::packet_size).sum()
 }
 
@@ -337,7 +337,7 @@ pub fn emit_arp(src_mac: MacAddr, dst_mac: MacAddr, arp: &ArpRepr) -> Vec<u8> {
     buf
 }
 
-fn mac(bytes: [u8; 6]) -> MacAddr {
+pub(super) fn mac(bytes: [u8; 6]) -> MacAddr {
     MacAddr::from(bytes)
 }
 

@@ -18,6 +18,8 @@
 //! - [`watch`]: live narration of every connection on an interface, with
 //!   `inspect`'s inference of both ends' states.
 
+#![deny(unsafe_code)]
+
 pub mod capture;
 pub mod connect;
 pub mod framing;

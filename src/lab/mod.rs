@@ -29,10 +29,10 @@ use crate::framing::{self, Framing, FramingError};
 use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::net::outfile::{self, OutFileError, Receipt};
-use crate::net::server::{Reading, Server, ServerConfig, ServerEvent};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
 use crate::report::{LabEvent, Summary};
+use crate::server::{LabServer, LabServerConfig, Reading, ServerEvent};
 use crate::tcp::{self, State};
 use crate::wire::SeqNumber;
 
@@ -417,7 +417,7 @@ fn run_with(
         None
     } else if cfg.udp {
         let server_tx = tx.clone();
-        let server = Server::start_udp(
+        let server = LabServer::start_udp(
             server_addr,
             cfg.reply.clone(),
             writes.len(),
@@ -434,8 +434,8 @@ fn run_with(
     } else {
         let server_tx = tx.clone();
         let server_taken = Arc::clone(&taken);
-        let server = Server::start(
-            ServerConfig {
+        let server = LabServer::start(
+            LabServerConfig {
                 addr: server_addr,
                 reply: cfg.reply.clone(),
                 quickack: cfg.quickack,
@@ -453,7 +453,7 @@ fn run_with(
             Box::new(move |at, event, state| {
                 let took_a_write = match &event {
                     ServerEvent::Message { .. } => is_framed,
-                    ServerEvent::Received { data } => !is_framed && !data.is_empty(),
+                    ServerEvent::Received { .. } => !is_framed,
                     _ => false,
                 };
                 if took_a_write {

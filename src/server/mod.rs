@@ -10,6 +10,7 @@
 //! connection after another, the way the tutorials write it, or UDP).
 
 pub mod config;
+mod connection;
 pub mod event;
 pub mod lab;
 pub mod listener;

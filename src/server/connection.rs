@@ -14,9 +14,9 @@ use socket2::SockRef;
 
 use super::config::{Config, KernelView, READ_BUFFER_LEN};
 use super::event::{ClientId, ServerEvent};
-use super::listener::Shared;
 use super::render::{describe_error, FORCED};
 use super::reply::{Response, Taken};
+use super::shared::Shared;
 use crate::net::sockinfo::{self, TcpInfo};
 use crate::tcp::State;
 

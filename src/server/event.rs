@@ -9,6 +9,7 @@
 //! [`super::render`] words them for either.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::framing::Framing;
@@ -87,6 +88,22 @@ pub enum ServerEvent {
     /// The server is done.
     Stopped { summary: Summary },
 }
+
+impl ServerEvent {
+    /// Whether the server application took one of the client's writes:
+    /// a read with data, or with `framed` a whole message.
+    pub fn took_a_write(&self, framed: bool) -> bool {
+        match self {
+            ServerEvent::Message { .. } => framed,
+            ServerEvent::Received { .. } => !framed,
+            _ => false,
+        }
+    }
+}
+
+/// Where `synack serve`'s events go (the binary prints them; tests
+/// collect them).
+pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One client of `synack serve`: its number (from 1, in accept order) and
 /// address.

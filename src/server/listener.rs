@@ -19,25 +19,21 @@
 //!
 //! Needs no privileges (a port below 1024 aside).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::{Config, KernelView, ServeError};
 use super::connection::serve_client;
-use super::event::{ClientId, Event, ServerEvent, Summary, Tally};
-use super::reply::Budget;
-use crate::net::sockinfo::{self, TcpInfo};
+use super::event::{ClientId, ServerEvent, Sink, Summary};
+use super::shared::Shared;
+use crate::net::sockinfo;
 use crate::tcp::State;
-
-/// Where events go (the binary prints them; tests collect them).
-pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The stack of a client thread (the handler's frames are shallow).
 const CLIENT_STACK_SIZE: usize = 256 * 1024;
@@ -113,7 +109,7 @@ impl Stopper {
         // Under the lock: a waiter between its check of `stop` and its
         // wait cannot miss the wake-up.
         let _clients = self.shared.clients();
-        self.shared.changed.notify_all();
+        self.shared.notify_all();
     }
 }
 
@@ -142,89 +138,6 @@ pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
     Ok(())
 }
 
-/// The clients being served.
-pub(super) struct Clients {
-    /// A clone of each open client's stream, to shut stragglers down.
-    pub(super) streams: HashMap<u64, TcpStream>,
-    /// Client threads still running. A thread outlives its socket by its
-    /// last events (`closed`, `aborted`): the summary waits for this.
-    live: usize,
-}
-
-pub(super) struct Shared {
-    stop: AtomicBool,
-    /// The grace period ended and the open clients' sockets were shut down.
-    pub(super) forced: AtomicBool,
-    /// A clone of the listening socket, to shut it down from `stop`.
-    listener: TcpListener,
-    clients: Mutex<Clients>,
-    changed: Condvar,
-    /// The summary's counts, one per kind of event (see [`Shared::emit`]).
-    errors: AtomicU64,
-    refused: AtomicU64,
-    aborted: AtomicU64,
-    forced_clients: AtomicU64,
-    /// Bytes held for incomplete messages, all clients together (at most
-    /// `config.memory_budget`).
-    pub(super) budget: Budget,
-    sink: Sink,
-    pub(super) config: Config,
-}
-
-impl Shared {
-    pub(super) fn clients(&self) -> MutexGuard<'_, Clients> {
-        // A client thread that panicked while holding the lock leaves the
-        // map itself intact: keep going with it.
-        self.clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Waits at most `timeout` for a change (a client leaving, a stop).
-    fn wait<'a>(
-        &self,
-        guard: MutexGuard<'a, Clients>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, Clients> {
-        match self.changed.wait_timeout(guard, timeout) {
-            Ok((guard, _)) => guard,
-            Err(poisoned) => poisoned.into_inner().0,
-        }
-    }
-
-    /// No more accepts: the socket leaves LISTEN (connections still in
-    /// the accept queue get RST) and a blocked accept(2) returns (EINVAL):
-    /// shutdown(SHUT_RD) on a listening socket does both on Linux.
-    fn close_listener(&self) {
-        let _ = SockRef::from(&self.listener).shutdown(Shutdown::Read);
-    }
-
-    /// Hands an event to the sink. The summary's counts are counted here,
-    /// from the events themselves, so that the two always agree.
-    pub(super) fn emit(
-        &self,
-        client: Option<ClientId>,
-        kind: ServerEvent,
-        kernel: Option<TcpInfo>,
-    ) {
-        let event = Event {
-            client,
-            kind,
-            kernel,
-        };
-        let counter = event.tally().map(|tally| match tally {
-            Tally::Errors => &self.errors,
-            Tally::Refused => &self.refused,
-            Tally::Aborted => &self.aborted,
-            Tally::Forced => &self.forced_clients,
-        });
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        (self.sink)(&event);
-    }
-}
-
 /// A listening `synack serve`.
 pub struct Server {
     listener: TcpListener,
@@ -248,23 +161,7 @@ impl Server {
         let clone = listener.try_clone().map_err(setup)?;
         Ok(Server {
             listener,
-            shared: Arc::new(Shared {
-                stop: AtomicBool::new(false),
-                forced: AtomicBool::new(false),
-                listener: clone,
-                clients: Mutex::new(Clients {
-                    streams: HashMap::new(),
-                    live: 0,
-                }),
-                changed: Condvar::new(),
-                errors: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                aborted: AtomicU64::new(0),
-                forced_clients: AtomicU64::new(0),
-                budget: Budget::new(config.memory_budget),
-                sink,
-                config,
-            }),
+            shared: Arc::new(Shared::new(clone, config, sink)),
         })
     }
 
@@ -337,10 +234,7 @@ impl Server {
         // The descriptor itself closes when run returns.
         shared.close_listener();
         self.finish_clients();
-        summary.errors = shared.errors.load(Ordering::SeqCst);
-        summary.refused = shared.refused.load(Ordering::SeqCst);
-        summary.aborted = shared.aborted.load(Ordering::SeqCst);
-        summary.forced = shared.forced_clients.load(Ordering::SeqCst);
+        shared.count_into(&mut summary);
         shared.emit(None, ServerEvent::Stopped { summary }, None);
         summary
     }
@@ -468,7 +362,7 @@ impl Drop for LeaveGuard<'_> {
         let mut clients = self.shared.clients();
         clients.streams.remove(&self.n);
         clients.live = clients.live.saturating_sub(1);
-        self.shared.changed.notify_all();
+        self.shared.notify_all();
     }
 }
 
@@ -476,7 +370,9 @@ impl Drop for LeaveGuard<'_> {
 mod tests {
     use super::*;
     use crate::server::config::{CloseMode, DEFAULT_REPLY};
+    use crate::server::event::Event;
     use std::io::{Read, Write};
+    use std::sync::Mutex;
 
     fn collecting_sink() -> (Sink, Arc<Mutex<Vec<Event>>>) {
         let events = Arc::new(Mutex::new(Vec::new()));

@@ -16,14 +16,15 @@ pub mod lab;
 pub mod listener;
 pub mod render;
 pub mod reply;
+mod shared;
 
 pub use config::{
     CloseMode, Config, KernelView, LabServerConfig, Reading, ServeError, DEFAULT_ADDR,
     DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_MESSAGE,
     DEFAULT_MEMORY_BUDGET, DEFAULT_REPLY, READ_BUFFER_LEN, READ_BUF_LEN,
 };
-pub use event::{ClientId, Event, ServerEvent, Summary};
+pub use event::{ClientId, Event, ServerEvent, Sink, Summary};
 pub use lab::{LabServer, Notify};
-pub use listener::{listen, stop_on_signals, Server, Sink, Stopper};
+pub use listener::{listen, stop_on_signals, Server, Stopper};
 pub use render::{describe, format_event, Voice};
 pub use reply::{Answer, Budget, Reply, Responder, Response};

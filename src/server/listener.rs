@@ -1,9 +1,9 @@
 //! `synack serve`'s listener: built with socket2 (SO_REUSEADDR and the
 //! backlog are ours to choose; `std::net::TcpListener::bind` forces
 //! SO_REUSEADDR on and a backlog of 128), then the accept loop, with a
-//! thread per client bounded by `max_clients` (each client's connection is
-//! [`super::connection`]'s), and the run's summary, counted from the
-//! events ([`ServerEvent`]).
+//! thread per client bounded by `max_clients` (each client's connection
+//! is in `connection.rs`), and the run's summary, counted from the events
+//! ([`ServerEvent`]).
 //!
 //! Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and SIGHUP by
 //! [`stop_on_signals`]) wakes the blocked `accept` by shutting the
@@ -14,8 +14,8 @@
 //!
 //! Memory: a framed message is held until it is whole, so each is capped
 //! ([`Config::max_message`]) and all clients' held bytes together are
-//! charged to one [`Budget`] ([`Config::memory_budget`]); a client over
-//! either gets an error in its own framing and is closed.
+//! charged to one [`super::reply::Budget`] ([`Config::memory_budget`]); a
+//! client over either gets an error in its own framing and is closed.
 //!
 //! Needs no privileges (a port below 1024 aside).
 

@@ -5,9 +5,12 @@
 //! by one renderer ([`render`]) in either command's voice.
 //!
 //! Pure (no sockets): [`config`], [`event`], [`reply`], [`render`].
-//! Socket I/O: [`listener`] (`synack serve`: many clients, a thread each,
-//! a stop with a grace period) and [`lab`] (the lab's server: one
-//! connection after another, the way the tutorials write it, or UDP).
+//! Socket I/O: [`listener`] (`synack serve`: the accept loop, a thread per
+//! client, a stop with a grace period), with each client's connection in
+//! `connection.rs` and what they share in `shared.rs`; and [`lab`] (the
+//! lab's server: one connection after another, the way the tutorials
+//! write it, or UDP). Both need no privileges of their own: the lab's runs
+//! inside the lab's namespace.
 
 pub mod config;
 mod connection;

@@ -17,8 +17,9 @@ use super::event::{ClientId, ServerEvent};
 use super::render::{describe_error, FORCED};
 use super::reply::{Response, Taken};
 use super::shared::Shared;
-use crate::net::sockinfo::{self, TcpInfo};
+use crate::net::sockinfo;
 use crate::tcp::State;
+use crate::tcp::TcpInfo;
 
 /// Reads per connection at most (a client streaming forever is cut off).
 const MAX_READS_PER_CLIENT: usize = 1_000_000;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::framing::Framing;
-use crate::net::sockinfo::TcpInfo;
 use crate::tcp::State;
+use crate::tcp::TcpInfo;
 
 /// One socket call of a server, or what the kernel did meanwhile.
 #[derive(Clone, Debug, PartialEq, Eq)]

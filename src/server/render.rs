@@ -228,8 +228,8 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::framing::Framing;
-    use crate::net::sockinfo::TcpInfo;
     use crate::server::event::ClientId;
+    use crate::tcp::TcpInfo;
     use std::net::SocketAddr;
 
     fn info(state: State) -> TcpInfo {

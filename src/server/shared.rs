@@ -14,7 +14,7 @@ use socket2::SockRef;
 use super::config::Config;
 use super::event::{ClientId, Event, ServerEvent, Sink, Summary, Tally};
 use super::reply::Budget;
-use crate::net::sockinfo::TcpInfo;
+use crate::tcp::TcpInfo;
 
 /// The clients being served.
 pub(super) struct Clients {

@@ -77,7 +77,8 @@ fn man(command: Option<&str>) -> Result<ExitCode> {
 
 /// `synack serve`: options → `server::Config`, bind, stop on SIGINT,
 /// SIGTERM and SIGHUP, run; one line per event on stdout (with `-q` only the
-/// listening line, errors and the summary).
+/// listening line, errors and the summary), or with `--json` one JSON line
+/// per event (every event; `-q` still leaves the kernel's view out).
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let mut config = server::Config::new(args.addr);
     config.reuse_address = !args.no_reuseaddr;
@@ -106,7 +107,12 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     };
 
     let quiet = cli.quiet;
+    let json = args.json;
     let sink: server::Sink = Arc::new(move |event: &server::Event| {
+        if json {
+            let _ = writeln!(io::stdout().lock(), "{}", server::format_json(event));
+            return;
+        }
         let wanted = !quiet
             || matches!(
                 event.kind,
@@ -115,6 +121,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                     | ServerEvent::Failed { .. }
                     | ServerEvent::Refused { .. }
                     | ServerEvent::Forced
+                    | ServerEvent::AcceptError { .. }
             );
         if wanted {
             // A closed stdout must not stop the server.
@@ -635,7 +642,8 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Lab(args) => args.json,
         Command::Connect(args) => args.json,
         Command::Inspect(args) => args.json,
-        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => false,
+        Command::Serve(args) => args.json,
+        Command::Completions(_) | Command::Man(_) => false,
     }
 }
 

@@ -459,6 +459,11 @@ pub struct ServeArgs {
     /// Stop after N connections.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// Print each event as a JSON line instead of the narration, ending
+    /// with a summary (or an error) object; every event, even with -q.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--framing`.

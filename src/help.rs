@@ -152,6 +152,7 @@ const PAGES: &[Page] = &[
         groups: &[
             ("What to answer", &["reply", "echo", "framing"]),
             ("How to close", &["close", "linger0"]),
+            ("What to show", &["json"]),
             (
                 "The listening socket",
                 &["no_reuseaddr", "backlog", "max_clients", "count"],

@@ -242,7 +242,7 @@ pub fn ladder(c: &ConnectionReport, style: Style) -> String {
 mod tests {
     use super::*;
     use crate::capture::analyze::{Connection, Options};
-    use crate::capture::link::{Checksum, TcpSegment};
+    use crate::capture::decap::{Checksum, TcpSegment};
     use crate::wire::{Flags, SeqNumber, TcpOptions};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -263,6 +263,7 @@ mod tests {
             payload: &[],
             checksum: Checksum::Good,
             header_cut: false,
+            tunnel: None,
         };
         let segs = [
             mk(true, Flags::SYN, 10, 0),

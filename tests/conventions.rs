@@ -166,6 +166,7 @@ fn a_failed_json_run_ends_with_an_error_object_on_stdout() {
             vec!["connect", "--json", "--timeout", "soon", "127.0.0.1:9"],
             2,
         ),
+        (vec!["serve", "--json", "--idle-timeout", "0"], 2),
     ] {
         let (lines, code) = json_lines(&args);
         assert_eq!(code, exit, "{args:?}");

@@ -666,3 +666,100 @@ fn pcapng_options_may_end_without_endofopt() {
         only("lab_default.pcapng").handshake.rtt_us
     );
 }
+
+/// Other tools' link types and encapsulations (captures/encap.py wraps
+/// four_way_client.pcap's IP packets, or ipv6.pcap's for 6in4): the one
+/// connection inside reads as the original, with the tunnel and its outer
+/// addresses, every frame decoded, no warning. The checksums are computed
+/// by encap.py, so none is offloaded or bad.
+#[test]
+fn other_link_types_and_tunnels_read_the_connection_inside() {
+    use std::net::IpAddr;
+    use synack::capture::decap::TunnelKind;
+    let client_side: IpAddr = "192.0.2.1".parse().expect("ip");
+    let server_side: IpAddr = "192.0.2.2".parse().expect("ip");
+    for (name, link_type, tunnel, frames) in [
+        ("linktype_ppp.pcap", 9, None, 11),
+        ("linktype_ppp_hdlc.pcap", 50, None, 11),
+        ("linktype_arcnet_bsd.pcap", 7, None, 11),
+        ("linktype_arcnet_linux.pcap", 129, None, 11),
+        ("linktype_juniper_ether.pcap", 178, None, 11),
+        ("linktype_ipoib.pcap", 242, None, 11),
+        ("mpls_ppp.pcap", 9, None, 11),
+        ("mpls_ethernet.pcap", 1, None, 11),
+        ("vlan_qinq.pcap", 1, None, 11),
+        ("tunnel_ipip.pcap", 1, Some(TunnelKind::IpInIp), 11),
+        ("tunnel_6in4.pcap", 1, Some(TunnelKind::Ipv6InIp), 11),
+        ("tunnel_gre.pcap", 1, Some(TunnelKind::Gre), 11),
+        ("tunnel_erspan2.pcap", 1, Some(TunnelKind::Erspan), 11),
+        ("tunnel_erspan3.pcap", 1, Some(TunnelKind::Erspan), 11),
+        ("tunnel_wccp.pcap", 1, Some(TunnelKind::Wccp), 11),
+        ("tunnel_vxlan.pcap", 1, Some(TunnelKind::Vxlan), 11),
+        ("tunnel_geneve.pcap", 1, Some(TunnelKind::Geneve), 11),
+        ("sflow.pcap", 1, Some(TunnelKind::Sflow), 11),
+        // The two data segments each in two fragments.
+        ("ip_fragments.pcap", 1, None, 13),
+    ] {
+        let (summary, conns) = read(name);
+        assert!(
+            summary.warnings.is_empty(),
+            "{name}: {:?}",
+            summary.warnings
+        );
+        assert_eq!(summary.packets, frames, "{name}");
+        assert_eq!(summary.tcp_packets, 11, "{name}");
+        assert_eq!(summary.link_types.len(), 1, "{name}");
+        assert_eq!(summary.link_types[0].link_type, link_type, "{name}");
+        assert!(summary.link_types[0].supported, "{name}");
+        assert_eq!(conns.len(), 1, "{name}");
+        let c = &conns[0];
+        assert_eq!(verdict(c), HELLO_4WAY_CLIENT, "{name}");
+        assert_eq!(
+            (c.offloaded_checksums, c.anomalies.bad_checksum),
+            (0, 0),
+            "{name}"
+        );
+        assert_eq!(c.tunnel.map(|t| t.kind), tunnel, "{name}");
+        if let Some(t) = c.tunnel.filter(|t| t.kind != TunnelKind::Sflow) {
+            // The outer packet's source is the side of the client.
+            assert_eq!(
+                (t.outer_src, t.outer_dst),
+                (client_side, server_side),
+                "{name}"
+            );
+        }
+    }
+    let v6 = only("tunnel_6in4.pcap");
+    assert_eq!(v6.client.ip, "::1".parse::<IpAddr>().expect("ip"));
+}
+
+/// An encapsulation synack does not open is counted in a warning, never
+/// dropped silently: GRE with an unknown protocol.
+#[test]
+fn an_unopened_encapsulation_is_a_warning() {
+    let mut frame = vec![0u8; 12];
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&[
+        0x45, 0, 0, 28, 0, 1, 0, 0, 64, 47, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ]);
+    frame.extend_from_slice(&[0, 0, 0x12, 0x34, 0x45, 0, 0, 0]);
+    let mut file = Vec::new();
+    file.extend_from_slice(&0xA1B2_C3D4u32.to_le_bytes());
+    file.extend_from_slice(&[2, 0, 4, 0]);
+    file.extend_from_slice(&[0u8; 8]);
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    for _ in 0..3 {
+        file.extend_from_slice(&[0u8; 8]);
+        let len = (frame.len() as u32).to_le_bytes();
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&frame);
+    }
+    let (summary, conns) = read_bytes(file);
+    assert!(conns.is_empty());
+    assert_eq!(
+        summary.warnings,
+        vec!["3 frame(s) in an encapsulation not opened (GRE protocol 0x1234), first: frame 1"]
+    );
+}

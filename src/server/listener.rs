@@ -187,6 +187,7 @@ impl Server {
     pub fn run(self) -> Summary {
         let shared = &self.shared;
         let config = &shared.config;
+        shared.start_clock();
         let kernel = match config.kernel_view {
             KernelView::Off => None,
             _ => sockinfo::tcp_info(&self.listener).ok(),
@@ -220,8 +221,7 @@ impl Server {
                 Err(e) => {
                     shared.emit(
                         None,
-                        ServerEvent::Failed {
-                            call: "accept",
+                        ServerEvent::AcceptError {
                             error: e.to_string(),
                         },
                         None,
@@ -433,6 +433,12 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(ServerEvent::Stopped { .. })
         ));
+        // The sink sees the events in the order of their times.
+        assert!(
+            events.windows(2).all(|w| w[0].t <= w[1].t),
+            "{:?}",
+            events.iter().map(|e| e.t).collect::<Vec<_>>()
+        );
     }
 
     /// A sink as slow as a stdout piped to a busy reader: 50 ms per line.

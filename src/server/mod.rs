@@ -29,5 +29,5 @@ pub use config::{
 pub use event::{ClientId, Event, ServerEvent, Sink, Summary};
 pub use lab::{LabServer, Notify};
 pub use listener::{listen, stop_on_signals, Server, Stopper};
-pub use render::{describe, format_event, Voice};
+pub use render::{describe, format_event, format_json, Voice};
 pub use reply::{Answer, Budget, Reply, Responder, Response};

@@ -1,14 +1,18 @@
 //! Words for [`ServerEvent`]s, in the voice of either command: `synack
 //! serve`'s narration lines ("read 5 bytes", with the client's number and
 //! the kernel's view) and the lab's `server app` rows, the calls as the
-//! tutorial code would print them ("recv() → 5 bytes "hello""). Pure.
+//! tutorial code would print them ("recv() → 5 bytes "hello""); and
+//! `synack serve --json`'s lines. Pure.
 
 use std::fmt::Write as _;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::event::{Event, ServerEvent, Summary};
-use crate::tcp::State;
+use serde::Serialize;
+
+use super::event::{nanos, Event, ServerEvent, Summary};
+use crate::tcp::{State, TcpInfo};
 
 /// Whose words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +134,7 @@ fn common_words(event: &ServerEvent, state: Option<State>) -> String {
         E::TimeWait => "kernel keeps the connection in TIME-WAIT (sock_diag)".into(),
         E::Refused { reason } => format!("refused: {reason}; sent an error frame, closing"),
         E::Forced => FORCED.into(),
+        E::AcceptError { error } => format!("accept failed: {error}"),
         E::Stopping { open, grace } => format!(
             "stopping: no more accepts; {open} open client(s) get {} to finish",
             human(*grace)
@@ -172,14 +177,7 @@ pub fn format_event(event: &Event) -> String {
         None => String::new(),
     };
     let state = event.kernel.as_ref().map(|k| k.state);
-    let words = match &event.kind {
-        // A failed accept is the listener's, not a client's.
-        ServerEvent::Failed { call, error } if event.client.is_none() => {
-            format!("{call} failed: {error}")
-        }
-        kind => describe(kind, Voice::Serve, state),
-    };
-    line.push_str(&words);
+    line.push_str(&describe(&event.kind, Voice::Serve, state));
     if let Some(info) = &event.kernel {
         let pad = 58usize.saturating_sub(line.chars().count());
         if info.state == State::Listen {
@@ -197,6 +195,72 @@ pub fn format_event(event: &Event) -> String {
         );
     }
     line
+}
+
+/// One `synack serve --json` line for an event (without a trailing
+/// newline): `"event"`, the kind's fields, `t_ns`, and on a connection's
+/// events `conn` and `peer`; `kernel` when the kernel's view was taken.
+/// docs/serve.md has the table.
+pub fn format_json(event: &Event) -> String {
+    let line = JsonLine {
+        kind: &event.kind,
+        t_ns: event.t,
+        conn: event.client.map(|c| c.n),
+        peer: event.client.map(|c| c.peer),
+        kernel: event.kernel.as_ref().map(KernelJson::from),
+    };
+    // Nothing in a line can fail to serialize (no maps with non-string
+    // keys, no floats); say so rather than print nothing if it ever does.
+    serde_json::to_string(&line).unwrap_or_else(|e| {
+        serde_json::json!({
+            "event": "client_error",
+            "t_ns": u64::try_from(event.t.as_nanos()).unwrap_or(u64::MAX),
+            "message": format!("this event could not be written as JSON: {e}"),
+        })
+        .to_string()
+    })
+}
+
+/// One `--json` line: the event's kind and fields, then when, which
+/// connection, and the kernel's view.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    #[serde(flatten)]
+    kind: &'a ServerEvent,
+    #[serde(serialize_with = "nanos")]
+    t_ns: Duration,
+    /// The client's number (from 1, in accept order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<KernelJson>,
+}
+
+/// The `TCP_INFO` fields the narration shows: the state, and for a
+/// connection (not the listener) the smoothed RTT and retransmissions.
+#[derive(Serialize)]
+struct KernelJson {
+    state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retransmits: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_retrans: Option<u32>,
+}
+
+impl From<&TcpInfo> for KernelJson {
+    fn from(info: &TcpInfo) -> KernelJson {
+        let connection = info.state != State::Listen;
+        KernelJson {
+            state: info.state,
+            rtt_us: connection.then(|| u64::try_from(info.rtt.as_micros()).unwrap_or(u64::MAX)),
+            retransmits: connection.then_some(info.retransmits),
+            total_retrans: connection.then_some(info.total_retrans),
+        }
+    }
 }
 
 /// A client's I/O error in words (`synack serve`'s `error:` lines): a
@@ -262,6 +326,7 @@ mod tests {
     fn events_format_with_the_kernel_view() {
         let peer: SocketAddr = "127.0.0.1:51234".parse().expect("addr");
         let event = Event {
+            t: Duration::from_micros(1500),
             client: Some(ClientId { n: 3, peer }),
             kind: ServerEvent::PeerClosed,
             kernel: Some(info(State::CloseWait)),
@@ -274,6 +339,7 @@ mod tests {
         assert!(line.contains("kernel: CLOSE-WAIT"), "{line}");
         assert!(line.contains("rtt 0.052ms retrans 0/0"), "{line}");
         let listening = format_event(&Event {
+            t: Duration::ZERO,
             client: None,
             kind: ServerEvent::Listening {
                 addr: "127.0.0.1:8080".parse().expect("addr"),
@@ -290,28 +356,186 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_call_is_the_clients_error_or_the_listeners() {
+    fn a_failed_call_is_the_clients_error_a_failed_accept_the_listeners() {
         let peer: SocketAddr = "127.0.0.1:51234".parse().expect("addr");
-        let failed = ServerEvent::Failed {
-            call: "accept",
-            error: "too many open files".into(),
-        };
         let listener = format_event(&Event {
+            t: Duration::ZERO,
             client: None,
-            kind: failed.clone(),
+            kind: ServerEvent::AcceptError {
+                error: "too many open files".into(),
+            },
             kernel: None,
         });
         assert_eq!(listener, "accept failed: too many open files");
+        let failed = ServerEvent::Failed {
+            call: "recv",
+            error: "connection reset by peer (RST)".into(),
+        };
         let client = format_event(&Event {
+            t: Duration::ZERO,
             client: Some(ClientId { n: 1, peer }),
             kind: failed.clone(),
             kernel: None,
         });
-        assert!(client.ends_with("error: too many open files"), "{client}");
+        assert!(
+            client.ends_with("error: connection reset by peer (RST)"),
+            "{client}"
+        );
         assert_eq!(
             describe(&failed, Voice::Lab, None),
-            "accept() failed: too many open files"
+            "recv() failed: connection reset by peer (RST)"
         );
+    }
+
+    fn json(event: &Event) -> serde_json::Value {
+        serde_json::from_str(&format_json(event)).expect("one JSON object")
+    }
+
+    #[test]
+    fn events_serialize_as_json_lines_of_the_envelope() {
+        let peer: SocketAddr = "127.0.0.1:51234".parse().expect("addr");
+        let client = Some(ClientId { n: 3, peer });
+        let mut closing = info(State::CloseWait);
+        closing.retransmits = 1;
+        closing.total_retrans = 2;
+        let recv = json(&Event {
+            t: Duration::from_nanos(1_500_123),
+            client,
+            kind: ServerEvent::Received { len: 5, data: None },
+            kernel: Some(closing),
+        });
+        assert_eq!(
+            recv,
+            serde_json::json!({
+                "event": "recv", "bytes": 5, "t_ns": 1_500_123, "conn": 3,
+                "peer": "127.0.0.1:51234",
+                "kernel": {"state": "CLOSE-WAIT", "rtt_us": 52, "retransmits": 1, "total_retrans": 2},
+            })
+        );
+        // A unit variant: only its name; durations in integer ns.
+        let eof = json(&Event {
+            t: Duration::from_secs(2),
+            client,
+            kind: ServerEvent::PeerClosed,
+            kernel: None,
+        });
+        assert_eq!(
+            eof,
+            serde_json::json!({"event": "eof", "t_ns": 2_000_000_000u64, "conn": 3, "peer": "127.0.0.1:51234"})
+        );
+        // The accept names its peer once, in the envelope.
+        let accept = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: ServerEvent::Accepted { peer },
+            kernel: None,
+        });
+        assert_eq!(
+            accept,
+            serde_json::json!({"event": "accept", "t_ns": 0, "conn": 3, "peer": "127.0.0.1:51234"})
+        );
+        // A message is counted, not shown.
+        let message = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: ServerEvent::Message {
+                body: b"hello".to_vec(),
+                framing: Framing::LengthPrefix,
+            },
+            kernel: None,
+        });
+        assert_eq!(message["event"], "message");
+        assert_eq!(message["bytes"], 5);
+        let close = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: ServerEvent::Closed {
+                elapsed: Duration::from_micros(310),
+            },
+            kernel: None,
+        });
+        assert_eq!(close["event"], "close");
+        assert_eq!(close["elapsed_ns"], 310_000);
+        // The listener's kernel view is its state alone, as in the text.
+        let listening = json(&Event {
+            t: Duration::ZERO,
+            client: None,
+            kind: ServerEvent::Listening {
+                addr: "127.0.0.1:8080".parse().expect("addr"),
+                backlog: 1024,
+                reuse_address: true,
+                max_clients: 8,
+            },
+            kernel: Some(info(State::Listen)),
+        });
+        assert_eq!(
+            listening,
+            serde_json::json!({
+                "event": "listening", "addr": "127.0.0.1:8080", "backlog": 1024,
+                "reuse_address": true, "max_clients": 8, "t_ns": 0,
+                "kernel": {"state": "LISTEN"},
+            })
+        );
+        // A connection's error is not the run's "error" object.
+        let failed = json(&Event {
+            t: Duration::ZERO,
+            client,
+            kind: ServerEvent::Failed {
+                call: "recv",
+                error: "connection reset by peer (RST)".into(),
+            },
+            kernel: None,
+        });
+        assert_eq!(
+            failed,
+            serde_json::json!({
+                "event": "client_error", "message": "connection reset by peer (RST)",
+                "t_ns": 0, "conn": 3, "peer": "127.0.0.1:51234",
+            })
+        );
+        let accept_error = json(&Event {
+            t: Duration::ZERO,
+            client: None,
+            kind: ServerEvent::AcceptError {
+                error: "too many open files".into(),
+            },
+            kernel: None,
+        });
+        assert_eq!(accept_error["event"], "accept_error");
+        assert_eq!(accept_error["message"], "too many open files");
+        // The summary's counts sit beside "event", not in an object.
+        let summary = json(&Event {
+            t: Duration::from_millis(7),
+            client: None,
+            kind: ServerEvent::Stopped {
+                summary: Summary {
+                    accepted: 4,
+                    errors: 1,
+                    refused: 1,
+                    aborted: 0,
+                    forced: 0,
+                    peak: 2,
+                },
+            },
+            kernel: None,
+        });
+        assert_eq!(
+            summary,
+            serde_json::json!({
+                "event": "summary", "connections": 4, "errors": 1, "refused": 1,
+                "aborted": 0, "forced": 0, "peak": 2, "t_ns": 7_000_000,
+            })
+        );
+        let stopping = json(&Event {
+            t: Duration::ZERO,
+            client: None,
+            kind: ServerEvent::Stopping {
+                open: 1,
+                grace: Duration::from_secs(5),
+            },
+            kernel: None,
+        });
+        assert_eq!(stopping["grace_ns"], 5_000_000_000u64);
     }
 
     #[test]

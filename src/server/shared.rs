@@ -1,13 +1,13 @@
 //! What the accept loop and the client threads of one `synack serve` run
 //! share: the stop, the open clients (a clone of each socket, to shut
 //! stragglers down), the memory budget, and the sink, through which every
-//! event passes and is counted for the summary.
+//! event passes: counted for the summary, stamped with its time, in order.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
@@ -41,6 +41,9 @@ pub(super) struct Shared {
     /// Bytes held for incomplete messages, all clients together (at most
     /// `config.memory_budget`).
     pub(super) budget: Budget,
+    /// Held while an event is stamped and handed to the sink, so that the
+    /// sink sees the events in the order of their times, one at a time.
+    order: Mutex<Order>,
     sink: Sink,
     pub(super) config: Config,
 }
@@ -63,6 +66,10 @@ impl Shared {
             aborted: AtomicU64::new(0),
             forced_clients: AtomicU64::new(0),
             budget: Budget::new(config.memory_budget),
+            order: Mutex::new(Order {
+                epoch: Instant::now(),
+                finished: false,
+            }),
             sink,
             config,
         }
@@ -116,12 +123,7 @@ impl Shared {
         kind: ServerEvent,
         kernel: Option<TcpInfo>,
     ) {
-        let event = Event {
-            client,
-            kind,
-            kernel,
-        };
-        let counter = event.tally().map(|tally| match tally {
+        let counter = kind.tally().map(|tally| match tally {
             Tally::Errors => &self.errors,
             Tally::Refused => &self.refused,
             Tally::Aborted => &self.aborted,
@@ -130,6 +132,38 @@ impl Shared {
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::SeqCst);
         }
-        (self.sink)(&event);
+        let mut order = self.order();
+        if order.finished {
+            return;
+        }
+        order.finished = matches!(kind, ServerEvent::Stopped { .. });
+        (self.sink)(&Event {
+            t: order.epoch.elapsed(),
+            client,
+            kind,
+            kernel,
+        });
     }
+
+    /// The events' clock starts now: the listening event is at (about) 0,
+    /// however long the caller took between bind and run.
+    pub(super) fn start_clock(&self) {
+        self.order().epoch = Instant::now();
+    }
+
+    fn order(&self) -> MutexGuard<'_, Order> {
+        self.order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The events' clock, and whether the summary is out: an event after it
+/// (a straggler's, when the straggler limit ended) is dropped, so that the
+/// summary is the last event of a run.
+struct Order {
+    /// When the run started (just before the listening event): the
+    /// events' `t` counts from here.
+    epoch: Instant,
+    finished: bool,
 }

@@ -10,6 +10,7 @@ mod frame;
 mod icmp;
 mod segment;
 mod seq;
+pub mod tcp;
 
 pub use frame::{
     emit_arp, emit_tcp, emit_udp, parse, tcp_frame_len, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr,
@@ -19,6 +20,7 @@ pub use frame::{
 pub use icmp::{parse_icmp_unreachable, IcmpUnreachable, ICMP_DEST_UNREACHABLE};
 pub use segment::{Flags, SegmentRepr, TcpFlags, TcpOptions};
 pub use seq::SeqNumber;
+pub use tcp::{Checksum, TcpView};
 
 /// Why bytes could not be parsed or built.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

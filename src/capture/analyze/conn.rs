@@ -8,7 +8,7 @@
 //!
 //! Pure.
 
-use crate::capture::link::{Checksum, TcpSegment};
+use crate::capture::decap::{Checksum, TcpSegment, Tunnel};
 use crate::tcp::State;
 use crate::wire::{Flags, SeqNumber, TcpOptions};
 
@@ -198,6 +198,7 @@ pub struct Connection {
     options: Options,
     ladder: Vec<LadderRow>,
     ladder_omitted: u64,
+    tunnel: Option<Tunnel>,
 }
 
 impl Connection {
@@ -232,6 +233,7 @@ impl Connection {
             options,
             ladder: Vec::new(),
             ladder_omitted: 0,
+            tunnel: seg.tunnel,
         }
     }
 
@@ -785,6 +787,7 @@ impl Connection {
             snaplen_cut_frames: self.snaplen_cut,
             offloaded_checksums: self.offloaded,
             tcp_completeness: self.completeness,
+            tunnel: self.tunnel,
             ladder,
             ladder_omitted: self.ladder_omitted,
         }
@@ -838,7 +841,7 @@ const VERDICT_NAMES: [(u32, &str); 14] = [
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::capture::link::Checksum;
+    use crate::capture::decap::Checksum;
     use std::net::{IpAddr, Ipv4Addr};
 
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -871,6 +874,7 @@ pub(super) mod tests {
             payload: &[],
             checksum: Checksum::Good,
             header_cut: false,
+            tunnel: None,
         }
     }
 

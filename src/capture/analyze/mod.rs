@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::link::TcpSegment;
+use crate::capture::decap::{TcpSegment, Tunnel};
 use crate::tcp::State;
 
 pub use conn::Connection;
@@ -272,6 +272,10 @@ pub struct ConnectionReport {
     /// Wireshark's `tcp.completeness` bits: 1 SYN, 2 SYN-ACK, 4 ACK,
     /// 8 data, 16 FIN, 32 RST (each seen at least once).
     pub tcp_completeness: u8,
+    /// The tunnel its first segment came through (VXLAN, GRE, …), with
+    /// the outer addresses; absent when it was not tunnelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     #[serde(skip)]
     pub ladder: Vec<LadderRow>,
     /// Segments beyond [`MAX_LADDER_ROWS`].
@@ -476,6 +480,13 @@ pub fn link_type_name(link_type: u32) -> &'static str {
         lt::IPV4 => "IPV4",
         lt::IPV6 => "IPV6",
         lt::LINUX_SLL2 => "LINUX_SLL2",
+        lt::PPP => "PPP",
+        lt::PPP_HDLC => "PPP_HDLC",
+        lt::C_HDLC => "C_HDLC",
+        lt::ARCNET_BSD => "ARCNET_BSD",
+        lt::ARCNET_LINUX => "ARCNET_LINUX",
+        lt::JUNIPER_ETHER => "JUNIPER_ETHER",
+        lt::IPOIB => "IPOIB",
         _ => "unsupported",
     }
 }
@@ -486,7 +497,8 @@ pub fn run<R: std::io::Read>(
     options: Options,
     done: &mut dyn FnMut(ConnectionReport),
 ) -> FileSummary {
-    use crate::capture::link::{self, Skip};
+    use crate::capture::decap;
+    use crate::capture::link::Skip;
     use crate::capture::reader::Event;
 
     let mut tracker = Tracker::new(options);
@@ -496,6 +508,7 @@ pub fn run<R: std::io::Read>(
     let mut skips: Vec<(Skip, u64, u64)> = Vec::new();
     let mut error = None;
     let mut last_link: Option<usize> = None;
+    let mut defrag = decap::Defrag::new();
     while let Some(event) = reader.next_event() {
         let record = match event {
             Ok(Event::Packet(record)) => record,
@@ -527,21 +540,49 @@ pub fn run<R: std::io::Read>(
             }
         };
         link_types[slot].packets += 1;
-        let segment = link::ip_packet(record.link_type, record.data).and_then(link::tcp_segment);
-        match segment {
-            Ok(seg) => {
-                tcp_packets += 1;
-                tracker.on_segment(packets, record.ts_ns, &seg, done);
-            }
-            Err(Skip::NotIp | Skip::NotTcp | Skip::UnsupportedLink(_)) => {}
-            Err(skip) => match skips.iter_mut().find(|(s, _, _)| *s == skip) {
-                Some(entry) => entry.1 += 1,
-                None => skips.push((skip, 1, packets)),
+        // Several segments when the frame carries sFlow samples; none
+        // while a fragmented datagram is incomplete.
+        let at = decap::Position {
+            frame: packets,
+            ts_ns: record.ts_ns,
+        };
+        decap::segments_reassembling(
+            record.link_type,
+            record.data,
+            &mut defrag,
+            at,
+            &mut |segment| match segment {
+                Ok(seg) => {
+                    tcp_packets += 1;
+                    tracker.on_segment(packets, record.ts_ns, &seg, done);
+                }
+                Err(Skip::NotIp | Skip::NotTcp | Skip::UnsupportedLink(_)) => {}
+                Err(skip) => match skips.iter_mut().find(|(s, _, _)| *s == skip) {
+                    Some(entry) => entry.1 += 1,
+                    None => skips.push((skip, 1, packets)),
+                },
             },
-        }
+        );
     }
+    let mut held = 0u64;
+    let orphans = defrag.finish(&mut |at, seg| {
+        held += 1;
+        tcp_packets += 1;
+        tracker.on_segment(at.frame, at.ts_ns, &seg, done);
+    });
     tracker.finish(done);
     let mut warnings = reader.warnings();
+    if held > 0 {
+        warnings.push(format!(
+            "{held} fragmented TCP datagram(s) not captured whole: their first fragment's \
+             segment is counted with the bytes it carries"
+        ));
+    }
+    if orphans > 0 {
+        warnings.push(format!(
+            "{orphans} IP fragment(s) of TCP datagrams whose first fragment was not captured"
+        ));
+    }
     for l in &link_types {
         if !l.supported {
             warnings.push(format!(
@@ -552,10 +593,15 @@ pub fn run<R: std::io::Read>(
     }
     for (skip, count, first) in skips {
         let what = match skip {
-            Skip::Truncated => "with a link, IP or TCP header cut short",
-            Skip::Malformed => "with a malformed header",
-            Skip::Fragment => "that are IP fragments (not reassembled)",
-            _ => "skipped",
+            Skip::Truncated => "with a link, IP or TCP header cut short".to_string(),
+            Skip::Malformed => "with a malformed header".to_string(),
+            Skip::Fragment => "that are later IP fragments (no TCP header: the first \
+                               fragment's segment is tracked)"
+                .to_string(),
+            Skip::Unopened(what, code) => {
+                format!("in an encapsulation not opened ({what} 0x{code:04x})")
+            }
+            _ => "skipped".to_string(),
         };
         warnings.push(format!("{count} frame(s) {what}, first: frame {first}"));
     }

@@ -13,7 +13,7 @@ use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Narration, Offer, Output};
 use synack::net::outfile;
 use synack::report::Style;
-use synack::serve::{self, EventKind};
+use synack::server::{self, ServerEvent};
 
 use crate::cli::{
     Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
@@ -76,25 +76,25 @@ fn man(command: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT,
+/// `synack serve`: options → `server::Config`, bind, stop on SIGINT,
 /// SIGTERM and SIGHUP, run; one line per event on stdout (with `-q` only the
 /// listening line, errors and the summary), or with `--json` one JSON line
 /// per event (every event; `-q` still leaves the kernel's view out).
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
-    let mut config = serve::Config::new(args.addr);
+    let mut config = server::Config::new(args.addr);
     config.reuse_address = !args.no_reuseaddr;
     config.backlog = args.backlog;
     config.max_clients = args.max_clients as usize;
     config.max_connections = args.count;
     config.reply = match (&args.reply, args.echo) {
-        (_, true) => serve::Reply::Echo,
-        (Some(text), false) => serve::Reply::Text(text.clone().into_bytes()),
-        (None, false) => serve::Reply::Text(serve::DEFAULT_REPLY.as_bytes().to_vec()),
+        (_, true) => server::Reply::Echo,
+        (Some(text), false) => server::Reply::Text(text.clone().into_bytes()),
+        (None, false) => server::Reply::Text(server::DEFAULT_REPLY.as_bytes().to_vec()),
     };
     config.framing = args.framing.map(framing);
     config.close = match args.close {
-        CloseArg::First => serve::CloseMode::First,
-        CloseArg::AfterPeer => serve::CloseMode::AfterPeer,
+        CloseArg::First => server::CloseMode::First,
+        CloseArg::AfterPeer => server::CloseMode::AfterPeer,
     };
     config.linger0 = args.linger0;
     config.idle_timeout = args.idle_timeout;
@@ -102,35 +102,35 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     config.max_message = args.max_message;
     config.memory_budget = args.memory_budget;
     config.kernel_view = if cli.quiet {
-        serve::KernelView::Off
+        server::KernelView::Off
     } else {
-        serve::KernelView::Full
+        server::KernelView::Full
     };
 
     let quiet = cli.quiet;
     let json = args.json;
-    let sink: serve::Sink = Arc::new(move |event: &serve::Event| {
+    let sink: server::Sink = Arc::new(move |event: &server::Event| {
         if json {
-            let _ = writeln!(io::stdout().lock(), "{}", serve::format_json(event));
+            let _ = writeln!(io::stdout().lock(), "{}", server::format_json(event));
             return;
         }
         let wanted = !quiet
             || matches!(
                 event.kind,
-                EventKind::Listening { .. }
-                    | EventKind::Stopped { .. }
-                    | EventKind::ClientError { .. }
-                    | EventKind::Refused { .. }
-                    | EventKind::Forced
-                    | EventKind::AcceptError { .. }
+                ServerEvent::Listening { .. }
+                    | ServerEvent::Stopped { .. }
+                    | ServerEvent::Failed { .. }
+                    | ServerEvent::Refused { .. }
+                    | ServerEvent::Forced
+                    | ServerEvent::AcceptError { .. }
             );
         if wanted {
             // A closed stdout must not stop the server.
-            let _ = writeln!(io::stdout().lock(), "{}", serve::format_event(event));
+            let _ = writeln!(io::stdout().lock(), "{}", server::format_event(event));
         }
     });
-    let server = serve::Server::bind(config, sink)?;
-    serve::stop_on_signals(server.stopper())
+    let server = server::Server::bind(config, sink)?;
+    server::stop_on_signals(server.stopper())
         .context("installing the SIGINT, SIGTERM and SIGHUP handlers")?;
     server.run();
     Ok(ExitCode::SUCCESS)
@@ -321,7 +321,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         );
     }
     let total: usize = data.iter().map(Vec::len).sum();
-    if args.sticky && total > synack::net::server::READ_BUF_LEN {
+    if args.sticky && total > synack::server::READ_BUF_LEN {
         // Measured (Linux 6.18): the server's receive buffer (tcp_rmem's
         // default, 131072 bytes) lets the window close near 94 KB while the
         // application does not read, so 2×120 KB could never all be queued.
@@ -331,7 +331,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
              its receive buffer fills and its window closes (near 94 KB with Linux's default \
              131072-byte buffer). Give at most {max} bytes in all, or leave out --sticky to \
              see the server read as the data arrives",
-            max = synack::net::server::READ_BUF_LEN
+            max = synack::server::READ_BUF_LEN
         );
     }
     let cfg = LabConfig {

@@ -10,8 +10,11 @@
 //! - [`narrate`]: what each segment is and did, in words: the pcapng
 //!   comments and the `--explain` sentences with their RFC 9293 sections.
 //! - [`ladder`]: ladder diagrams (inspect and `lab --ladder`) and Mermaid.
-//! - [`net`]: the only privileged code: the lab's namespace and veth pair,
-//!   the `TcpListener` server, the AF_PACKET link.
+//! - [`server`]: the tutorial server on the kernel's stack (`synack serve`
+//!   and the lab's server thread): one reply logic and one event type, pure,
+//!   beside the listener I/O of each.
+//! - [`net`]: the privileged edge: the lab's namespace and veth pair, the
+//!   AF_PACKET link, the kernel's view of sockets.
 //! - [`lab`]: the client loop that ties them together.
 //! - [`connect`]: the same client against any IPv4 server, with the RST
 //!   guard (a firewall rule of its own for the run).
@@ -29,7 +32,7 @@ pub mod ladder;
 pub mod narrate;
 pub mod net;
 pub mod report;
-pub mod serve;
+pub mod server;
 pub mod tcp;
 pub mod watch;
 pub mod wire;

@@ -19,7 +19,7 @@ use nix::sched::{unshare, CloneFlags};
 
 use crate::net::labnet::{self, CLIENT_IF, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP};
 use crate::net::link::PnetLink;
-use crate::net::server::{Reading, Server, ServerConfig};
+use crate::server::{LabServer, LabServerConfig, Reading};
 use crate::tcp::State;
 
 use super::client::{Client, ClientError, FrameRecord, Observer};
@@ -206,7 +206,7 @@ fn run_with(
     let reporter =
         Reporter::spawn(rx, capture, Output::Quiet, cfg.port, extras).map_err(LabError::Report)?;
 
-    let server_cfg = |ip| ServerConfig {
+    let server_cfg = |ip| LabServerConfig {
         addr: SocketAddrV4::new(ip, cfg.port),
         reply: cfg.reply.clone(),
         quickack: cfg.quickack,
@@ -218,9 +218,11 @@ fn run_with(
         reply_after_eof: false,
     };
     let start_server = |ip| {
-        Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {
-            addr: SocketAddrV4::new(ip, cfg.port),
-            source,
+        LabServer::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| {
+            LabError::Server {
+                addr: SocketAddrV4::new(ip, cfg.port),
+                source,
+            }
         })
     };
     let synack_server = start_server(SERVER_IP)?;

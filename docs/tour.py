@@ -19,7 +19,8 @@ A block may hold more than one command and run them in a network namespace of th
     <!-- run: COMMAND [::: REGEX]
     $ COMMAND2                            each further `$ ` line is one more command,
     netns: SETUP -->                      quoted with its own output after the first's
-                                          (SETUP: the rest of the marker, lines and all)
+                                          (other lines go on the command above them;
+                                          SETUP is the rest of the marker, lines and all)
 
 `netns:` runs SETUP, then the commands, in one bash inside a fresh private network
 namespace (`unshare -n`, lo up), so a server, a client and a firewall rule of the block
@@ -40,7 +41,8 @@ left behind.
 one, exiting 1 on a difference. What changes from run to run is normalised away first:
 ISNs (decimal and hex), ports and other numbers of five digits or more, decimals, MAC
 addresses, times and durations, runs of spaces and of the ladders' `─`, the PID and random
-part of the connect guard's table name, and the count of an interrupted benchmark. What is racy by
+part of the connect guard's table name, serve's `rtt_us` and the count of an interrupted
+benchmark. What is racy by
 design is left out too: the server's kernel state on each segment line and in each pcapng
 comment (read right after the segment while the server thread runs on the other core), the
 acknowledgment number of a segment that carries data (a segment the other side sent at the
@@ -103,15 +105,15 @@ def split_run(spec: str) -> tuple[list[str], str | None, str | None]:
     cmd, sep, keep = first.partition(" ::: ")
     cmds, setup = [cmd.strip()], None
     for line in rest:
-        line = line.rstrip() if setup is not None else line.strip()
+        line = line.rstrip()
         if line.startswith("$ "):
             cmds.append(line[2:].strip())
         elif line.startswith("netns:"):
             setup = line[len("netns:") :].strip()
         elif setup is not None:  # the setup goes on to the end of the marker
             setup += "\n" + line
-        elif line:
-            raise RuntimeError(f"run block: cannot read the line `{line}`")
+        else:  # a command goes on over several lines (a python3 -c "…")
+            cmds[-1] += "\n" + line
     return cmds, (keep.strip() if sep else None), setup
 
 
@@ -182,6 +184,7 @@ def make(kind: str, spec: str, cwd: str, env: dict) -> str:
 
 
 GUARD = re.compile(r"\bsynack_guard_\d+_[0-9a-f]+\b")
+RTT_US = re.compile(r'"rtt_us":\d+')
 CYCLES = re.compile(r"\b\d+ of (\d+) cycles\b")
 MAC = re.compile(r"\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b")
 HEX = re.compile(r"\b0x[0-9a-f]{8}\b")
@@ -208,6 +211,7 @@ def normalise(block: str) -> list[list[str]]:
     last = None
     for line in block.splitlines():
         line = GUARD.sub("synack_guard_PID_R", line)
+        line = RTT_US.sub('"rtt_us":N', line)
         line = CYCLES.sub(r"C of \1 cycles", line)
         line = MAC.sub("MAC", line)
         line = HEX.sub("H", line)

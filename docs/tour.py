@@ -16,7 +16,7 @@ FILE defaults to README.md and every docs/*.md. Two kinds of block are filled:
 
 A block may hold more than one command and run them in a network namespace of their own:
 
-    <!-- run: COMMAND [::: REGEX]
+    <!-- run: COMMAND [::: REGEX]         (REGEX: for the first command's output)
     $ COMMAND2                            each further `$ ` line is one more command,
     netns: SETUP -->                      quoted with its own output after the first's
                                           (other lines go on the command above them;
@@ -156,7 +156,11 @@ def run_block(spec: str, cwd: str, env: dict) -> str:
             elif line:
                 raise RuntimeError(f"the setup printed `{line}` (send helpers' output to a file)")
         outputs = ["\n".join(c) for c in chunks]
-    shown = [f"$ {c}\n{excerpt(o, keep)}".rstrip("\n") for c, o in zip(cmds, outputs)]
+    # REGEX keeps lines of the first command's output only.
+    shown = [
+        f"$ {c}\n{excerpt(o, keep if i == 0 else None)}".rstrip("\n")
+        for i, (c, o) in enumerate(zip(cmds, outputs))
+    ]
     return "```console\n" + "\n".join(shown) + "\n```\n"
 
 

@@ -2,7 +2,8 @@
 //! --check` re-runs every quoted command and ladder with this build and
 //! compares the output with the quoted one, once what varies from run to run
 //! (ISNs, ports, MACs, times, racy interleavings) is normalised away. As root,
-//! like the other lab tests: every run is a private network namespace.
+//! like the other lab tests: every run is a private network namespace (the
+//! lab's own, or `unshare -n` for the connect, serve and watch runs).
 
 mod common;
 

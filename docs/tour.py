@@ -14,6 +14,22 @@ FILE defaults to README.md and every docs/*.md. Two kinds of block are filled:
     ...                                   ARGS --ladder --isn 1000` prints (no --isn with
     <!-- /ladder -->                      --udp), folded in a <details> block
 
+A block may hold more than one command and run them in a network namespace of their own:
+
+    <!-- run: COMMAND [::: REGEX]         (REGEX: for the first command's output)
+    $ COMMAND2                            each further `$ ` line is one more command,
+    netns: SETUP -->                      quoted with its own output after the first's
+                                          (other lines go on the command above them;
+                                          SETUP is the rest of the marker, lines and all)
+
+`netns:` runs SETUP, then the commands, in one bash inside a fresh private network
+namespace (`unshare -n`, lo up), so a server, a client and a firewall rule of the block
+stay there; SETUP starts the block's helpers (each bounded with `timeout`, output to a file
+of the block's directory) and may call `listening PORT`, which waits up to 5 s for a TCP
+listener on PORT. The commands of one block share one shell, so `$ echo $?` quotes the
+status of the command before it; the last command must exit 0. After them the helpers
+still running are stopped (SIGTERM).
+
 `synack` in a COMMAND is the binary under test (SYNACK, default target/debug/synack: run
 `cargo build` first). The blocks of one file run in order in one fresh directory that holds
 a link to captures/, so a block can read the pcap that the block before it wrote. A COMMAND
@@ -24,7 +40,9 @@ left behind.
 --check writes nothing: it re-runs every block and compares the new output with the quoted
 one, exiting 1 on a difference. What changes from run to run is normalised away first:
 ISNs (decimal and hex), ports and other numbers of five digits or more, decimals, MAC
-addresses, times and durations, runs of spaces and of the ladders' `─`. What is racy by
+addresses, times and durations, runs of spaces and of the ladders' `─`, the PID and random
+part of the connect guard's table name, serve's `rtt_us` and the count of an interrupted
+benchmark. What is racy by
 design is left out too: the server's kernel state on each segment line and in each pcapng
 comment (read right after the segment while the server thread runs on the other core), the
 acknowledgment number of a segment that carries data (a segment the other side sent at the
@@ -46,10 +64,10 @@ BLOCK = re.compile(r"<!-- (ladder|run): (.*?) -->\n(.*?)<!-- /\1 -->", re.S)
 TRIES = 8  # a block whose segments can cross (--data twice) matches about every other run
 
 
-def shell(cmd: str, cwd: str, env: dict) -> str:
+def shell(cmd: str | list[str], cwd: str, env: dict) -> str:
     try:
         run = subprocess.run(
-            ["bash", "-c", cmd],
+            ["bash", "-c", cmd] if isinstance(cmd, str) else cmd,
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -59,9 +77,11 @@ def shell(cmd: str, cwd: str, env: dict) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired as err:
-        raise RuntimeError(f"`{cmd}` ran longer than {err.timeout} s") from err
+        shown = cmd if isinstance(cmd, str) else cmd[-1]
+        raise RuntimeError(f"`{shown}` ran longer than {err.timeout} s") from err
     if run.returncode != 0:
-        raise RuntimeError(f"`{cmd}` exited {run.returncode}:\n{run.stdout}")
+        shown = cmd if isinstance(cmd, str) else cmd[-1]
+        raise RuntimeError(f"`{shown}` exited {run.returncode}:\n{run.stdout}")
     return run.stdout
 
 
@@ -79,14 +99,69 @@ def excerpt(output: str, keep: str | None) -> str:
     return "\n".join(shown)
 
 
-def split_run(spec: str) -> tuple[str, str | None]:
-    cmd, sep, keep = spec.partition(" ::: ")
-    return cmd.strip(), (keep.strip() if sep else None)
+def split_run(spec: str) -> tuple[list[str], str | None, str | None]:
+    """The commands, the REGEX and the netns SETUP of a run block."""
+    first, *rest = spec.split("\n")
+    cmd, sep, keep = first.partition(" ::: ")
+    cmds, setup = [cmd.strip()], None
+    for line in rest:
+        line = line.rstrip()
+        if line.startswith("$ "):
+            cmds.append(line[2:].strip())
+        elif line.startswith("netns:"):
+            setup = line[len("netns:") :].strip()
+        elif setup is not None:  # the setup goes on to the end of the marker
+            setup += "\n" + line
+        else:  # a command goes on over several lines (a python3 -c "…")
+            cmds[-1] += "\n" + line
+    return cmds, (keep.strip() if sep else None), setup
+
+
+MARK = "\x1etour.py command {}\x1e"
+LISTENING = (
+    "listening() { for _ in $(seq 100); do "
+    'ss -Htln "sport = :$1" | grep -q . && return 0; sleep 0.05; done; '
+    'echo "tour.py: nothing listens on port $1" >&2; return 1; }'
+)
+
+
+def script(cmds: list[str], setup: str | None) -> str:
+    """One bash script: in a namespace, lo up and the setup; then each command
+    after a marker line; the status of each command is $? for the next one."""
+    parts = [] if setup is None else ["ip link set lo up", LISTENING, f"{{ {setup}\n}} || exit 97"]
+    parts.append("rc=0")
+    for i, cmd in enumerate(cmds):
+        parts.append(f"printf '{MARK.format(i)}\\n'; (exit $rc); {cmd}\nrc=$?")
+    if setup is not None:  # helpers still running now are stopped
+        parts.append("kill $(jobs -p) 2>/dev/null")
+    parts.append("wait; exit $rc")
+    return "\n".join(parts)
 
 
 def run_block(spec: str, cwd: str, env: dict) -> str:
-    cmd, keep = split_run(spec)
-    return f"```console\n$ {cmd}\n{excerpt(shell(cmd, cwd, env), keep)}\n```\n"
+    cmds, keep, setup = split_run(spec)
+    if setup is None and len(cmds) == 1:
+        outputs = [shell(cmds[0], cwd, env)]
+    else:
+        body = script(cmds, setup)
+        cmd = ["unshare", "-n", "bash", "-c", body] if setup is not None else ["bash", "-c", body]
+        out = shell(cmd, cwd, env)
+        outputs = out.split("\n")  # the markers, each on its own line
+        chunks: list[list[str]] = []
+        for line in outputs:
+            if line.startswith("\x1etour.py command "):
+                chunks.append([])
+            elif chunks:
+                chunks[-1].append(line)
+            elif line:
+                raise RuntimeError(f"the setup printed `{line}` (send helpers' output to a file)")
+        outputs = ["\n".join(c) for c in chunks]
+    # REGEX keeps lines of the first command's output only.
+    shown = [
+        f"$ {c}\n{excerpt(o, keep if i == 0 else None)}".rstrip("\n")
+        for i, (c, o) in enumerate(zip(cmds, outputs))
+    ]
+    return "```console\n" + "\n".join(shown) + "\n```\n"
 
 
 def ladder_title(args: str) -> str:
@@ -112,6 +187,9 @@ def make(kind: str, spec: str, cwd: str, env: dict) -> str:
     return (run_block if kind == "run" else ladder_block)(spec, cwd, env)
 
 
+GUARD = re.compile(r"\bsynack_guard_\d+_[0-9a-f]+\b")
+RTT_US = re.compile(r'"rtt_us":\d+')
+CYCLES = re.compile(r"\b\d+ of (\d+) cycles\b")
 MAC = re.compile(r"\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b")
 HEX = re.compile(r"\b0x[0-9a-f]{8}\b")
 DURATION = re.compile(r"-?\b\d+(?:\.\d+)?\s?(?:µs|ms|s)\b")
@@ -136,6 +214,9 @@ def normalise(block: str) -> list[list[str]]:
     groups: list[list[str]] = [[], [], [], []]
     last = None
     for line in block.splitlines():
+        line = GUARD.sub("synack_guard_PID_R", line)
+        line = RTT_US.sub('"rtt_us":N', line)
+        line = CYCLES.sub(r"C of \1 cycles", line)
         line = MAC.sub("MAC", line)
         line = HEX.sub("H", line)
         line = LADDER_TIME.sub("T", line)
@@ -186,18 +267,19 @@ def process(path: str, check: bool, env: dict) -> int:
         def fill(m: re.Match) -> str:
             nonlocal failures
             kind, spec, quoted = m.group(1), m.group(2), m.group(3)
+            name = spec.split("\n")[0]  # the first command, for the log
             if not check:
                 body = make(kind, spec, tmp, env)
-                print(f"tour.py: {rel}: {kind}: {spec}", file=sys.stderr)
+                print(f"tour.py: {rel}: {kind}: {name}", file=sys.stderr)
                 return f"<!-- {kind}: {spec} -->\n{body}<!-- /{kind} -->"
             why = None
             for attempt in range(1, TRIES + 1):
                 why = difference(quoted, make(kind, spec, tmp, env))
                 if why is None:
                     break
-                print(f"tour.py: {rel}: {spec}: try {attempt}: {why}", file=sys.stderr)
+                print(f"tour.py: {rel}: {name}: try {attempt}: {why}", file=sys.stderr)
             status = "ok" if why is None else "CHANGED"
-            print(f"tour.py: {rel}: {kind}: {spec}: {status}", file=sys.stderr)
+            print(f"tour.py: {rel}: {kind}: {name}: {status}", file=sys.stderr)
             failures += why is not None
             return m.group(0)
 
@@ -223,6 +305,7 @@ def main() -> int:
         sys.exit(f"tour.py: no binary at {synack}: run `cargo build` first")
     # `synack` in the commands is the binary under test.
     bindir = tempfile.mkdtemp(prefix="synack-bin-")
+    os.chmod(bindir, 0o755)  # a block may run synack as nobody
     try:
         os.symlink(synack, os.path.join(bindir, "synack"))
         env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}", NO_COLOR="1")

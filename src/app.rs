@@ -19,7 +19,8 @@ use crate::cli::{
     Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
     InspectArgs, LabArgs, ServeArgs, Side,
 };
-use synack::lab::scenario::{self, Teardown};
+use synack::client::faults::Teardown;
+use synack::lab::scenario;
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {

@@ -253,7 +253,7 @@ pub struct LabArgs {
     /// so the server's kernel retransmits them. Name an item twice to lose
     /// its retransmission too (syn,syn shows the back-off).
     #[arg(long, value_name = "SPEC", conflicts_with = "count")]
-    pub drop: Option<synack::lab::scenario::DropSpec>,
+    pub drop: Option<synack::client::faults::DropSpec>,
 
     /// Start no server: the SYN meets a closed port and the kernel answers
     /// RST+ACK (connection refused).

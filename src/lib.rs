@@ -17,6 +17,7 @@
 //!   guard (a firewall rule of its own for the run).
 
 pub mod capture;
+pub mod client;
 pub mod connect;
 pub mod framing;
 pub mod inspect_report;

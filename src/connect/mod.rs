@@ -4,7 +4,7 @@
 //!
 //! The run: look up the route (interface, source, next hop), keep the
 //! kernel from resetting our connection ([`guard`]), open an AF_PACKET link
-//! on the route's interface, run [`crate::lab::client::Client`] and narrate
+//! on the route's interface, run [`crate::client::Client`] and narrate
 //! it through the lab's reporter thread.
 //!
 //! Privileged: CAP_NET_RAW for the link, CAP_NET_ADMIN for the guard (not
@@ -27,11 +27,10 @@ use std::time::{Duration, Instant};
 use pnet::datalink;
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
-use crate::lab::client::{
+use crate::client::{
     self, Client, ClientError, ClientParams, Closing, FrameKind, FrameRecord, Observer,
 };
 use crate::lab::reporter::{Extras, Message, Reporter};
-use crate::lab::scenario::{DropSpec, Teardown};
 use crate::lab::{random_u32, Output, ReportError};
 use crate::net::link::PnetLink;
 use crate::net::outfile::{self, OutFileError};
@@ -460,9 +459,6 @@ fn run_client_with(
         // lo has no ARP: its frames carry all-zero MACs.
         server_mac: plan.loopback.then(MacAddr::zero),
         wait_for_peer_close: cfg.close == CloseMode::Server,
-        udp: false,
-        teardown: Teardown::Fin,
-        drops: DropSpec::default(),
     };
     let closing = match cfg.close {
         CloseMode::Client => Closing::WhenQuiet {

@@ -22,9 +22,9 @@ use crate::net::link::PnetLink;
 use crate::net::server::{Reading, Server, ServerConfig};
 use crate::tcp::State;
 
-use super::client::{Client, ClientError, FrameRecord, Observer};
 use super::reporter::{Extras, Message, Output, Reporter};
-use super::{client_params, discard_outputs, open_capture, LabConfig, LabError, Outputs};
+use super::{client_params, discard_outputs, exchange, open_capture, LabConfig, LabError, Outputs};
+use crate::client::{ClientError, FrameRecord, Observer};
 
 /// The most cycles `--count` asks for: about two minutes of cycles on the
 /// machines we measured (1.1 ms a pair of cycles). The kernel client's
@@ -260,7 +260,7 @@ fn run_with(
 
         // synack's cycle.
         let params = client_params(cfg, None, Duration::ZERO, server_mac);
-        let outcome = match Client::new(&mut link, &mut observer, params, Instant::now()).run() {
+        let outcome = match exchange(cfg, &mut link, &mut observer, params) {
             Ok(outcome) => outcome,
             Err(ClientError::Interrupted { .. }) => {
                 report.interrupted = true;

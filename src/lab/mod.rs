@@ -6,12 +6,10 @@
 //! Privileged (CAP_NET_ADMIN and CAP_NET_RAW): the namespace, the veth pair
 //! and the AF_PACKET socket. Root has them; anyone else gets them inside a
 //! user namespace, where the host allows it ([`crate::net::userns`]). The
-//! client loop itself ([`client`]) is generic and tested without
+//! client loop itself ([`crate::client`]) is generic and tested without
 //! privileges.
 
 pub mod bench;
-pub mod client;
-pub mod handshake;
 pub(crate) mod reporter;
 pub mod scenario;
 
@@ -36,11 +34,12 @@ use crate::report::{LabEvent, Summary};
 use crate::tcp::{self, State};
 use crate::wire::SeqNumber;
 
-use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
+use crate::client::faults::{DropItem, DropSpec, Faults, Teardown};
+use crate::client::{self, Client, ClientError, ClientParams, FrameRecord, Observer, Outcome};
+use crate::net::link::Link;
 pub use reporter::Output;
 pub use reporter::ReportError;
 use reporter::{Extras, Message, Reporter};
-use scenario::{DropItem, DropSpec, Teardown};
 
 /// Everything `synack lab` can be asked for.
 #[derive(Clone, Debug)]
@@ -489,7 +488,7 @@ fn run_with(
         synchronized: false,
         listening: !cfg.refused,
     };
-    let result = Client::new(&mut link, &mut observer, params, Instant::now()).run();
+    let result = exchange(cfg, &mut link, &mut observer, params);
     drop(observer);
 
     let outcome = match result {
@@ -519,9 +518,9 @@ fn run_with(
                 ),
                 changes: Vec::new(),
             });
-            client::Outcome {
+            Outcome {
                 final_state: Some(State::Closed),
-                ..client::Outcome::default()
+                ..Outcome::default()
             }
         }
         Err(err) => {
@@ -582,7 +581,7 @@ fn run_with(
 }
 
 /// What a UDP exchange did not have, said once it is over.
-fn udp_epilogue(datagrams: usize, outcome: &client::Outcome) -> String {
+fn udp_epilogue(datagrams: usize, outcome: &Outcome) -> String {
     format!(
         "UDP: no handshake, no teardown, no ACKs, no retransmissions: {datagrams} datagram(s) \
          out, their replies back ({} bytes), and each recvfrom() returned exactly one datagram \
@@ -621,12 +620,29 @@ fn client_params(
         // cycle sends the writes unframed.
         data: cfg.writes().unwrap_or_else(|_| cfg.data.clone()),
         expect_reply: cfg.expected_reply_len(),
-        udp: cfg.udp,
         timeout: cfg.timeout,
         server_mac,
         wait_for_peer_close: cfg.server_closes_right_after_reply(),
+    }
+}
+
+/// Runs one exchange as the lab's options say: TCP or UDP datagrams, with
+/// the scenario's faults.
+fn exchange<L: Link, O: Observer>(
+    cfg: &LabConfig,
+    link: &mut L,
+    observer: &mut O,
+    params: ClientParams,
+) -> Result<Outcome, ClientError> {
+    let faults = Faults {
         teardown: cfg.teardown,
         drops: cfg.drops.clone(),
+    };
+    let client = Client::new(link, observer, params, Instant::now()).faults(faults);
+    if cfg.udp {
+        client.run_datagrams()
+    } else {
+        client.run()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::report::{self, DatagramLine, Direction, LabEvent, SegmentLine, Style}
 use crate::tcp::State;
 use crate::wire::{ArpOp, SeqNumber};
 
-use super::client::{FrameKind, FrameRecord};
+use crate::client::{FrameKind, FrameRecord};
 
 /// What the reporter prints.
 #[derive(Clone, Copy, Debug)]

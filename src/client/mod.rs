@@ -1,19 +1,32 @@
-//! synack's hand-built client: the loop `Link::recv` → `wire::parse` →
-//! `Connection::on_segment` → `wire::emit` → `Link::send`, plus ARP.
+//! synack's hand-built client engine, the one `synack lab` and
+//! `synack connect` both drive: the loop `Link::recv` → `wire::parse` →
+//! `Connection::on_segment` → `wire::emit` → `Link::send`.
+//!
+//! - this file: the driver between the link and the [`Connection`];
+//! - [`arp`]: learning the server's MAC and answering for our address;
+//! - [`udp`]: the same exchange as datagrams (`lab --udp`);
+//! - [`faults`]: losses on purpose and the teardown choreography, a policy
+//!   the driver asks segment by segment (none by default);
+//! - [`handshake`]: what the SYN and SYN-ACK agreed, in words.
 //!
 //! Generic over [`Link`] and [`Observer`], so tests drive it with a scripted
 //! peer and no privileges. Every frame in and out is handed to the observer
 //! (which records and narrates it off this thread).
 
+mod arp;
+pub mod faults;
+pub mod handshake;
+mod udp;
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::handshake;
-use super::scenario::{DropItem, DropSpec, Teardown};
 use crate::net::link::Link;
 use crate::report::Direction;
 use crate::tcp::{self, Connection, Event, SendReason, State};
-use crate::wire::{self, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr, SegmentRepr, UdpRepr};
+use crate::wire::{self, ArpRepr, Frame, Ipv4Repr, MacAddr, SegmentRepr, UdpRepr};
+
+use faults::{DropItem, FaultState, Faults, ServerRetransmission, Teardown};
 
 /// How often an unanswered ARP request is repeated.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -29,10 +42,8 @@ pub struct ClientParams {
     pub conn: tcp::Config,
     /// The application writes, sent in order once the connection is
     /// established: each one is one `send()` (one segment when it fits the
-    /// MSS), or one datagram with `udp`.
+    /// MSS), or one datagram with [`Client::run_datagrams`].
     pub data: Vec<Vec<u8>>,
-    /// Send the writes as UDP datagrams: no connection at all.
-    pub udp: bool,
     /// Close after this many reply bytes arrived (0: once our data is
     /// acknowledged).
     pub expect_reply: usize,
@@ -42,11 +53,6 @@ pub struct ClientParams {
     pub server_mac: Option<MacAddr>,
     /// Close only after the peer's FIN (the server closes first).
     pub wait_for_peer_close: bool,
-    /// How the connection ends beyond who closes first: crossing FINs, an
-    /// abort by either side, a half-close.
-    pub teardown: Teardown,
-    /// Segments lost on purpose, each once per time it is named.
-    pub drops: DropSpec,
 }
 
 /// When the client sends its FIN (or RST). The lab uses
@@ -204,27 +210,6 @@ pub struct Outcome {
     pub final_state: Option<State>,
 }
 
-/// What the scenarios need to remember across the loop.
-#[derive(Debug, Default)]
-struct ScenarioState {
-    data_sent: bool,
-    close_sent: bool,
-    /// `(item, losses left)` for every `--drop` item.
-    drops_left: Vec<(DropItem, usize)>,
-    /// The sequence number of each data segment, in the order first sent.
-    data_seqs: Vec<wire::SeqNumber>,
-    /// Server segments ignored on purpose: what, its sequence number, when.
-    ignored: Vec<(DropItem, wire::SeqNumber, Instant)>,
-    /// The final ACK was lost on purpose; the server's FIN came again.
-    final_ack_lost: bool,
-    fin_again_in_time_wait: bool,
-    /// The server's RST ended the connection, as `--abort server` asked.
-    reset_as_asked: bool,
-    /// Bytes that arrived after our FIN left (the half-close).
-    bytes_after_our_fin: usize,
-    went_through_closing: bool,
-}
-
 /// The client: one connection over one link.
 pub struct Client<'a, L: Link, O: Observer> {
     link: &'a mut L,
@@ -236,9 +221,16 @@ pub struct Client<'a, L: Link, O: Observer> {
     ip_ident: u16,
     outcome: Outcome,
     last_syn_at: Option<Instant>,
+    /// The exchange is UDP datagrams ([`Client::run_datagrams`]).
+    udp: bool,
     /// UDP datagrams of the exchange received so far.
     datagrams_received: usize,
-    scenario: ScenarioState,
+    /// Every application write went out.
+    data_sent: bool,
+    /// Our FIN (or RST) went out.
+    close_sent: bool,
+    /// Losses on purpose and the teardown choreography.
+    faults: FaultState,
     /// Whom to ARP for when the server is behind a gateway.
     next_hop: Option<Ipv4Addr>,
     closing: Closing,
@@ -251,15 +243,6 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let local_mac = link.mac();
         let conn = Connection::new(params.conn.clone(), now);
         let remote_mac = params.server_mac;
-        let scenario = ScenarioState {
-            drops_left: params
-                .drops
-                .items()
-                .into_iter()
-                .map(|item| (item, params.drops.count(item)))
-                .collect(),
-            ..ScenarioState::default()
-        };
         Client {
             link,
             observer,
@@ -270,8 +253,11 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             ip_ident: 0,
             outcome: Outcome::default(),
             last_syn_at: None,
+            udp: false,
             datagrams_received: 0,
-            scenario,
+            data_sent: false,
+            close_sent: false,
+            faults: FaultState::new(Faults::default()),
             next_hop: None,
             closing: Closing::AsParams,
             last_rx_at: None,
@@ -281,6 +267,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     /// ARP for `gateway` instead of the server (a route through a gateway).
     pub fn via(mut self, gateway: Ipv4Addr) -> Self {
         self.next_hop = Some(gateway);
+        self
+    }
+
+    /// Injects `faults` (the lab's scenarios); without, none.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = FaultState::new(faults);
         self
     }
 
@@ -300,9 +292,6 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let start = Instant::now();
         let deadline = start + self.params.timeout;
         self.resolve_server(deadline)?;
-        if self.params.udp {
-            return self.exchange_datagrams(deadline);
-        }
         let events = self.conn.connect(Instant::now())?;
         self.dispatch(events, None)?;
         let mut writes_sent = 0;
@@ -329,7 +318,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 self.dispatch(events, None)?;
             }
             let data_sent = writes_sent == self.params.data.len();
-            self.scenario.data_sent = data_sent;
+            self.data_sent = data_sent;
             match self.conn.state() {
                 State::Established if !data_sent && self.observer.may_write(writes_sent) => {
                     let data = self.params.data[writes_sent].clone();
@@ -340,13 +329,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 }
                 // Held back until the server read the write before.
                 State::Established if !data_sent => {}
-                State::Established | State::CloseWait if data_sent && !self.scenario.close_sent => {
+                State::Established | State::CloseWait if data_sent && !self.close_sent => {
                     self.maybe_close()?;
                 }
-                State::Closing => self.scenario.went_through_closing = true,
+                State::Closing => self.faults.went_through_closing(),
                 State::TimeWait => self.outcome.time_wait_entered = true,
                 State::Closed => {
-                    self.check_scenario()?;
+                    self.faults.check().map_err(ClientError::Scenario)?;
                     self.outcome.final_state = Some(State::Closed);
                     self.outcome.server_mac = self.remote_mac;
                     return Ok(self.outcome);
@@ -370,7 +359,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     fn wait_until(&self, now: Instant, deadline: Instant) -> Instant {
         let mut wait_until = self.conn.poll_at().map_or(deadline, |at| at.min(deadline));
         if let (Closing::WhenQuiet { quiet, .. }, Some(last), false) =
-            (self.closing, self.last_rx_at, self.scenario.close_sent)
+            (self.closing, self.last_rx_at, self.close_sent)
         {
             let quiet_ends = last + quiet;
             if quiet_ends > now {
@@ -380,93 +369,15 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         wait_until
     }
 
-    /// `--udp`: each write goes as one datagram, at once (there is no
-    /// connection to open); then the replies are awaited until the whole
-    /// expected reply arrived. Nothing is acknowledged or retransmitted.
-    fn exchange_datagrams(mut self, deadline: Instant) -> Result<Outcome, ClientError> {
-        let start = Instant::now();
-        for (index, payload) in self.params.data.clone().into_iter().enumerate() {
-            let datagram = UdpRepr {
-                src_port: self.params.conn.local_port,
-                dst_port: self.params.conn.remote_port,
-                payload,
-            };
-            self.ip_ident = self.ip_ident.wrapping_add(1);
-            let ip = Ipv4Repr {
-                src: self.params.local_ip,
-                dst: self.params.remote_ip,
-                ident: self.ip_ident,
-                ttl: wire::DEFAULT_TTL,
-            };
-            let remote_mac = self.remote_mac.unwrap_or(MacAddr::broadcast());
-            let bytes = wire::emit_udp(self.local_mac, remote_mac, &ip, &datagram)?;
-            self.outcome.bytes_sent += datagram.payload.len();
-            let kind = FrameKind::Datagram {
-                datagram,
-                checksums_ok: true,
-                number: index + 1,
-            };
-            let at = self.transmit(bytes, kind, true)?;
-            self.outcome.first_syn_at.get_or_insert(at);
-            self.outcome.last_sent_at = Some(at);
-        }
-        for _ in 0..MAX_TURNS {
-            if self.outcome.bytes_received >= self.params.expect_reply {
-                self.outcome.server_mac = self.remote_mac;
-                return Ok(self.outcome);
-            }
-            if self.observer.interrupted() {
-                return Err(ClientError::Interrupted {
-                    state: self.conn.state(),
-                });
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            if let Some(bytes) = self.link.recv(deadline)? {
-                self.on_frame(bytes)?;
-            }
-        }
-        Err(ClientError::NoReply {
-            got: self.outcome.bytes_received,
-            expected: self.params.expect_reply,
-            after: start.elapsed(),
-        })
-    }
-
-    fn is_our_datagram(&self, frame: &wire::UdpFrame) -> bool {
-        frame.ip.src == self.params.remote_ip
-            && frame.ip.dst == self.params.local_ip
-            && frame.datagram.src_port == self.params.conn.remote_port
-            && frame.datagram.dst_port == self.params.conn.local_port
-    }
-
     /// Closes (FIN), aborts (RST) or keeps waiting, as the scenario says.
     fn maybe_close(&mut self) -> Result<(), ClientError> {
         let acked = self.conn.all_acked();
         let replied = self.outcome.bytes_received >= self.params.expect_reply;
         let peer_closed = self.conn.state() == State::CloseWait;
-        let may_close = match self.params.teardown {
-            // The server's RST ends it; a FIN instead is a failure.
-            Teardown::AbortServer if peer_closed => {
-                return Err(ClientError::Scenario(
-                    "--abort server: the server closed with FIN, not RST (SO_LINGER 0)".into(),
-                ));
-            }
-            Teardown::AbortServer => false,
-            // The FIN goes when the server's FIN arrives (see on_frame);
-            // a FIN processed before that means they did not cross.
-            Teardown::Simultaneous if peer_closed => {
-                return Err(ClientError::Scenario(
-                    "--close simultaneous: the server's FIN was processed before ours left".into(),
-                ));
-            }
-            Teardown::Simultaneous => false,
-            // Shut down the sending side as soon as the data is acked,
-            // without waiting for the reply.
-            Teardown::HalfClose => true,
-            Teardown::Fin | Teardown::AbortClient if self.params.wait_for_peer_close => peer_closed,
-            Teardown::Fin | Teardown::AbortClient => match self.closing {
+        let may_close = match self.faults.may_close(peer_closed) {
+            Some(may_close) => may_close.map_err(ClientError::Scenario)?,
+            None if self.params.wait_for_peer_close => peer_closed,
+            None => match self.closing {
                 Closing::AsParams => replied || peer_closed,
                 // `synack connect`: the reply's length is unknown, so it
                 // ends when nothing arrived for `quiet`.
@@ -480,12 +391,12 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         if !(acked && may_close) {
             return Ok(());
         }
-        self.scenario.close_sent = true;
+        self.close_sent = true;
         let abort = match self.closing {
             Closing::WhenQuiet { abort, .. } => abort,
             Closing::AsParams => false,
         };
-        let events = if abort || self.params.teardown == Teardown::AbortClient {
+        let events = if abort || self.faults.teardown() == Teardown::AbortClient {
             self.conn.abort(Instant::now())
         } else {
             self.conn.close(Instant::now())?
@@ -493,319 +404,138 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         self.dispatch(events, None)
     }
 
-    /// At the end: did the server do what the scenario needs?
-    fn check_scenario(&self) -> Result<(), ClientError> {
-        let fail = |text: &str| Err(ClientError::Scenario(text.into()));
-        match self.params.teardown {
-            Teardown::AbortServer if !self.scenario.reset_as_asked => {
-                return fail("--abort server: no RST came from the server");
-            }
-            Teardown::Simultaneous if !self.scenario.went_through_closing => {
-                return fail("--close simultaneous: the client never was in CLOSING");
-            }
-            Teardown::HalfClose if self.scenario.bytes_after_our_fin == 0 => {
-                return fail("--half-close: the server sent no data after our FIN");
-            }
-            _ => {}
-        }
-        if self.scenario.final_ack_lost && !self.scenario.fin_again_in_time_wait {
-            return fail(
-                "--drop final-ack: the server did not retransmit its FIN within TIME-WAIT",
-            );
-        }
-        Ok(())
-    }
-
-    /// Whether an outgoing segment is to be lost (and counts the loss).
-    fn drop_outgoing(&mut self, seg: &SegmentRepr) -> Option<DropItem> {
-        if !seg.payload.is_empty() && !self.scenario.data_seqs.contains(&seg.seq) {
-            self.scenario.data_seqs.push(seg.seq);
-        }
-        let data_index = self
-            .scenario
-            .data_seqs
-            .iter()
-            .position(|s| *s == seg.seq)
-            .filter(|_| !seg.payload.is_empty());
-        let in_time_wait = self.conn.state() == State::TimeWait;
-        let final_ack_lost = self.scenario.final_ack_lost;
-        let is = |item: DropItem| match item {
-            DropItem::Syn => seg.flags.syn() && !seg.flags.ack(),
-            DropItem::Data(n) => data_index == Some(n as usize - 1),
-            DropItem::Fin => seg.flags.fin(),
-            // The ACK of the server's FIN that takes us into TIME-WAIT.
-            DropItem::FinalAck => {
-                in_time_wait
-                    && seg.flags == wire::Flags::ACK
-                    && seg.payload.is_empty()
-                    && !final_ack_lost
-            }
-            _ => false,
-        };
-        let item = self.take_drop(is);
-        if item == Some(DropItem::FinalAck) {
-            self.scenario.final_ack_lost = true;
-        }
-        item
-    }
-
-    /// Whether an incoming segment is to be ignored (and counts it).
-    fn drop_incoming(&mut self, seg: &SegmentRepr) -> Option<DropItem> {
-        let is = |item: DropItem| match item {
-            DropItem::SynAck => seg.flags.syn() && seg.flags.ack(),
-            DropItem::ServerFin => seg.flags.fin(),
-            DropItem::DataReply => !seg.payload.is_empty(),
-            _ => false,
-        };
-        self.take_drop(is)
-    }
-
-    fn take_drop(&mut self, is: impl Fn(DropItem) -> bool) -> Option<DropItem> {
-        let (item, left) = self
-            .scenario
-            .drops_left
-            .iter_mut()
-            .find(|(item, left)| *left > 0 && is(*item))?;
-        *left -= 1;
-        self.outcome.dropped += 1;
-        Some(*item)
-    }
-
-    /// ARP for the server (RFC 826): a SYN sent to the broadcast MAC is
-    /// silently dropped by the server's TCP, so learn its MAC first.
-    fn resolve_server(&mut self, deadline: Instant) -> Result<(), ClientError> {
-        let start = Instant::now();
-        let request = ArpRepr {
-            op: ArpOp::Request,
-            sender_mac: self.local_mac,
-            sender_ip: self.params.local_ip,
-            target_mac: MacAddr::zero(),
-            target_ip: self.next_hop.unwrap_or(self.params.remote_ip),
-        };
-        let mut next_request = start;
-        for _ in 0..MAX_TURNS {
-            if self.remote_mac.is_some() {
-                return Ok(());
-            }
-            if self.observer.interrupted() {
-                return Err(ClientError::Interrupted {
-                    state: self.conn.state(),
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            if now >= next_request {
-                let bytes = wire::emit_arp(self.local_mac, MacAddr::broadcast(), &request);
-                self.transmit(bytes, FrameKind::Arp(request.clone()), true)?;
-                next_request = now + ARP_RETRY;
-            }
-            if let Some(bytes) = self.link.recv(next_request.min(deadline))? {
-                self.on_frame(bytes)?;
-            }
-        }
-        Err(ClientError::NoArpReply {
-            ip: self.next_hop.unwrap_or(self.params.remote_ip),
-            after: start.elapsed(),
-        })
-    }
-
+    /// Takes one frame off the link: ARP, a segment or datagram of ours,
+    /// or anything else (an ICMP error about ours ends the run).
     fn on_frame(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        let at = Instant::now();
-        let wall = SystemTime::now();
-        let parsed = wire::parse(&bytes);
+        let rx = Arrival {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            bytes,
+        };
         self.outcome.frames += 1;
-        match parsed {
-            Ok(Frame::Arp { arp, .. }) => {
-                let for_us = arp.target_ip == self.params.local_ip;
-                if arp.sender_ip == self.next_hop.unwrap_or(self.params.remote_ip) {
-                    self.remote_mac = Some(arp.sender_mac);
-                }
-                let reply = (arp.op == ArpOp::Request && for_us).then_some(ArpRepr {
-                    op: ArpOp::Reply,
-                    sender_mac: self.local_mac,
-                    sender_ip: self.params.local_ip,
-                    target_mac: arp.sender_mac,
-                    target_ip: arp.sender_ip,
-                });
-                self.observer.frame(FrameRecord {
-                    dir: Direction::ServerToClient,
-                    at,
-                    wall,
-                    bytes,
-                    kind: FrameKind::Arp(arp.clone()),
-                });
-                if let Some(reply) = reply {
-                    // Answer "who has 198.18.0.2?": no kernel owns it, so
-                    // without this the server never sends its SYN-ACK.
-                    let frame = wire::emit_arp(self.local_mac, arp.sender_mac, &reply);
-                    self.transmit(frame, FrameKind::Arp(reply), true)?;
-                }
-            }
+        match wire::parse(&rx.bytes) {
+            Ok(Frame::Arp { arp, .. }) => self.on_arp(rx, arp),
             Ok(Frame::Tcp(frame)) if self.is_ours(&frame) => {
-                let segment = frame.segment;
-                if segment.flags.syn() && segment.flags.ack() {
-                    // The round trip is the network's, even when this
-                    // SYN-ACK is then ignored on purpose.
-                    if let Some(syn_at) = self.last_syn_at {
-                        self.outcome.handshake_rtt.get_or_insert(at - syn_at);
-                    }
-                }
-                if let Some(item) = self.drop_incoming(&segment) {
-                    // Recorded as it arrived, then ignored once: the
-                    // server's kernel must send it again.
-                    self.scenario.ignored.push((item, segment.seq, at));
-                    let note = format!(
-                        "dropped on purpose (--drop {item}): ignored once, so the server's \
-                         kernel must retransmit it"
-                    );
-                    self.observer.frame(FrameRecord {
-                        dir: Direction::ServerToClient,
-                        at,
-                        wall,
-                        bytes,
-                        kind: FrameKind::Segment {
-                            segment,
-                            checksums_ok: frame.checksums_ok,
-                            changes: Vec::new(),
-                            state_after: self.conn.state(),
-                            note,
-                        },
-                    });
-                    return Ok(());
-                }
-                let again = self.server_retransmission(&segment, at);
-                if self.params.teardown == Teardown::Simultaneous
-                    && segment.flags.fin()
-                    && !segment.flags.rst()
-                    && self.conn.state() == State::Established
-                    && self.scenario.data_sent
-                    && !self.scenario.close_sent
-                {
-                    return self.cross_fins(segment, frame.checksums_ok, bytes, at, wall);
-                }
-                let in_time_wait = self.conn.state() == State::TimeWait;
-                self.last_rx_at = Some(at);
-                let events = self.conn.on_segment(at, &segment);
-                let changes = Event::state_changes(&events);
-                let mut note = describe_incoming(&segment, &events);
-                if segment.flags.rst() && self.params.teardown == Teardown::AbortServer {
-                    note = "RST: the server aborted (SO_LINGER 0 then close), as asked".into();
-                }
-                if let Some(text) = again {
-                    note = text;
-                    if in_time_wait && segment.flags.fin() {
-                        self.scenario.fin_again_in_time_wait = true;
-                    }
-                }
-                let opened = changes.contains(&(State::SynSent, State::Established));
-                let syn_ack_options = segment.options;
-                let syn_ack_window = segment.window;
-                self.observer.frame(FrameRecord {
-                    dir: Direction::ServerToClient,
-                    at,
-                    wall,
-                    bytes,
-                    kind: FrameKind::Segment {
-                        segment,
-                        checksums_ok: frame.checksums_ok,
-                        changes,
-                        state_after: self.conn.state(),
-                        note,
-                    },
-                });
-                if let (true, Some(agreed)) = (opened, self.conn.negotiated()) {
-                    let lines = handshake::explain(
-                        self.conn.config(),
-                        &syn_ack_options,
-                        syn_ack_window,
-                        &agreed,
-                    );
-                    self.observer.negotiated(at, lines);
-                }
-                self.dispatch(events, Some(at))?;
+                self.on_segment(rx, frame.segment, frame.checksums_ok)
             }
-            Ok(Frame::Udp(frame)) if self.params.udp && self.is_our_datagram(&frame) => {
-                self.datagrams_received += 1;
-                let payload = &frame.datagram.payload;
-                self.outcome.bytes_received += payload.len();
-                self.outcome.received.extend_from_slice(payload);
-                self.observer.frame(FrameRecord {
-                    dir: Direction::ServerToClient,
-                    at,
-                    wall,
-                    bytes,
-                    kind: FrameKind::Datagram {
-                        datagram: frame.datagram,
-                        checksums_ok: frame.checksums_ok,
-                        number: self.datagrams_received,
-                    },
-                });
+            Ok(Frame::Udp(frame)) if self.udp && self.is_our_datagram(&frame) => {
+                self.on_datagram(rx, frame);
+                Ok(())
             }
-            _ => {
-                let unreachable =
-                    wire::parse_icmp_unreachable(&bytes).filter(|icmp| self.is_about_ours(icmp));
-                self.observer.frame(FrameRecord {
-                    dir: Direction::ServerToClient,
-                    at,
-                    wall,
-                    bytes,
-                    kind: FrameKind::Noise,
-                });
-                if let Some(icmp) = unreachable {
-                    return Err(ClientError::Unreachable {
-                        from: icmp.from,
-                        code: icmp.code,
-                        at,
-                    });
-                }
-            }
+            _ => self.on_other(rx),
         }
-        Ok(())
     }
 
-    /// When `seg` is the server's kernel sending again what we ignored on
-    /// purpose (or the FIN our lost final ACK should have acknowledged),
-    /// counts it and says so.
-    fn server_retransmission(&mut self, seg: &SegmentRepr, at: Instant) -> Option<String> {
-        let matches = |item: DropItem| match item {
-            DropItem::SynAck => seg.flags.syn() && seg.flags.ack(),
-            DropItem::ServerFin => seg.flags.fin(),
-            DropItem::DataReply => !seg.payload.is_empty(),
-            _ => false,
-        };
-        let pos = self
-            .scenario
-            .ignored
-            .iter()
-            .position(|(item, seq, _)| *seq == seg.seq && matches(*item));
-        if let Some(pos) = pos {
-            let (item, _, first) = self.scenario.ignored.remove(pos);
-            self.outcome.server_retransmissions += 1;
-            return Some(format!(
-                "{}: the server's kernel retransmitted it {:.0} ms after the one we dropped",
-                match item {
-                    DropItem::SynAck => "SYN-ACK",
-                    DropItem::ServerFin => "the server's FIN",
-                    _ => "the server's data",
-                },
-                (at - first).as_secs_f64() * 1e3
-            ));
+    /// A segment of this connection: ignored on purpose, crossed with our
+    /// FIN, or handed to the [`Connection`] and answered.
+    fn on_segment(
+        &mut self,
+        rx: Arrival,
+        segment: SegmentRepr,
+        checksums_ok: bool,
+    ) -> Result<(), ClientError> {
+        let at = rx.at;
+        if segment.flags.syn() && segment.flags.ack() {
+            // The round trip is the network's, even when this SYN-ACK is
+            // then ignored on purpose.
+            if let Some(syn_at) = self.last_syn_at {
+                self.outcome.handshake_rtt.get_or_insert(at - syn_at);
+            }
         }
-        if self.scenario.final_ack_lost
-            && !self.scenario.fin_again_in_time_wait
-            && seg.flags.fin()
-            && self.conn.state() == State::TimeWait
-        {
-            self.outcome.server_retransmissions += 1;
-            return Some(
-                "the server's FIN again: our final ACK was lost, so the server's kernel \
-                 (LAST-ACK) retransmitted its FIN"
-                    .into(),
+        if let Some(item) = self.faults.drop_incoming(&segment, at) {
+            // Recorded as it arrived, then ignored once: the server's
+            // kernel must send it again.
+            self.outcome.dropped += 1;
+            let note = format!(
+                "dropped on purpose (--drop {item}): ignored once, so the server's kernel \
+                 must retransmit it"
             );
+            let kind = self.segment_kind(segment, checksums_ok, Vec::new(), note);
+            self.received(rx, kind);
+            return Ok(());
         }
-        None
+        let in_time_wait = self.conn.state() == State::TimeWait;
+        let again = self
+            .faults
+            .server_retransmission(&segment, at, in_time_wait);
+        if again.is_some() {
+            self.outcome.server_retransmissions += 1;
+        }
+        if self
+            .faults
+            .crosses_fins(&segment, self.conn.state(), self.data_sent, self.close_sent)
+        {
+            return self.cross_fins(rx, segment, checksums_ok);
+        }
+        self.last_rx_at = Some(at);
+        let events = self.conn.on_segment(at, &segment);
+        let changes = Event::state_changes(&events);
+        let mut note = describe_incoming(&segment, &events);
+        if segment.flags.rst() && self.faults.teardown() == Teardown::AbortServer {
+            note = "RST: the server aborted (SO_LINGER 0 then close), as asked".into();
+        }
+        if let Some(again) = again {
+            note = describe_server_retransmission(again);
+        }
+        let opened = changes.contains(&(State::SynSent, State::Established));
+        let (syn_ack_options, syn_ack_window) = (segment.options, segment.window);
+        let kind = self.segment_kind(segment, checksums_ok, changes, note);
+        self.received(rx, kind);
+        if let (true, Some(agreed)) = (opened, self.conn.negotiated()) {
+            let lines = handshake::explain(
+                self.conn.config(),
+                &syn_ack_options,
+                syn_ack_window,
+                &agreed,
+            );
+            self.observer.negotiated(at, lines);
+        }
+        self.dispatch(events, Some(at))
+    }
+
+    /// Neither ARP nor ours: recorded as noise, and an ICMP destination
+    /// unreachable that quotes one of our segments ends the run.
+    fn on_other(&mut self, rx: Arrival) -> Result<(), ClientError> {
+        let unreachable =
+            wire::parse_icmp_unreachable(&rx.bytes).filter(|icmp| self.is_about_ours(icmp));
+        let at = rx.at;
+        self.received(rx, FrameKind::Noise);
+        match unreachable {
+            Some(icmp) => Err(ClientError::Unreachable {
+                from: icmp.from,
+                code: icmp.code,
+                at,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A segment's record, in the client's state as it is now.
+    fn segment_kind(
+        &self,
+        segment: SegmentRepr,
+        checksums_ok: bool,
+        changes: Vec<(State, State)>,
+        note: String,
+    ) -> FrameKind {
+        FrameKind::Segment {
+            segment,
+            checksums_ok,
+            changes,
+            state_after: self.conn.state(),
+            note,
+        }
+    }
+
+    /// Hands a frame that arrived to the observer.
+    fn received(&mut self, rx: Arrival, kind: FrameKind) {
+        self.observer.frame(FrameRecord {
+            dir: Direction::ServerToClient,
+            at: rx.at,
+            wall: rx.wall,
+            bytes: rx.bytes,
+            kind,
+        });
     }
 
     /// `--close simultaneous`: the server's FIN arrived while we are
@@ -814,28 +544,16 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     /// process the held FIN: FIN-WAIT-1 → CLOSING, and ACK it.
     fn cross_fins(
         &mut self,
+        rx: Arrival,
         segment: SegmentRepr,
         checksums_ok: bool,
-        bytes: Vec<u8>,
-        at: Instant,
-        wall: SystemTime,
     ) -> Result<(), ClientError> {
-        self.observer.frame(FrameRecord {
-            dir: Direction::ServerToClient,
-            at,
-            wall,
-            bytes,
-            kind: FrameKind::Segment {
-                segment: segment.clone(),
-                checksums_ok,
-                changes: Vec::new(),
-                state_after: self.conn.state(),
-                note: "the server's FIN, held: simultaneous close, our FIN goes first as if \
-                       the two crossed on the wire"
-                    .into(),
-            },
-        });
-        self.scenario.close_sent = true;
+        let note = "the server's FIN, held: simultaneous close, our FIN goes first as if the \
+                    two crossed on the wire"
+            .to_string();
+        let kind = self.segment_kind(segment.clone(), checksums_ok, Vec::new(), note);
+        self.received(rx, kind);
+        self.close_sent = true;
         let events = self.conn.close(Instant::now())?;
         self.dispatch(events, None)?;
         let events = self.conn.on_segment(Instant::now(), &segment);
@@ -877,19 +595,15 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     self.send_segment(segment, reason, changes, incoming)?;
                 }
                 Event::Received(data) => {
-                    if self.scenario.close_sent {
-                        self.scenario.bytes_after_our_fin += data.len();
+                    if self.close_sent {
+                        self.faults.received_after_our_fin(data.len());
                     }
                     self.outcome.bytes_received += data.len();
                     self.outcome.received.extend_from_slice(&data);
                 }
                 Event::PeerClosed | Event::Ignored { .. } => {}
-                Event::Reset { state }
-                    if self.params.teardown == Teardown::AbortServer && state.is_synchronized() =>
-                {
-                    // Exactly what `--abort server` asked for.
-                    self.scenario.reset_as_asked = true;
-                }
+                // Exactly what `--abort server` asked for.
+                Event::Reset { state } if self.faults.reset_as_asked(state) => {}
                 Event::Reset { state } => {
                     return Err(if state == State::SynSent {
                         ClientError::Refused {
@@ -952,8 +666,10 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                     exists (RFC 9293 §3.10.7.4)"
                 .into();
         }
-        let dropped = self.drop_outgoing(&segment);
+        let in_time_wait = self.conn.state() == State::TimeWait;
+        let dropped = self.faults.drop_outgoing(&segment, in_time_wait);
         if let Some(item) = dropped {
+            self.outcome.dropped += 1;
             note = if item == DropItem::FinalAck {
                 "dropped on purpose (--drop final-ack): recorded leaving, never delivered; \
                  an ACK is not retransmitted, so the server's FIN will come again"
@@ -967,13 +683,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             };
         }
         let is_syn = segment.flags.syn() && !segment.flags.ack();
-        let kind = FrameKind::Segment {
-            checksums_ok: true,
-            changes,
-            state_after: self.conn.state(),
-            note,
-            segment,
-        };
+        let kind = self.segment_kind(segment, true, changes, note);
         let at = self.transmit(bytes, kind, dropped.is_none())?;
         if is_syn {
             self.last_syn_at = Some(at);
@@ -1018,6 +728,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         });
         Ok(at)
     }
+}
+
+/// A frame as it came off the link.
+struct Arrival {
+    at: Instant,
+    wall: SystemTime,
+    bytes: Vec<u8>,
 }
 
 /// RFC 792 / RFC 1122 §3.2.2.1 names of the destination-unreachable codes.
@@ -1068,6 +785,23 @@ fn describe_reason(reason: SendReason) -> String {
              §3.8.6.1)",
             next.as_millis()
         ),
+    }
+}
+
+fn describe_server_retransmission(again: ServerRetransmission) -> String {
+    match again {
+        ServerRetransmission::Of { item, after } => format!(
+            "{}: the server's kernel retransmitted it {:.0} ms after the one we dropped",
+            match item {
+                DropItem::SynAck => "SYN-ACK",
+                DropItem::ServerFin => "the server's FIN",
+                _ => "the server's data",
+            },
+            after.as_secs_f64() * 1e3
+        ),
+        ServerRetransmission::FinAfterLostFinalAck => "the server's FIN again: our final ACK \
+            was lost, so the server's kernel (LAST-ACK) retransmitted its FIN"
+            .into(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::wire::{Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
+use crate::wire::{ArpOp, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
 
 const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
 const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);
@@ -354,20 +354,66 @@ fn params() -> ClientParams {
         remote_ip: SERVER_IP,
         conn,
         data: vec![b"hello".to_vec()],
-        udp: false,
         expect_reply: 5,
         timeout: Duration::from_secs(5),
         server_mac: None,
         wait_for_peer_close: false,
-        teardown: Teardown::Fin,
-        drops: DropSpec::none(),
     }
 }
 
-fn run(script: Script, params: ClientParams) -> (Result<Outcome, ClientError>, FakePeer, Recorder) {
+/// A run: what the client does, the faults injected, and whether it is
+/// the UDP exchange.
+struct Setup {
+    params: ClientParams,
+    faults: Faults,
+    udp: bool,
+}
+
+impl From<ClientParams> for Setup {
+    fn from(params: ClientParams) -> Setup {
+        Setup {
+            params,
+            faults: Faults::default(),
+            udp: false,
+        }
+    }
+}
+
+impl std::ops::Deref for Setup {
+    type Target = ClientParams;
+    fn deref(&self) -> &ClientParams {
+        &self.params
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut ClientParams {
+        &mut self.params
+    }
+}
+
+impl Setup {
+    fn run<L: Link, O: Observer>(
+        self,
+        link: &mut L,
+        observer: &mut O,
+    ) -> Result<Outcome, ClientError> {
+        let client = Client::new(link, observer, self.params, Instant::now()).faults(self.faults);
+        if self.udp {
+            client.run_datagrams()
+        } else {
+            client.run()
+        }
+    }
+}
+
+fn run(
+    script: Script,
+    setup: impl Into<Setup>,
+) -> (Result<Outcome, ClientError>, FakePeer, Recorder) {
     let mut peer = FakePeer::new(script);
     let mut recorder = Recorder::default();
-    let result = Client::new(&mut peer, &mut recorder, params, Instant::now()).run();
+    let result = setup.into().run(&mut peer, &mut recorder);
     (result, peer, recorder)
 }
 
@@ -712,7 +758,7 @@ fn the_negotiation_is_narrated_after_the_syn_ack() {
 
 #[test]
 fn udp_sends_one_datagram_per_write_and_no_segment() {
-    let mut p = params();
+    let mut p = Setup::from(params());
     p.udp = true;
     p.data = vec![b"hello".to_vec(), b"world".to_vec()];
     p.expect_reply = 10;
@@ -755,7 +801,7 @@ fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
         silent: true,
         ..Script::default()
     };
-    let mut p = params();
+    let mut p = Setup::from(params());
     p.udp = true;
     p.timeout = Duration::from_millis(100);
     let (result, peer, _) = run(script, p);
@@ -781,11 +827,11 @@ fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
 // The close and loss scenarios (`--close simultaneous`, `--abort`,
 // `--half-close`, `--drop`).
 
-fn with(teardown: Teardown, drops: &str) -> ClientParams {
-    let mut p = params();
-    p.teardown = teardown;
+fn with(teardown: Teardown, drops: &str) -> Setup {
+    let mut p = Setup::from(params());
+    p.faults.teardown = teardown;
     if !drops.is_empty() {
-        p.drops = drops.parse().unwrap();
+        p.faults.drops = drops.parse().unwrap();
     }
     p
 }
@@ -916,13 +962,7 @@ fn a_half_close_with_no_data_after_our_fin_fails() {
     let mut peer = FakePeer::new(Script::default());
     peer.reply = Vec::new();
     let mut recorder = Recorder::default();
-    let result = Client::new(
-        &mut peer,
-        &mut recorder,
-        with(Teardown::HalfClose, ""),
-        Instant::now(),
-    )
-    .run();
+    let result = with(Teardown::HalfClose, "").run(&mut peer, &mut recorder);
     assert!(
         matches!(&result, Err(ClientError::Scenario(why)) if why.contains("no data after our FIN")),
         "{result:?}"

@@ -13,7 +13,8 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{DatagramLine, Direction, SegmentLine};
+use crate::client::Direction;
+use crate::report::{DatagramLine, SegmentLine};
 use crate::tcp::State;
 use crate::wire::SeqNumber;
 

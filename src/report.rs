@@ -7,24 +7,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::client::Direction;
 use crate::tcp::State;
 use crate::wire::{Flags, TcpOptions};
 
-/// Which way a frame went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Direction {
-    #[serde(rename = "c2s")]
-    ClientToServer,
-    #[serde(rename = "s2c")]
-    ServerToClient,
-}
-
-impl Direction {
-    fn arrow(self) -> &'static str {
-        match self {
-            Direction::ClientToServer => "client → server",
-            Direction::ServerToClient => "server → client",
-        }
+/// How the narration shows which way a frame went.
+fn arrow(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ClientToServer => "client → server",
+        Direction::ServerToClient => "server → client",
     }
 }
 
@@ -227,7 +218,7 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             *setup_us as f64 / 1000.0
         ),
         LabEvent::Arp { t_us, dir, text } => {
-            format!("{}  {:<15}  ARP        {text}", time(*t_us), dir.arrow())
+            format!("{}  {:<15}  ARP        {text}", time(*t_us), arrow(*dir))
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
         LabEvent::Datagram(d) => {
@@ -238,7 +229,7 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             let mut line = format!(
                 "{}  {}  {:<10} {:<45} {:>4}         datagram #{} {:?}",
                 time(d.t_us),
-                paint(style, dir_color, &format!("{:<15}", d.dir.arrow())),
+                paint(style, dir_color, &format!("{:<15}", arrow(d.dir))),
                 "[UDP]",
                 format!("port {} → {}", d.src_port, d.dst_port),
                 d.len,
@@ -296,7 +287,7 @@ pub fn format_explain_alone(event: &LabEvent) -> Option<String> {
         } => Some(format!(
             "{}  {:<15}  {:<10} {}",
             time(*t_us),
-            dir.arrow(),
+            arrow(*dir),
             flags.map_or_else(
                 || "[UDP]".to_string(),
                 |f| format!("[{}]", compact_flags(f))
@@ -333,7 +324,7 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
     let mut line = format!(
         "{}  {}  {:<10} {:<22} {:<22} {:>4} {:>6}  {client} | {server}",
         time(seg.t_us),
-        paint(style, dir_color, &format!("{:<15}", seg.dir.arrow())),
+        paint(style, dir_color, &format!("{:<15}", arrow(seg.dir))),
         format!("[{}]", compact_flags(seg.flags)),
         seq,
         ack,

@@ -7,6 +7,8 @@
 //! - [`udp`]: the same exchange as datagrams (`lab --udp`);
 //! - [`faults`]: losses on purpose and the teardown choreography, a policy
 //!   the driver asks segment by segment (none by default);
+//! - [`record`]: what the engine tells its observers and the views, as data
+//!   ([`FrameRecord`], [`Direction`]);
 //! - [`handshake`]: what the SYN and SYN-ACK agreed, in words.
 //!
 //! Generic over [`Link`] and [`Observer`], so tests drive it with a scripted
@@ -16,15 +18,17 @@
 mod arp;
 pub mod faults;
 pub mod handshake;
+mod record;
 mod udp;
+
+pub use record::{Direction, FrameKind, FrameRecord};
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::net::link::Link;
-use crate::report::Direction;
 use crate::tcp::{self, Connection, Event, SendReason, State};
-use crate::wire::{self, ArpRepr, Frame, Ipv4Repr, MacAddr, SegmentRepr, UdpRepr};
+use crate::wire::{self, Frame, Ipv4Repr, MacAddr, SegmentRepr};
 
 use faults::{DropItem, FaultState, Faults, ServerRetransmission, Teardown};
 
@@ -67,39 +71,6 @@ pub enum Closing {
     /// Once our data is acknowledged and nothing arrived for `quiet` (or
     /// the peer closed): FIN, or RST with `abort` (RFC 9293 §3.10.5).
     WhenQuiet { quiet: Duration, abort: bool },
-}
-
-/// A frame that went in or out, and what it meant.
-#[derive(Clone, Debug)]
-pub struct FrameRecord {
-    pub dir: Direction,
-    pub at: Instant,
-    pub wall: SystemTime,
-    pub bytes: Vec<u8>,
-    pub kind: FrameKind,
-}
-
-#[derive(Clone, Debug)]
-pub enum FrameKind {
-    Arp(ArpRepr),
-    Segment {
-        segment: SegmentRepr,
-        checksums_ok: bool,
-        /// The client's state changes this frame caused or came with.
-        changes: Vec<(State, State)>,
-        state_after: State,
-        /// Why it was sent ("handshake ACK") or what it was.
-        note: String,
-    },
-    /// A UDP datagram of the exchange (`--udp`).
-    Datagram {
-        datagram: UdpRepr,
-        checksums_ok: bool,
-        /// Its number among the datagrams sent, or received, from 1.
-        number: usize,
-    },
-    /// Not for this connection (other protocols, other ports).
-    Noise,
 }
 
 /// Sees everything the client does, as it happens: a received segment

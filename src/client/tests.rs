@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::wire::{ArpOp, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
+use crate::wire::{ArpOp, ArpRepr, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
 
 const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
 const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);

@@ -28,14 +28,14 @@ use pnet::datalink;
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
 use crate::client::{
-    self, Client, ClientError, ClientParams, Closing, FrameKind, FrameRecord, Observer,
+    self, Client, ClientError, ClientParams, Closing, Direction, FrameKind, FrameRecord, Observer,
 };
 use crate::lab::reporter::{Extras, Message, Reporter};
 use crate::lab::{random_u32, Output, ReportError};
 use crate::net::link::PnetLink;
 use crate::net::outfile::{self, OutFileError};
 use crate::net::sockinfo::SockDiag;
-use crate::report::{Direction, LabEvent, Summary};
+use crate::report::{LabEvent, Summary};
 use crate::tcp::{self, State};
 use crate::wire::bpf::Filter;
 use crate::wire::{self, MacAddr, SeqNumber};

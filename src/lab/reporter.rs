@@ -15,11 +15,11 @@ use crate::capture::writer::CaptureWriter;
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 use crate::narrate::{self, Narrator};
 use crate::net::server::ServerEvent;
-use crate::report::{self, DatagramLine, Direction, LabEvent, SegmentLine, Style};
+use crate::report::{self, DatagramLine, LabEvent, SegmentLine, Style};
 use crate::tcp::State;
 use crate::wire::{ArpOp, SeqNumber};
 
-use crate::client::{FrameKind, FrameRecord};
+use crate::client::{Direction, FrameKind, FrameRecord};
 
 /// What the reporter prints.
 #[derive(Clone, Copy, Debug)]

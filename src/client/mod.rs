@@ -7,8 +7,8 @@
 //! - [`udp`]: the same exchange as datagrams (`lab --udp`);
 //! - [`faults`]: losses on purpose and the teardown choreography, a policy
 //!   the driver asks segment by segment (none by default);
-//! - [`record`]: what the engine tells its observers and the views, as data
-//!   ([`FrameRecord`], [`Direction`]);
+//! - [`record`] and [`note`]: what the engine tells its observers and the
+//!   views, as data ([`FrameRecord`], [`Direction`], [`Note`]);
 //! - [`handshake`]: what the SYN and SYN-ACK agreed, in words.
 //!
 //! Generic over [`Link`] and [`Observer`], so tests drive it with a scripted
@@ -18,9 +18,11 @@
 mod arp;
 pub mod faults;
 pub mod handshake;
+mod note;
 mod record;
 mod udp;
 
+pub use note::{Loss, Note, Received, What};
 pub use record::{Direction, FrameKind, FrameRecord};
 
 use std::net::Ipv4Addr;
@@ -30,7 +32,7 @@ use crate::net::link::Link;
 use crate::tcp::{self, Connection, Event, SendReason, State};
 use crate::wire::{self, Frame, Ipv4Repr, MacAddr, SegmentRepr};
 
-use faults::{DropItem, FaultState, Faults, ServerRetransmission, Teardown};
+use faults::{DropItem, FaultState, Faults, Teardown};
 
 /// How often an unanswered ARP request is repeated.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -78,8 +80,8 @@ pub enum Closing {
 /// Implementations run on the client's hot path.
 pub trait Observer {
     fn frame(&mut self, record: FrameRecord);
-    /// A state change that no frame carried (the end of TIME-WAIT).
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>);
+    /// State changes that no frame carried (the end of TIME-WAIT).
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>);
     /// Whether the user asked to stop (Ctrl-C).
     fn interrupted(&self) -> bool {
         false
@@ -417,10 +419,13 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             // Recorded as it arrived, then ignored once: the server's
             // kernel must send it again.
             self.outcome.dropped += 1;
-            let note = format!(
-                "dropped on purpose (--drop {item}): ignored once, so the server's kernel \
-                 must retransmit it"
-            );
+            let note = Note {
+                what: What::Nothing,
+                lost: Some(Loss {
+                    item,
+                    rto: self.conn.rto(),
+                }),
+            };
             let kind = self.segment_kind(segment, checksums_ok, Vec::new(), note);
             self.received(rx, kind);
             return Ok(());
@@ -441,13 +446,14 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         self.last_rx_at = Some(at);
         let events = self.conn.on_segment(at, &segment);
         let changes = Event::state_changes(&events);
-        let mut note = describe_incoming(&segment, &events);
-        if segment.flags.rst() && self.faults.teardown() == Teardown::AbortServer {
-            note = "RST: the server aborted (SO_LINGER 0 then close), as asked".into();
-        }
-        if let Some(again) = again {
-            note = describe_server_retransmission(again);
-        }
+        let what = match again {
+            Some(again) => What::ServerRetransmission(again),
+            None if segment.flags.rst() && self.faults.teardown() == Teardown::AbortServer => {
+                What::ServerAborted
+            }
+            None => What::Received(received(&segment, &events)),
+        };
+        let note = Note::new(what);
         let opened = changes.contains(&(State::SynSent, State::Established));
         let (syn_ack_options, syn_ack_window) = (segment.options, segment.window);
         let kind = self.segment_kind(segment, checksums_ok, changes, note);
@@ -487,7 +493,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         segment: SegmentRepr,
         checksums_ok: bool,
         changes: Vec<(State, State)>,
-        note: String,
+        note: Note,
     ) -> FrameKind {
         FrameKind::Segment {
             segment,
@@ -519,9 +525,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         segment: SegmentRepr,
         checksums_ok: bool,
     ) -> Result<(), ClientError> {
-        let note = "the server's FIN, held: simultaneous close, our FIN goes first as if the \
-                    two crossed on the wire"
-            .to_string();
+        let note = Note::new(What::FinHeld);
         let kind = self.segment_kind(segment.clone(), checksums_ok, Vec::new(), note);
         self.received(rx, kind);
         self.close_sent = true;
@@ -593,12 +597,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             }
         }
         if !pending.is_empty() {
-            let text = pending
-                .iter()
-                .map(|(from, to)| format!("{from} → {to}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.observer.note(Instant::now(), text, pending);
+            self.observer.state_changed(Instant::now(), pending);
         }
         Ok(())
     }
@@ -619,40 +618,36 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             ttl: wire::DEFAULT_TTL,
         };
         let bytes = wire::emit_tcp(self.local_mac, remote_mac, &ip, &segment)?;
-        let mut note = describe_reason(reason);
-        if let SendReason::Retransmission { attempt } = reason {
-            self.outcome.retransmissions += 1;
-            // RFC 6298 §5.5: the timer was doubled before this went out.
-            note = format!(
-                "retransmission #{attempt}: the RTO expired; the timer backs off to {} ms \
-                 (RFC 6298 §5.5)",
-                self.conn.rto().as_millis()
-            );
-        }
-        if let SendReason::GoBackN { .. } = reason {
-            self.outcome.retransmissions += 1;
-        }
-        if reason == SendReason::DuplicateAck && self.conn.state() == State::TimeWait {
-            note = "ACK again from TIME-WAIT, 2·MSL timer restarted: this is why TIME-WAIT \
-                    exists (RFC 9293 §3.10.7.4)"
-                .into();
-        }
         let in_time_wait = self.conn.state() == State::TimeWait;
-        let dropped = self.faults.drop_outgoing(&segment, in_time_wait);
-        if let Some(item) = dropped {
-            self.outcome.dropped += 1;
-            note = if item == DropItem::FinalAck {
-                "dropped on purpose (--drop final-ack): recorded leaving, never delivered; \
-                 an ACK is not retransmitted, so the server's FIN will come again"
-                    .into()
-            } else {
-                format!(
-                    "{note}; dropped on purpose (--drop {item}): recorded leaving, never \
-                     delivered; the client's RTO ({} ms) will resend it",
-                    self.conn.rto().as_millis()
-                )
-            };
+        let what = match reason {
+            SendReason::Retransmission { attempt } => What::Retransmission {
+                attempt,
+                // RFC 6298 §5.5: the timer was doubled before this went out.
+                rto: self.conn.rto(),
+            },
+            SendReason::DuplicateAck if in_time_wait => What::AckFromTimeWait,
+            reason => What::Sent(reason),
+        };
+        if reason.is_retransmission() {
+            self.outcome.retransmissions += 1;
         }
+        let dropped = self.faults.drop_outgoing(&segment, in_time_wait);
+        let lost = dropped.map(|item| Loss {
+            item,
+            rto: self.conn.rto(),
+        });
+        if lost.is_some() {
+            self.outcome.dropped += 1;
+        }
+        let note = Note {
+            // A lost final ACK is only its loss.
+            what: if dropped == Some(DropItem::FinalAck) {
+                What::Nothing
+            } else {
+                what
+            },
+            lost,
+        };
         let is_syn = segment.flags.syn() && !segment.flags.ack();
         let kind = self.segment_kind(segment, true, changes, note);
         let at = self.transmit(bytes, kind, dropped.is_none())?;
@@ -726,72 +721,23 @@ pub fn icmp_unreachable_meaning(code: u8) -> &'static str {
     }
 }
 
-fn describe_reason(reason: SendReason) -> String {
-    match reason {
-        SendReason::Syn => "SYN: active open".into(),
-        SendReason::SynAck => "SYN-ACK: simultaneous open".into(),
-        SendReason::HandshakeAck => "ACK: completes the handshake".into(),
-        SendReason::Data => "data".into(),
-        SendReason::Ack => "ACK of what arrived".into(),
-        SendReason::DuplicateAck => "ACK for an unacceptable segment".into(),
-        SendReason::ChallengeAck => "challenge ACK (RFC 5961)".into(),
-        SendReason::Fin => "FIN: active close".into(),
-        SendReason::Abort => "RST: abort instead of FIN (RFC 9293 §3.10.5)".into(),
-        SendReason::ResetUnacceptableAck => "RST: the ACK acknowledged nothing we sent".into(),
-        SendReason::Retransmission { attempt } => format!("retransmission #{attempt}"),
-        SendReason::GoBackN { sacked_skipped } => {
-            let skipped = if sacked_skipped > 0 {
-                format!(", after {sacked_skipped} bytes the server SACKed (not sent again)")
-            } else {
-                String::new()
-            };
-            format!(
-                "retransmission (go-back-N): outstanding when the RTO expired, sent again now \
-                 that the first one is acknowledged{skipped} (RFC 5681 §3.1, RFC 2018)"
-            )
-        }
-        SendReason::WindowProbe { attempt, next } => format!(
-            "zero-window probe #{attempt}: one byte into the server's zero window when the \
-             persist timer expired; next probe in {} ms unless the window opens (RFC 9293 \
-             §3.8.6.1)",
-            next.as_millis()
-        ),
-    }
-}
-
-fn describe_server_retransmission(again: ServerRetransmission) -> String {
-    match again {
-        ServerRetransmission::Of { item, after } => format!(
-            "{}: the server's kernel retransmitted it {:.0} ms after the one we dropped",
-            match item {
-                DropItem::SynAck => "SYN-ACK",
-                DropItem::ServerFin => "the server's FIN",
-                _ => "the server's data",
-            },
-            after.as_secs_f64() * 1e3
-        ),
-        ServerRetransmission::FinAfterLostFinalAck => "the server's FIN again: our final ACK \
-            was lost, so the server's kernel (LAST-ACK) retransmitted its FIN"
-            .into(),
-    }
-}
-
-fn describe_incoming(seg: &SegmentRepr, events: &[Event]) -> String {
+/// What an arriving segment was, or why the state machine ignored it.
+fn received(seg: &SegmentRepr, events: &[Event]) -> Received {
     let ignored = events.iter().find_map(|e| match e {
         Event::Ignored { why } => Some(*why),
         _ => None,
     });
     if let Some(why) = ignored {
-        return format!("ignored: {why}");
+        return Received::Ignored(why);
     }
     if seg.flags.rst() {
-        return "RST".into();
+        return Received::Rst;
     }
     match (seg.flags.syn(), seg.flags.fin(), seg.payload.is_empty()) {
-        (true, _, _) => "SYN-ACK".into(),
-        (_, true, _) => "the server's FIN".into(),
-        (_, _, false) => format!("{} bytes of data", seg.payload.len()),
-        _ => "ACK".into(),
+        (true, _, _) => Received::SynAck,
+        (_, true, _) => Received::Fin,
+        (_, _, false) => Received::Data(seg.payload.len()),
+        _ => Received::Ack,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::Note;
 use crate::tcp::State;
 use crate::wire::{ArpRepr, SegmentRepr, UdpRepr};
 
@@ -38,8 +39,8 @@ pub enum FrameKind {
         /// The client's state changes this frame caused or came with.
         changes: Vec<(State, State)>,
         state_after: State,
-        /// Why it was sent ("handshake ACK") or what it was.
-        note: String,
+        /// Why it was sent or what it was, as data.
+        note: Note,
     },
     /// A UDP datagram of the exchange (`--udp`).
     Datagram {

@@ -6,6 +6,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::faults::ServerRetransmission;
 use super::*;
 use crate::wire::{ArpOp, ArpRepr, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
 
@@ -294,15 +295,16 @@ impl Link for FakePeer {
 #[derive(Default)]
 struct Recorder {
     frames: Vec<FrameRecord>,
-    notes: Vec<String>,
+    /// The state changes no frame carried.
+    changes: Vec<(State, State)>,
 }
 
 impl Observer for Recorder {
     fn frame(&mut self, record: FrameRecord) {
         self.frames.push(record);
     }
-    fn note(&mut self, _at: Instant, text: String, _changes: Vec<(State, State)>) {
-        self.notes.push(text);
+    fn state_changed(&mut self, _at: Instant, changes: Vec<(State, State)>) {
+        self.changes.extend(changes);
     }
 }
 
@@ -321,11 +323,11 @@ impl Recorder {
     }
 
     /// The notes of every segment (sent and received), in order.
-    fn segment_notes(&self) -> Vec<String> {
+    fn segment_notes(&self) -> Vec<Note> {
         self.frames
             .iter()
             .filter_map(|r| match &r.kind {
-                FrameKind::Segment { note, .. } => Some(note.clone()),
+                FrameKind::Segment { note, .. } => Some(*note),
                 _ => None,
             })
             .collect()
@@ -441,7 +443,7 @@ fn test_three_way_handshake_data_and_four_way_teardown() {
             State::TimeWait
         ]
     );
-    assert_eq!(recorder.notes, ["TIME-WAIT → CLOSED"]);
+    assert_eq!(recorder.changes, [(State::TimeWait, State::Closed)]);
     // ARP first: request out, reply in.
     assert!(matches!(recorder.frames[0].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Request));
     assert!(matches!(recorder.frames[1].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Reply));
@@ -623,7 +625,7 @@ fn an_interrupt_stops_the_loop() {
     struct Stopper;
     impl Observer for Stopper {
         fn frame(&mut self, _: FrameRecord) {}
-        fn note(&mut self, _: Instant, _: String, _: Vec<(State, State)>) {}
+        fn state_changed(&mut self, _: Instant, _: Vec<(State, State)>) {}
         fn interrupted(&self) -> bool {
             true
         }
@@ -647,8 +649,8 @@ impl Observer for Gate {
     fn frame(&mut self, record: FrameRecord) {
         self.recorder.frame(record);
     }
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        self.recorder.note(at, text, changes);
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        self.recorder.state_changed(at, changes);
     }
     fn may_write(&mut self, index: usize) -> bool {
         let replies = self
@@ -863,7 +865,7 @@ fn crossing_fins_take_the_client_through_closing() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("held: simultaneous close")));
+        .any(|n| n.what == What::FinHeld));
 }
 
 #[test]
@@ -919,7 +921,7 @@ fn the_servers_rst_ends_an_abort_server_run_as_asked() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("the server aborted")));
+        .any(|n| n.what == What::ServerAborted));
 }
 
 #[test]
@@ -993,15 +995,28 @@ fn dropped_syns_are_recorded_but_not_delivered_and_backed_off() {
     assert!(gaps[1] + slack >= Duration::from_millis(60), "{gaps:?}");
     assert!(gaps[1] > gaps[0], "the timer backs off: {gaps:?}");
     let notes = recorder.segment_notes();
-    assert!(
-        notes[0].contains("dropped on purpose (--drop syn)"),
+    let syn_lost = |rto| {
+        Some(Loss {
+            item: DropItem::Syn,
+            rto: Duration::from_millis(rto),
+        })
+    };
+    assert_eq!(notes[0].lost, syn_lost(30), "{notes:?}");
+    // The timer backed off before the retransmission left.
+    assert_eq!(
+        notes[1].what,
+        What::Retransmission {
+            attempt: 1,
+            rto: Duration::from_millis(60)
+        },
         "{notes:?}"
     );
+    assert_eq!(notes[1].lost, syn_lost(60), "{notes:?}");
     assert!(
-        notes[1].contains("retransmission #1") && notes[1].contains("60 ms"),
+        matches!(notes[2].what, What::Retransmission { attempt: 2, .. }),
         "{notes:?}"
     );
-    assert!(notes[2].contains("retransmission #2") && !notes[2].contains("dropped"));
+    assert_eq!(notes[2].lost, None);
 }
 
 #[test]
@@ -1037,16 +1052,20 @@ fn ignored_server_segments_are_taken_when_the_server_resends_them() {
         ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
     );
     let notes = recorder.segment_notes();
-    for what in ["SYN-ACK:", "the server's data:", "the server's FIN:"] {
+    for item in [DropItem::SynAck, DropItem::DataReply, DropItem::ServerFin] {
         assert!(
-            notes
-                .iter()
-                .any(|n| n.starts_with(what) && n.contains("retransmitted")),
-            "{what} {notes:?}"
+            notes.iter().any(|n| matches!(
+                n.what,
+                What::ServerRetransmission(ServerRetransmission::Of { item: i, .. }) if i == item
+            )),
+            "{item} {notes:?}"
         );
     }
     assert_eq!(
-        notes.iter().filter(|n| n.contains("ignored once")).count(),
+        notes
+            .iter()
+            .filter(|n| n.lost.is_some_and(|l| !l.item.is_outgoing()))
+            .count(),
         3
     );
 }
@@ -1072,7 +1091,7 @@ fn a_lost_final_ack_is_repeated_from_time_wait() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("why TIME-WAIT exists")));
+        .any(|n| n.what == What::AckFromTimeWait));
 }
 
 #[test]

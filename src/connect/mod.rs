@@ -28,7 +28,8 @@ use pnet::datalink;
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
 use crate::client::{
-    self, Client, ClientError, ClientParams, Closing, Direction, FrameKind, FrameRecord, Observer,
+    self, Client, ClientError, ClientParams, Closing, Direction, FrameKind, FrameRecord, Note,
+    Observer, What,
 };
 use crate::lab::reporter::{Extras, Message, Reporter};
 use crate::lab::{random_u32, Output, ReportError};
@@ -720,7 +721,7 @@ impl Observer for ConnectObserver {
                                 segment: tcp.segment,
                                 changes: Vec::new(),
                                 state_after: self.last_state,
-                                note: "the kernel's RST".into(),
+                                note: Note::new(What::KernelRst),
                             };
                         }
                         if !self.rst_explained {
@@ -750,8 +751,8 @@ impl Observer for ConnectObserver {
         }
     }
 
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        let _ = self.tx.send(Message::Note { at, text, changes });
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        let _ = self.tx.send(Message::StateChanged { at, changes });
     }
 
     fn interrupted(&self) -> bool {

@@ -155,8 +155,8 @@ impl Observer for BenchObserver {
             server_state: None,
         });
     }
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        let _ = self.tx.send(Message::Note { at, text, changes });
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        let _ = self.tx.send(Message::StateChanged { at, changes });
     }
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)

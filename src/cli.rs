@@ -360,6 +360,22 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "N")]
     pub isn: Option<u32>,
 
+    /// After the run, draw it as a ladder diagram: client and server
+    /// columns, an arrow per segment with flags, relative seq/ack, length,
+    /// Δt, and each side's state (the server's when it runs on this host).
+    #[arg(long)]
+    pub ladder: bool,
+
+    /// Write the run as a Mermaid sequenceDiagram into FILE (for slides and
+    /// Markdown documents).
+    #[arg(long, value_name = "FILE")]
+    pub mermaid: Option<PathBuf>,
+
+    /// After each segment, one plain-language sentence on what it did and
+    /// the RFC 9293 section it follows.
+    #[arg(long)]
+    pub explain: bool,
+
     /// Print each event as a JSON line instead of the narration.
     #[arg(long)]
     pub json: bool,

@@ -27,6 +27,7 @@ pub mod narrate;
 pub mod net;
 pub mod report;
 pub mod serve;
+pub mod session;
 pub mod tcp;
 pub mod wire;
 

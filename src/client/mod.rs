@@ -609,14 +609,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         changes: Vec<(State, State)>,
         incoming: Option<Instant>,
     ) -> Result<(), ClientError> {
-        let remote_mac = self.remote_mac.unwrap_or(MacAddr::broadcast());
-        self.ip_ident = self.ip_ident.wrapping_add(1);
-        let ip = Ipv4Repr {
-            src: self.params.local_ip,
-            dst: self.params.remote_ip,
-            ident: self.ip_ident,
-            ttl: wire::DEFAULT_TTL,
-        };
+        let (remote_mac, ip) = self.next_packet();
         let bytes = wire::emit_tcp(self.local_mac, remote_mac, &ip, &segment)?;
         let in_time_wait = self.conn.state() == State::TimeWait;
         let what = match reason {
@@ -666,6 +659,19 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         Ok(())
     }
 
+    /// The next IPv4 header to the server (a fresh identification), and
+    /// the MAC to send it to.
+    fn next_packet(&mut self) -> (MacAddr, Ipv4Repr) {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let ip = Ipv4Repr {
+            src: self.params.local_ip,
+            dst: self.params.remote_ip,
+            ident: self.ip_ident,
+            ttl: wire::DEFAULT_TTL,
+        };
+        (self.remote_mac.unwrap_or(MacAddr::broadcast()), ip)
+    }
+
     /// Sends a frame and hands it to the observer; returns when it was
     /// handed to the kernel (the time the capture shows).
     /// With `deliver` false the frame is recorded as leaving but never
@@ -694,6 +700,24 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         });
         Ok(at)
     }
+}
+
+/// A port from Linux's default ephemeral range (32768–60999).
+pub fn ephemeral_port() -> u16 {
+    32768 + (random_u32() % (60999 - 32768 + 1)) as u16
+}
+
+/// A random number from the kernel (for ISNs and ports; RFC 9293 §3.4.1
+/// asks for unpredictable ISNs).
+pub fn random_u32() -> u32 {
+    // getrandom only fails where the kernel has no entropy source at all;
+    // fall back to the clock rather than refuse to run.
+    getrandom::u32().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    })
 }
 
 /// A frame as it came off the link.

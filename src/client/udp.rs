@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Arrival, Client, ClientError, FrameKind, Observer, Outcome, MAX_TURNS};
 use crate::net::link::Link;
-use crate::wire::{self, Ipv4Repr, MacAddr, UdpRepr};
+use crate::wire::{self, UdpRepr};
 
 impl<L: Link, O: Observer> Client<'_, L, O> {
     /// `--udp`: resolves the server's MAC, then sends each write as one
@@ -26,14 +26,7 @@ impl<L: Link, O: Observer> Client<'_, L, O> {
                 dst_port: self.params.conn.remote_port,
                 payload,
             };
-            self.ip_ident = self.ip_ident.wrapping_add(1);
-            let ip = Ipv4Repr {
-                src: self.params.local_ip,
-                dst: self.params.remote_ip,
-                ident: self.ip_ident,
-                ttl: wire::DEFAULT_TTL,
-            };
-            let remote_mac = self.remote_mac.unwrap_or(MacAddr::broadcast());
+            let (remote_mac, ip) = self.next_packet();
             let bytes = wire::emit_udp(self.local_mac, remote_mac, &ip, &datagram)?;
             self.outcome.bytes_sent += datagram.payload.len();
             let kind = FrameKind::Datagram {

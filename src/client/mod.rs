@@ -3,11 +3,11 @@
 //! `Connection::on_segment` → `wire::emit` → `Link::send`.
 //!
 //! - this file: the driver between the link and the [`Connection`];
-//! - [`arp`]: learning the server's MAC and answering for our address;
-//! - [`udp`]: the same exchange as datagrams (`lab --udp`);
+//! - `arp`: learning the server's MAC and answering for our address;
+//! - `udp`: the same exchange as datagrams (`lab --udp`);
 //! - [`faults`]: losses on purpose and the teardown choreography, a policy
 //!   the driver asks segment by segment (none by default);
-//! - [`record`] and [`note`]: what the engine tells its observers and the
+//! - `record` and `note`: what the engine tells its observers and the
 //!   views, as data ([`FrameRecord`], [`Direction`], [`Note`]);
 //! - [`handshake`]: what the SYN and SYN-ACK agreed, in words.
 //!

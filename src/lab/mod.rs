@@ -302,66 +302,11 @@ fn run_with(
 
     let server_addr = SocketAddrV4::new(SERVER_IP, cfg.port);
     let writes = cfg.writes()?;
-    let is_framed = cfg.framing.is_some();
     // How many of the client's writes the server application has taken
     // (reads with data, or whole messages): without --sticky the client
     // sends the next write only after the server read the last.
     let taken = Arc::new(AtomicUsize::new(0));
-    let server = if cfg.refused {
-        None
-    } else if cfg.udp {
-        let server_tx = session.sender();
-        let server = Server::start_udp(
-            server_addr,
-            cfg.reply.clone(),
-            writes.len(),
-            cfg.timeout,
-            Box::new(move |at, event, state| {
-                let _ = server_tx.send(Message::Server { at, event, state });
-            }),
-        )
-        .map_err(|source| LabError::Server {
-            addr: server_addr,
-            source,
-        })?;
-        Some(server)
-    } else {
-        let server_tx = session.sender();
-        let server_taken = Arc::clone(&taken);
-        let server = Server::start(
-            ServerConfig {
-                addr: server_addr,
-                reply: cfg.reply.clone(),
-                quickack: cfg.quickack,
-                timeout: cfg.timeout,
-                connections: 1,
-                close_first: cfg.server_closes_right_after_reply(),
-                linger0: cfg.teardown == Teardown::AbortServer,
-                reply_after_eof: cfg.teardown == Teardown::HalfClose,
-                reading: Reading {
-                    writes: writes.len(),
-                    sticky_bytes: cfg.sticky.then(|| writes.iter().map(Vec::len).sum()),
-                    framing: cfg.framing,
-                },
-            },
-            Box::new(move |at, event, state| {
-                let took_a_write = match &event {
-                    ServerEvent::Message { .. } => is_framed,
-                    ServerEvent::Received { data } => !is_framed && !data.is_empty(),
-                    _ => false,
-                };
-                if took_a_write {
-                    server_taken.fetch_add(1, Ordering::SeqCst);
-                }
-                let _ = server_tx.send(Message::Server { at, event, state });
-            }),
-        )
-        .map_err(|source| LabError::Server {
-            addr: server_addr,
-            source,
-        })?;
-        Some(server)
-    };
+    let server = start_server(cfg, &writes, &session, &taken)?;
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
@@ -454,6 +399,67 @@ fn run_with(
         summary.cycle_us = None;
     }
     Ok(session.finish(summary)?)
+}
+
+/// Starts the lab's kernel server (none for `--refused`): every socket
+/// call it makes goes to the reporter, and every write its application
+/// took counts in `taken`.
+fn start_server(
+    cfg: &LabConfig,
+    writes: &[Vec<u8>],
+    session: &Session,
+    taken: &Arc<AtomicUsize>,
+) -> Result<Option<Server>, LabError> {
+    let addr = SocketAddrV4::new(SERVER_IP, cfg.port);
+    let tx = session.sender();
+    let started = if cfg.refused {
+        return Ok(None);
+    } else if cfg.udp {
+        Server::start_udp(
+            addr,
+            cfg.reply.clone(),
+            writes.len(),
+            cfg.timeout,
+            Box::new(move |at, event, state| {
+                let _ = tx.send(Message::Server { at, event, state });
+            }),
+        )
+    } else {
+        let is_framed = cfg.framing.is_some();
+        let taken = Arc::clone(taken);
+        let server_cfg = ServerConfig {
+            addr,
+            reply: cfg.reply.clone(),
+            quickack: cfg.quickack,
+            timeout: cfg.timeout,
+            connections: 1,
+            close_first: cfg.server_closes_right_after_reply(),
+            linger0: cfg.teardown == Teardown::AbortServer,
+            reply_after_eof: cfg.teardown == Teardown::HalfClose,
+            reading: Reading {
+                writes: writes.len(),
+                sticky_bytes: cfg.sticky.then(|| writes.iter().map(Vec::len).sum()),
+                framing: cfg.framing,
+            },
+        };
+        Server::start(
+            server_cfg,
+            Box::new(move |at, event, state| {
+                let took_a_write = match &event {
+                    ServerEvent::Message { .. } => is_framed,
+                    ServerEvent::Received { data } => !is_framed && !data.is_empty(),
+                    _ => false,
+                };
+                if took_a_write {
+                    taken.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = tx.send(Message::Server { at, event, state });
+            }),
+        )
+    };
+    started
+        .map(Some)
+        .map_err(|source| LabError::Server { addr, source })
 }
 
 /// What a UDP exchange did not have, said once it is over.

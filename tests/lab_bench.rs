@@ -90,7 +90,9 @@ fn ctrl_c_prints_the_figures_of_the_cycles_done() {
         "{stdout}"
     );
     assert!(
-        stderr.contains(&format!("interrupted after {done} of 100000 cycles")),
+        stderr.contains(&format!(
+            "interrupted (SIGINT) after {done} of 100000 cycles"
+        )),
         "{stderr}"
     );
     // Every finished cycle's 11 segments (and the unfinished one's first).

@@ -52,6 +52,29 @@ python3 "$here/relink.py" "$out/ipv6.pcap" flagged_ipv6 "$out/linktype_flagged_i
 # One frame with a really wrong checksum (the data segment, frame 4).
 python3 "$here/relink.py" "$out/four_way_client.pcap" badsum "$out/bad_checksum.pcap"
 
+# Other tools' link types and encapsulations, frame for frame from
+# four_way_client.pcap (ipv6.pcap for 6in4), every checksum computed.
+encap() { python3 "$here/encap.py" "$out/$1.pcap" "$2" "$out/$3.pcap"; }
+encap four_way_client ppp linktype_ppp
+encap four_way_client ppp_hdlc linktype_ppp_hdlc
+encap four_way_client arcnet_bsd linktype_arcnet_bsd
+encap four_way_client arcnet_linux linktype_arcnet_linux
+encap four_way_client juniper_ether linktype_juniper_ether
+encap four_way_client ipoib linktype_ipoib
+encap four_way_client mpls_ppp mpls_ppp
+encap four_way_client mpls_eth mpls_ethernet
+encap four_way_client qinq vlan_qinq
+encap four_way_client ipip tunnel_ipip
+encap ipv6 sit tunnel_6in4
+encap four_way_client gre tunnel_gre
+encap four_way_client erspan2 tunnel_erspan2
+encap four_way_client erspan3 tunnel_erspan3
+encap four_way_client wccp tunnel_wccp
+encap four_way_client vxlan tunnel_vxlan
+encap four_way_client geneve tunnel_geneve
+encap four_way_client sflow sflow
+encap four_way_client frag ip_fragments
+
 # A capture that starts mid-stream: the transfer without its first 6 frames.
 editcap -r "$out/transfer.pcap" "$out/mid_stream.pcap" 7-1000000 >/dev/null
 

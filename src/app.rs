@@ -13,12 +13,12 @@ use synack::framing::Framing;
 use synack::lab::{self, LabConfig, Offer};
 use synack::net::outfile;
 use synack::report::Style;
-use synack::serve::{self, EventKind};
+use synack::server::{self, ServerEvent};
 use synack::session::{Narration, Output, RunFailure};
 
 use crate::cli::{
     Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
-    InspectArgs, LabArgs, ServeArgs, Side,
+    InspectArgs, LabArgs, ServeArgs, Side, WatchArgs,
 };
 use synack::client::faults::Teardown;
 use synack::lab::scenario;
@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(ref args) => inspect(&cli, args),
         Command::Serve(ref args) => serve(&cli, args),
         Command::Connect(ref args) => connect(&cli, args),
+        Command::Watch(ref args) => watch(&cli, args),
         Command::Completions(ref args) => completions(args.shell),
         Command::Man(ref args) => man(args.command.as_deref()),
     }
@@ -77,24 +78,25 @@ fn man(command: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `synack serve`: options → `serve::Config`, bind, stop on SIGINT,
+/// `synack serve`: options → `server::Config`, bind, stop on SIGINT,
 /// SIGTERM and SIGHUP, run; one line per event on stdout (with `-q` only the
-/// listening line, errors and the summary).
+/// listening line, errors and the summary), or with `--json` one JSON line
+/// per event (every event; `-q` still leaves the kernel's view out).
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
-    let mut config = serve::Config::new(args.addr);
+    let mut config = server::Config::new(args.addr);
     config.reuse_address = !args.no_reuseaddr;
     config.backlog = args.backlog;
     config.max_clients = args.max_clients as usize;
     config.max_connections = args.count;
     config.reply = match (&args.reply, args.echo) {
-        (_, true) => serve::Reply::Echo,
-        (Some(text), false) => serve::Reply::Text(text.clone().into_bytes()),
-        (None, false) => serve::Reply::Text(serve::DEFAULT_REPLY.as_bytes().to_vec()),
+        (_, true) => server::Reply::Echo,
+        (Some(text), false) => server::Reply::Text(text.clone().into_bytes()),
+        (None, false) => server::Reply::Text(server::DEFAULT_REPLY.as_bytes().to_vec()),
     };
     config.framing = args.framing.map(framing);
     config.close = match args.close {
-        CloseArg::First => serve::CloseMode::First,
-        CloseArg::AfterPeer => serve::CloseMode::AfterPeer,
+        CloseArg::First => server::CloseMode::First,
+        CloseArg::AfterPeer => server::CloseMode::AfterPeer,
     };
     config.linger0 = args.linger0;
     config.idle_timeout = args.idle_timeout;
@@ -102,30 +104,35 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     config.max_message = args.max_message;
     config.memory_budget = args.memory_budget;
     config.kernel_view = if cli.quiet {
-        serve::KernelView::Off
+        server::KernelView::Off
     } else {
-        serve::KernelView::Full
+        server::KernelView::Full
     };
 
     let quiet = cli.quiet;
-    let sink: serve::Sink = Arc::new(move |event: &serve::Event| {
+    let json = args.json;
+    let sink: server::Sink = Arc::new(move |event: &server::Event| {
+        if json {
+            let _ = writeln!(io::stdout().lock(), "{}", server::format_json(event));
+            return;
+        }
         let wanted = !quiet
             || matches!(
                 event.kind,
-                EventKind::Listening { .. }
-                    | EventKind::Stopped { .. }
-                    | EventKind::ClientError { .. }
-                    | EventKind::Refused { .. }
-                    | EventKind::Forced
-                    | EventKind::AcceptError { .. }
+                ServerEvent::Listening { .. }
+                    | ServerEvent::Stopped { .. }
+                    | ServerEvent::Failed { .. }
+                    | ServerEvent::Refused { .. }
+                    | ServerEvent::Forced
+                    | ServerEvent::AcceptError { .. }
             );
         if wanted {
             // A closed stdout must not stop the server.
-            let _ = writeln!(io::stdout().lock(), "{}", serve::format_event(event));
+            let _ = writeln!(io::stdout().lock(), "{}", server::format_event(event));
         }
     });
-    let server = serve::Server::bind(config, sink)?;
-    serve::stop_on_signals(server.stopper())
+    let server = server::Server::bind(config, sink)?;
+    server::stop_on_signals(server.stopper())
         .context("installing the SIGINT, SIGTERM and SIGHUP handlers")?;
     server.run();
     Ok(ExitCode::SUCCESS)
@@ -324,7 +331,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         );
     }
     let total: usize = data.iter().map(Vec::len).sum();
-    if args.sticky && total > synack::net::server::READ_BUF_LEN {
+    if args.sticky && total > synack::server::READ_BUF_LEN {
         // Measured (Linux 6.18): the server's receive buffer (tcp_rmem's
         // default, 131072 bytes) lets the window close near 94 KB while the
         // application does not read, so 2×120 KB could never all be queued.
@@ -334,7 +341,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
              its receive buffer fills and its window closes (near 94 KB with Linux's default \
              131072-byte buffer). Give at most {max} bytes in all, or leave out --sticky to \
              see the server read as the data arrives",
-            max = synack::net::server::READ_BUF_LEN
+            max = synack::server::READ_BUF_LEN
         );
     }
     let cfg = LabConfig {
@@ -529,23 +536,33 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
     exit_of_run(result, &stop, &cfg.pcap)
 }
 
-/// `synack inspect`: every file in turn; exit 0 when all were read whole,
-/// 1 when one was cut or damaged (its report is still printed), 2 when one
-/// could not be opened or is not a capture.
+/// Files larger than this get a progress bar (on a terminal).
+const PROGRESS_BAR_FROM_BYTES: u64 = 100_000_000;
+
+/// `synack inspect`: every file in turn, each connection printed as it
+/// ends (in every mode), the file's totals after its connections; exit 0
+/// when all were read whole, 1 when one was cut or damaged (its report is
+/// still printed), 2 when one could not be opened or is not a capture.
 fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
-    use std::io::Write;
+    use std::io::IsTerminal;
     use synack::capture::analyze::{self, Options};
     use synack::capture::reader::CaptureReader;
-    use synack::inspect_report::{self as report, FileReport, Style};
+    use synack::inspect_report::{self as report, ConnectionEvent, FileEvent, Style};
 
     let style = Style {
         color: use_color(cli),
     };
     let ladder = !(args.json || args.summary || args.no_ladder || cli.quiet);
+    let table = !(args.json || args.summary);
+    let options = Options {
+        ladder,
+        idle_timeout_ns: u64::try_from(args.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut worst: Option<anyhow::Error> = None;
     let mut cut: Option<anyhow::Error> = None;
+    let mut total = report::SummaryEvent::new();
     for path in &args.files {
         let stdin = path.as_os_str() == "-";
         let name = if stdin {
@@ -570,40 +587,90 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        let mut conns = Vec::new();
-        let summary = if args.summary {
-            let mut write_err = None;
-            let summary = analyze::run(reader, Options { ladder }, &mut |c| {
-                // Flushed line by line: read from a pipe (`tcpdump -U -w -
-                // | synack inspect --summary -`), each connection shows as
-                // it ends.
+        let size = (!stdin)
+            .then(|| std::fs::metadata(path).ok())
+            .flatten()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let bar = match size {
+            Some(len) if len > PROGRESS_BAR_FROM_BYTES && io::stderr().is_terminal() => {
+                let bar = indicatif::ProgressBar::new(len);
+                if let Ok(look) = indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ) {
+                    bar.set_style(look.progress_chars("=> "));
+                }
+                bar.set_message(name.clone());
+                Some(bar)
+            }
+            _ => None,
+        };
+        let mut headed = false;
+        let mut write_err: Option<anyhow::Error> = None;
+        // Each connection is written and flushed as it ends: read from a
+        // pipe (`tcpdump -U -w - | synack inspect -`), it shows at once,
+        // and nothing but the live connections is held.
+        let mut print = |c: synack::capture::analyze::ConnectionReport| -> Result<()> {
+            let mut text = String::new();
+            if args.json {
+                text = report::json_line(&ConnectionEvent::new(&name, &c))?;
+                text.push('\n');
+            } else if args.summary {
+                text = report::summary_line(&name, &c);
+                text.push('\n');
+            } else {
+                if !headed {
+                    headed = true;
+                    text.push_str(&report::table_head());
+                }
+                text.push_str(&report::table_row(&c));
+                if ladder {
+                    text.push_str(&report::ladder(&c, style));
+                    text.push('\n');
+                }
+            }
+            match &bar {
+                Some(bar) => {
+                    bar.suspend(|| out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+                }
+                None => out.write_all(text.as_bytes()).and_then(|()| out.flush()),
+            }?;
+            Ok(())
+        };
+        let summary = analyze::run_with_progress(
+            reader,
+            options,
+            &mut |c| {
                 if write_err.is_none() {
-                    let line = writeln!(out, "{}", report::summary_line(&name, &c));
-                    if let Err(e) = line.and_then(|()| out.flush()) {
+                    if let Err(e) = print(c) {
                         write_err = Some(e);
                     }
                 }
-            });
-            if let Some(e) = write_err {
-                return Err(e.into());
-            }
+            },
+            &mut |offset| {
+                if let Some(bar) = &bar {
+                    bar.set_position(offset);
+                }
+            },
+        );
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        if let Some(e) = write_err {
+            return Err(e);
+        }
+        total.add(&summary);
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                report::json_line(&FileEvent::new(&name, &summary))?
+            )?;
+        } else if table {
+            write!(out, "{}", report::file_totals(&name, &summary))?;
+        } else {
             for w in &summary.warnings {
                 writeln!(out, "{name}: warning: {w}")?;
-            }
-            summary
-        } else {
-            analyze::run(reader, Options { ladder }, &mut |c| conns.push(c))
-        };
-        if args.json {
-            let json = FileReport::new(&name, &summary, &conns).to_json()?;
-            writeln!(out, "{json}")?;
-        } else if !args.summary {
-            write!(out, "{}", report::table(&name, &summary, &conns))?;
-            if ladder {
-                for c in &conns {
-                    writeln!(out)?;
-                    write!(out, "{}", report::ladder(c, style))?;
-                }
             }
         }
         out.flush()?;
@@ -614,15 +681,118 @@ fn inspect(cli: &Cli, args: &InspectArgs) -> Result<ExitCode> {
             }
         }
     }
-    out.flush()?;
     match (worst, cut) {
         (Some(err), Some(other)) => {
             eprintln!("synack: {}", message(&other));
             Err(err)
         }
         (Some(err), None) | (None, Some(err)) => Err(err),
-        (None, None) => Ok(ExitCode::SUCCESS),
+        (None, None) => {
+            if args.json {
+                writeln!(out, "{}", report::json_line(&total)?)?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `synack watch`: the kernel filter from --port/--host, the capture
+/// file, then the live loop until a signal (exit 0, with a summary).
+fn watch(cli: &Cli, args: &WatchArgs) -> Result<ExitCode> {
+    use synack::capture::writer::{CaptureWriter, Format, Interface};
+    use synack::watch::{self, live, render};
+
+    let iface = match &args.iface {
+        Some(name) => name.clone(),
+        None => live::default_iface()?,
+    };
+    let filter = live::filter(&args.port, &args.host, args.udp);
+    let filter_text = live::filter_text(&args.port, &args.host, args.udp);
+    // The handlers go in first: a signal during the set-up still ends the
+    // run cleanly.
+    let stop = Stop::install()?;
+    let mut link = live::open(&iface, &filter)?;
+    let mut capture = match &args.write {
+        Some(path) => {
+            let out = outfile::create("-w", path)?;
+            let description = format!("synack watch on {iface}: {filter_text}");
+            let writer = CaptureWriter::new(
+                io::BufWriter::new(out.file),
+                Format::for_path(path, false),
+                &Interface {
+                    name: iface.clone(),
+                    description,
+                },
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+            Some(writer)
+        }
+        None => None,
+    };
+    let options = watch::Options {
+        udp: args.udp,
+        ladder: args.ladder,
+        explain: args.explain,
+        comments: capture.as_ref().is_some_and(CaptureWriter::keeps_comments),
+    };
+    let style = render::TextStyle {
+        color: use_color(cli) && !args.json,
+        ladder: args.ladder,
+    };
+    let json = args.json;
+    let quiet = cli.quiet;
+    // Printed once the capture is open: from here on no frame is missed.
+    // Under --json stdout holds JSON only, so the line goes to stderr.
+    let to = args
+        .write
+        .as_ref()
+        .map_or(String::new(), |p| format!(", writing {}", p.display()));
+    let ready = format!("watching {iface} ({filter_text}){to}; Ctrl-C to stop");
+    if json {
+        eprintln!("synack: {ready}");
+    } else if !quiet {
+        println!("{ready}");
+    }
+    let mut emit = |event: &watch::Event| -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        if json {
+            writeln!(out, "{}", render::json(event, args.ladder))
+        } else if !quiet || matches!(event, watch::Event::End(_)) {
+            writeln!(out, "{}", render::text(event, style))
+        } else {
+            Ok(())
+        }
+    };
+    let result = live::run(
+        &mut link,
+        &iface,
+        watch::Watch::new(options),
+        capture.as_mut(),
+        &stop.flag,
+        &mut emit,
+    );
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(live::WatchError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = io::stdout().lock();
+    let line = if json {
+        render::summary_json(&summary)
+    } else {
+        render::summary_text(&summary)
+    };
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    if let Some(path) = &args.write {
+        if !json {
+            eprintln!("synack: {} holds every frame seen", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error and its causes as one line, each said once: a cause whose
@@ -655,7 +825,9 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Lab(args) => args.json,
         Command::Connect(args) => args.json,
         Command::Inspect(args) => args.json,
-        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => false,
+        Command::Serve(args) => args.json,
+        Command::Watch(args) => args.json,
+        Command::Completions(_) | Command::Man(_) => false,
     }
 }
 

@@ -58,6 +58,13 @@ pub enum Command {
     /// Reconstruct and judge every TCP connection in pcap/pcapng files:
     /// handshake, RTT, bytes, close, anomalies, Zeek conn_state/history.
     Inspect(InspectArgs),
+    /// Narrate every TCP connection on an interface live: each segment
+    /// with both ends' RFC 9293 states as the wire shows them, as your own
+    /// server and client talk.
+    ///
+    /// Needs root or CAP_NET_RAW (a packet socket); try sudo. IPv4 only.
+    /// Ctrl-C, SIGTERM or SIGHUP end it with a summary (exit 0).
+    Watch(WatchArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `synack completions bash > ~/.local/share/bash-completion/completions/synack`;
@@ -73,7 +80,7 @@ pub enum Command {
 pub struct ManArgs {
     /// The subcommand whose page to print (synack-lab(1), …); without it,
     /// synack(1).
-    #[arg(value_parser = ["lab", "connect", "serve", "inspect", "completions"])]
+    #[arg(value_parser = ["lab", "connect", "serve", "inspect", "watch", "completions"])]
     pub command: Option<String>,
 }
 
@@ -388,18 +395,65 @@ pub struct InspectArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// One JSON object per file instead of the table and ladders.
+    /// JSON lines instead of the table and ladders: one object per
+    /// connection as it ends, one per file, then a summary.
     #[arg(long, conflicts_with = "summary")]
     pub json: bool,
 
-    /// One line per connection, printed as each one ends (for large
-    /// files: memory stays flat).
+    /// One line per connection, printed as each one ends.
     #[arg(long)]
     pub summary: bool,
 
     /// The table only, no ladder diagrams.
     #[arg(long, conflicts_with_all = ["json", "summary"])]
     pub no_ladder: bool,
+
+    /// Report a connection quiet for this long (capture time) and drop its
+    /// state; if its 4-tuple comes back without a new SYN, it continues
+    /// under the same number. An attempt that saw only SYNs is reported
+    /// after 5 s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The interface to watch (default: the default route's; `lo` for
+    /// this host's own connections).
+    #[arg(short = 'i', long = "iface", value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only segments to or from this port; repeat it for several (any of
+    /// them).
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+
+    /// Only segments to or from this IPv4 address; repeat it for several
+    /// (any of them; with --port, both must match).
+    #[arg(long, value_name = "ADDR")]
+    pub host: Vec<Ipv4Addr>,
+
+    /// UDP datagrams too, one line each, by flow.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// One plain-language sentence per segment, with its RFC 9293 section.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// A ladder diagram of each connection when it ends.
+    #[arg(long)]
+    pub ladder: bool,
+
+    /// JSON lines on stdout: a `segment` object per segment, a
+    /// `connection_end` per connection, a `summary` last.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write every frame seen to FILE: pcap, or pcapng with a comment on
+    /// every frame when the name ends in .pcapng.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -475,6 +529,11 @@ pub struct ServeArgs {
     /// Stop after N connections.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// Print each event as a JSON line instead of the narration, ending
+    /// with a summary (or an error) object; every event, even with -q.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--framing`.

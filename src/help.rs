@@ -152,6 +152,7 @@ const PAGES: &[Page] = &[
         groups: &[
             ("What to answer", &["reply", "echo", "framing"]),
             ("How to close", &["close", "linger0"]),
+            ("What to show", &["json"]),
             (
                 "The listening socket",
                 &["no_reuseaddr", "backlog", "max_clients", "count"],
@@ -183,7 +184,10 @@ const PAGES: &[Page] = &[
                 "JSON lines, for machines",
             ),
         ],
-        groups: &[("What to show", &["json", "summary", "no_ladder"])],
+        groups: &[
+            ("What to show", &["json", "summary", "no_ladder"]),
+            ("Memory", &["idle_timeout"]),
+        ],
         exit_codes: &[
             (
                 "0",
@@ -196,6 +200,39 @@ const PAGES: &[Page] = &[
             (
                 "2",
                 "usage error, or a file cannot be opened or is not a capture",
+            ),
+        ],
+    },
+    Page {
+        name: "watch",
+        examples: &[
+            (
+                "sudo synack watch -i lo --port 9000",
+                "your own server and client on this host, narrated live",
+            ),
+            (
+                "sudo synack watch -i lo --port 9000 --explain --ladder",
+                "a sentence per segment, a ladder per connection",
+            ),
+            (
+                "sudo synack watch --host 192.0.2.7 --json -w run.pcapng",
+                "JSON lines and a commented pcapng",
+            ),
+        ],
+        groups: &[
+            ("What to watch", &["iface", "port", "host", "udp"]),
+            ("What to show", &["explain", "ladder", "json"]),
+            ("Where to write", &["write"]),
+        ],
+        exit_codes: &[
+            (
+                "0",
+                "stopped by Ctrl-C, SIGTERM or SIGHUP, after a summary of the connections seen",
+            ),
+            (
+                "2",
+                "usage or environment error (no privileges, no such interface, a file that \
+                 cannot be written)",
             ),
         ],
     },

@@ -10,48 +10,94 @@ use serde::Serialize;
 use crate::capture::analyze::{Closer, ConnectionReport, Direction, FileSummary, LinkTypeCount};
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 
-/// One file, as `--json` prints it.
+/// `{"event": "connection", "file": …, …}`: one connection, as it ends.
 #[derive(Debug, Serialize)]
-pub struct FileReport<'a> {
+pub struct ConnectionEvent<'a> {
+    pub event: &'static str,
+    pub file: &'a str,
+    #[serde(flatten)]
+    pub connection: &'a ConnectionReport,
+}
+
+impl<'a> ConnectionEvent<'a> {
+    pub fn new(file: &'a str, connection: &'a ConnectionReport) -> ConnectionEvent<'a> {
+        ConnectionEvent {
+            event: "connection",
+            file,
+            connection,
+        }
+    }
+}
+
+/// `{"event": "file", …}`: one file, after its connections.
+#[derive(Debug, Serialize)]
+pub struct FileEvent<'a> {
+    pub event: &'static str,
     pub file: &'a str,
     pub packets: u64,
     pub tcp_packets: u64,
+    /// Connections (a continued one counts once).
+    pub connections: u64,
     pub link_types: &'a [LinkTypeCount],
     pub warnings: Vec<String>,
     /// The whole file was read.
     pub complete: bool,
-    pub connections: &'a [ConnectionReport],
 }
 
-impl<'a> FileReport<'a> {
-    /// The report of `file`; a read error becomes the last warning.
-    pub fn new(
-        file: &'a str,
-        summary: &'a FileSummary,
-        connections: &'a [ConnectionReport],
-    ) -> FileReport<'a> {
+impl<'a> FileEvent<'a> {
+    /// The event of `file`; a read error becomes the last warning.
+    pub fn new(file: &'a str, summary: &'a FileSummary) -> FileEvent<'a> {
         let mut warnings = summary.warnings.clone();
         if let Some(err) = &summary.error {
             warnings.push(err.to_string());
         }
-        FileReport {
+        FileEvent {
+            event: "file",
             file,
             packets: summary.packets,
             tcp_packets: summary.tcp_packets,
+            connections: summary.connections,
             link_types: &summary.link_types,
             warnings,
             complete: summary.error.is_none(),
-            connections,
+        }
+    }
+}
+
+/// `{"event": "summary", …}`: the last line of a run that read every
+/// file whole.
+#[derive(Debug, Default, Serialize)]
+pub struct SummaryEvent {
+    pub event: &'static str,
+    pub files: u64,
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub connections: u64,
+}
+
+impl SummaryEvent {
+    pub fn new() -> SummaryEvent {
+        SummaryEvent {
+            event: "summary",
+            ..SummaryEvent::default()
         }
     }
 
-    /// One JSON object.
-    ///
-    /// # Errors
-    /// Only if serde_json fails, which these types do not make it do.
-    pub fn to_json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(self)
+    /// Counts one more file.
+    pub fn add(&mut self, summary: &FileSummary) {
+        self.files += 1;
+        self.packets += summary.packets;
+        self.tcp_packets += summary.tcp_packets;
+        self.connections += summary.connections;
     }
+}
+
+/// One object on one line.
+///
+/// # Errors
+/// Only if serde_json fails, which these types do not make it do.
+pub fn json_line<T: Serialize>(event: &T) -> serde_json::Result<String> {
+    serde_json::to_string(event)
 }
 
 /// ANSI colours, or none.
@@ -100,8 +146,46 @@ fn anomaly_list(c: &ConnectionReport) -> String {
     }
 }
 
-/// The table of connections.
-pub fn table(file: &str, summary: &FileSummary, conns: &[ConnectionReport]) -> String {
+/// The table's column headings.
+pub fn table_head() -> String {
+    format!(
+        "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  anomalies\n",
+        "#", "client", "server", "pkts c/s", "bytes c/s", "handshake", "rtt", "close", "closer",
+        "zeek", "history", "retx"
+    )
+}
+
+/// One row of the table (a continued connection's number carries a `+`).
+pub fn table_row(c: &ConnectionReport) -> String {
+    let hs = if c.handshake.complete {
+        "complete"
+    } else {
+        "incomplete"
+    };
+    format!(
+        "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  {}\n",
+        if c.continued {
+            format!("{}+", c.index)
+        } else {
+            c.index.to_string()
+        },
+        endpoint(&c.client),
+        endpoint(&c.server),
+        format!("{}/{}", c.packets.c2s, c.packets.s2c),
+        format!("{}/{}", c.bytes.c2s, c.bytes.s2c),
+        hs,
+        rtt(c.handshake.rtt_us),
+        c.close.kind.name(),
+        closer(c.close.first_closer),
+        c.zeek.conn_state,
+        c.zeek.history,
+        c.retransmissions,
+        anomaly_list(c)
+    )
+}
+
+/// The file's totals and warnings, after its connections.
+pub fn file_totals(file: &str, summary: &FileSummary) -> String {
     let mut out = String::new();
     let links: Vec<String> = summary
         .link_types
@@ -113,45 +197,15 @@ pub fn table(file: &str, summary: &FileSummary, conns: &[ConnectionReport]) -> S
         "{file}: {} packets, {} TCP, {} connection(s); link types: {}",
         summary.packets,
         summary.tcp_packets,
-        conns.len(),
+        summary.connections,
         if links.is_empty() {
             "-".to_string()
         } else {
             links.join(", ")
         }
     );
-    let _ = writeln!(
-        out,
-        "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  anomalies",
-        "#", "client", "server", "pkts c/s", "bytes c/s", "handshake", "rtt", "close", "closer",
-        "zeek", "history", "retx"
-    );
-    for c in conns {
-        let hs = if c.handshake.complete {
-            "complete"
-        } else {
-            "incomplete"
-        };
-        let _ = writeln!(
-            out,
-            "{:>3}  {:<28} {:<28} {:>11} {:>15} {:<10} {:>8} {:<12} {:<6} {:<6} {:<12} {:>4}  {}",
-            c.index,
-            endpoint(&c.client),
-            endpoint(&c.server),
-            format!("{}/{}", c.packets.c2s, c.packets.s2c),
-            format!("{}/{}", c.bytes.c2s, c.bytes.s2c),
-            hs,
-            rtt(c.handshake.rtt_us),
-            c.close.kind.name(),
-            closer(c.close.first_closer),
-            c.zeek.conn_state,
-            c.zeek.history,
-            c.retransmissions,
-            anomaly_list(c)
-        );
-    }
     for w in &summary.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        let _ = writeln!(out, "{file}: warning: {w}");
     }
     out
 }
@@ -159,8 +213,9 @@ pub fn table(file: &str, summary: &FileSummary, conns: &[ConnectionReport]) -> S
 /// One line per connection, for large files.
 pub fn summary_line(file: &str, c: &ConnectionReport) -> String {
     format!(
-        "{file} #{} {} -> {} rule={} hs={} rtt_us={} close={} closer={} zeek={} history={} pkts={}/{} bytes={}/{} retx={} anomalies={}",
+        "{file} #{}{} {} -> {} rule={} hs={} rtt_us={} close={} closer={} zeek={} history={} pkts={}/{} bytes={}/{} retx={} anomalies={}",
         c.index,
+        if c.continued { "+" } else { "" },
         endpoint(&c.client),
         endpoint(&c.server),
         serde_plain(&c.client_rule),
@@ -219,8 +274,9 @@ pub fn ladder(c: &ConnectionReport, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "connection #{}: {} → {} ({}, {})",
+        "connection #{}{}: {} → {} ({}, {})",
         c.index,
+        if c.continued { " (continued)" } else { "" },
         endpoint(&c.client),
         endpoint(&c.server),
         c.close.kind.name(),
@@ -242,7 +298,7 @@ pub fn ladder(c: &ConnectionReport, style: Style) -> String {
 mod tests {
     use super::*;
     use crate::capture::analyze::{Connection, Options};
-    use crate::capture::link::{Checksum, TcpSegment};
+    use crate::capture::decap::{Checksum, TcpSegment};
     use crate::wire::{Flags, SeqNumber, TcpOptions};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -263,12 +319,22 @@ mod tests {
             payload: &[],
             checksum: Checksum::Good,
             header_cut: false,
+            tunnel: None,
         };
         let segs = [
             mk(true, Flags::SYN, 10, 0),
             mk(false, Flags::RST_ACK, 0, 11),
         ];
-        let mut conn = Connection::new(0, 1, 0, &segs[0], Options { ladder: true });
+        let mut conn = Connection::new(
+            0,
+            1,
+            0,
+            &segs[0],
+            Options {
+                ladder: true,
+                ..Options::default()
+            },
+        );
         for (i, s) in segs.iter().enumerate() {
             conn.on_segment(i as u64 + 1, i as u64 * 1000, s);
         }
@@ -302,20 +368,21 @@ mod tests {
     }
 
     #[test]
-    fn json_has_the_documented_fields() {
+    fn json_lines_have_the_documented_fields() {
         let summary = FileSummary {
             packets: 2,
+            connections: 1,
             tcp_packets: 2,
             link_types: Vec::new(),
             warnings: Vec::new(),
             error: None,
         };
-        let conns = [report()];
-        let json = FileReport::new("x.pcap", &summary, &conns)
-            .to_json()
-            .expect("json");
-        let v: serde_json::Value = serde_json::from_str(&json).expect("parse");
-        let c = &v["connections"][0];
+        let conn = report();
+        let line = json_line(&ConnectionEvent::new("x.pcap", &conn)).expect("json");
+        assert!(!line.contains('\n'), "{line}");
+        let c: serde_json::Value = serde_json::from_str(&line).expect("parse");
+        assert_eq!(c["event"], "connection");
+        assert_eq!(c["file"], "x.pcap");
         assert_eq!(c["client"]["port"], 40000);
         assert_eq!(c["client_rule"], "syn");
         assert_eq!(c["handshake"]["complete"], false);
@@ -326,6 +393,21 @@ mod tests {
         assert_eq!(c["states"]["server"][0], "CLOSED");
         assert_eq!(c["anomalies"]["retransmission"], 0);
         assert_eq!(c["packets"]["c2s"], 1);
-        assert_eq!(v["complete"], true);
+        assert_eq!(c["continued"], false);
+        assert_eq!(c["ended"], "end_of_capture");
+        let line = json_line(&FileEvent::new("x.pcap", &summary)).expect("json");
+        let f: serde_json::Value = serde_json::from_str(&line).expect("parse");
+        assert_eq!(f["event"], "file");
+        assert_eq!(f["complete"], true);
+        assert_eq!(f["connections"], 1);
+        let mut total = SummaryEvent::new();
+        total.add(&summary);
+        let line = json_line(&total).expect("json");
+        let t: serde_json::Value = serde_json::from_str(&line).expect("parse");
+        assert_eq!(t["event"], "summary");
+        assert_eq!(
+            (t["files"].as_u64(), t["connections"].as_u64()),
+            (Some(1), Some(1))
+        );
     }
 }

@@ -111,19 +111,118 @@ pub fn segment_label(
     len: u32,
     window: u16,
 ) -> String {
-    let mut label = format!("[{flags}] seq={seq}");
+    // Written piece by piece: a big capture's ladders have a million rows.
+    let mut label = String::with_capacity(48);
+    let _ = write!(label, "[{flags}]");
+    label.push_str(" seq=");
+    push_number(&mut label, u64::from(seq));
     if let Some(ack) = ack {
-        let _ = write!(label, " ack={ack}");
+        label.push_str(" ack=");
+        push_number(&mut label, u64::from(ack));
     }
-    let _ = write!(label, " len={len} win={window}");
+    label.push_str(" len=");
+    push_number(&mut label, u64::from(len));
+    label.push_str(" win=");
+    push_number(&mut label, u64::from(window));
     label
 }
 
-fn paint(color: bool, code: &str, text: &str) -> String {
+/// `n` in decimal, without the formatting machinery.
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// `us` µs as seconds with 6 decimals, right-aligned in 10 columns
+/// (`{:>10.6}` of the seconds; whole microseconds skip the float code).
+fn push_seconds(out: &mut String, us: f64) {
+    if !(us >= 0.0 && us.fract() == 0.0 && us < 1e15) {
+        let _ = write!(out, "{:>10.6}", us / 1e6);
+        return;
+    }
+    // Right to left: 6 decimals, the point, the whole seconds.
+    let mut n = us as u64;
+    let mut text = [b' '; 32];
+    let mut i = text.len();
+    for _ in 0..6 {
+        i -= 1;
+        text[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    i -= 1;
+    text[i] = b'.';
+    loop {
+        i -= 1;
+        text[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(text.len() - 10);
+    out.push_str(std::str::from_utf8(&text[start..]).unwrap_or_default());
+}
+
+/// `text` padded with spaces to `width` characters.
+fn push_padded(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    for _ in text.chars().count()..width {
+        out.push(' ');
+    }
+}
+
+/// `text` in the colour `code`, or plain.
+fn push_painted(out: &mut String, color: bool, code: &str, f: impl FnOnce(&mut String)) {
     if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
+        out.push_str("\x1b[");
+        out.push_str(code);
+        out.push('m');
+        f(out);
+        out.push_str("\x1b[0m");
     } else {
-        text.to_string()
+        f(out);
+    }
+}
+
+/// The middle of a row, padded to [`ARROW_WIDTH`].
+fn push_middle(out: &mut String, m: &Middle) {
+    match m {
+        Middle::Arrow { way, label, .. } => {
+            let n = label.chars().count();
+            let dashes = ARROW_WIDTH.saturating_sub(n + 3).max(2);
+            match way {
+                Way::ClientToServer => {
+                    out.push_str(label);
+                    out.push(' ');
+                    for _ in 0..dashes {
+                        out.push('─');
+                    }
+                    out.push('▶');
+                }
+                Way::ServerToClient => {
+                    out.push('◀');
+                    for _ in 0..dashes {
+                        out.push('─');
+                    }
+                    out.push(' ');
+                    out.push_str(label);
+                }
+            }
+            for _ in (n + dashes + 2)..ARROW_WIDTH {
+                out.push(' ');
+            }
+        }
+        other => push_padded(out, &middle(other), ARROW_WIDTH),
     }
 }
 
@@ -195,30 +294,34 @@ pub fn render(
     );
     let mut prev = rungs.first().map_or(0.0, |r| r.t_us);
     for rung in rungs {
-        let cell = |c: Option<Cell>, width: usize| match c {
-            Some(c) if c.changed => paint(color, "36", &pad(c.state.name(), width)),
-            Some(c) => pad(c.state.name(), width),
-            None => pad("", width),
+        let cell = |out: &mut String, c: Option<Cell>, width: usize| match c {
+            Some(c) if c.changed => {
+                push_painted(out, color, "36", |o| push_padded(o, c.state.name(), width));
+            }
+            Some(c) => push_padded(out, c.state.name(), width),
+            None => push_padded(out, "", width),
         };
         let code = match &rung.middle {
             Middle::Arrow { color, .. } => color.code(),
             Middle::Event { .. } => "35",
         };
-        let notes = if rung.notes.is_empty() {
-            String::new()
-        } else {
-            paint(color, "35", &format!("  [{}]", rung.notes.join(", ")))
-        };
-        let _ = writeln!(
-            out,
-            "{:>10.6} {:>10.6}  {} {} {}{}",
-            rung.t_us / 1e6,
-            (rung.t_us - prev).max(0.0) / 1e6,
-            cell(rung.client, STATE_WIDTH),
-            paint(color, code, &pad(&middle(&rung.middle), ARROW_WIDTH)),
-            cell(rung.server, 0),
-            notes
-        );
+        push_seconds(&mut out, rung.t_us);
+        out.push(' ');
+        push_seconds(&mut out, (rung.t_us - prev).max(0.0));
+        out.push_str("  ");
+        cell(&mut out, rung.client, STATE_WIDTH);
+        out.push(' ');
+        push_painted(&mut out, color, code, |o| push_middle(o, &rung.middle));
+        out.push(' ');
+        cell(&mut out, rung.server, 0);
+        if !rung.notes.is_empty() {
+            push_painted(&mut out, color, "35", |o| {
+                o.push_str("  [");
+                o.push_str(&rung.notes.join(", "));
+                o.push(']');
+            });
+        }
+        out.push('\n');
         prev = rung.t_us;
     }
     out
@@ -317,6 +420,30 @@ pub fn mermaid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_and_numbers_are_written_as_format_writes_them() {
+        for us in [
+            0.0,
+            1.0,
+            999_999.0,
+            1_000_000.0,
+            1_234_567.0,
+            86_400_000_000.0,
+            12.5,
+            1e16,
+            -3.0,
+        ] {
+            let mut out = String::new();
+            push_seconds(&mut out, us);
+            assert_eq!(out, format!("{:>10.6}", us / 1e6), "{us}");
+        }
+        for n in [0, 7, 10, 65535, u64::from(u32::MAX), u64::MAX] {
+            let mut out = String::new();
+            push_number(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
     use crate::wire::Flags;
     use State::*;
 

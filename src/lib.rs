@@ -11,16 +11,19 @@
 //! | `tcp` | the RFC 9293 state machine: segments and time in, segments out | `wire` |
 //! | `framing` | message framing over a byte stream | — |
 //! | `capture` | pcap/pcapng writing and reading; `inspect`'s analysis | `wire`, `tcp` |
-//! | `net` | the privileged edge: AF_PACKET link, namespaces, the lab's server, sock_diag, output files | `wire`, `tcp`, `framing`, `capture` |
+//! | `net` | the privileged edge: AF_PACKET link, namespaces, taps, sock_diag, output files | `wire`, `tcp`, `capture` |
 //! | `client` | the hand-built client engine (driver, ARP, UDP, fault injection) and its vocabulary: frames, directions, typed notes | `wire`, `tcp`, `net` |
 //! | `ladder` | ladder diagrams and Mermaid | `wire`, `tcp` |
 //! | `report` | the narration lines and JSON; the notes in words | `wire`, `tcp`, `client` |
 //! | `narrate` | pcapng comments and `--explain` sentences | `wire`, `tcp`, `client`, `report` |
 //! | `inspect_report` | what `synack inspect` prints | `wire`, `capture`, `ladder` |
-//! | `session` | one narrated run: output files, capture writer, reporter thread, observer, summary, exit mapping | `wire`, `tcp`, `capture`, `net`, `client`, `ladder`, `report`, `narrate` |
-//! | `lab` | `synack lab`: namespace, kernel server, scenarios, benchmark | `wire`, `tcp`, `framing`, `capture`, `net`, `client`, `report`, `session` |
+//! | `server` | the tutorial server (`synack serve` and the lab's server thread): one reply logic and one event type, beside each listener's I/O | `tcp`, `framing`, `net` |
+//! | `session` | one narrated run: output files, capture writer, reporter thread, observer, summary, exit mapping | `wire`, `tcp`, `capture`, `net`, `client`, `server`, `ladder`, `report`, `narrate` |
+//! | `lab` | `synack lab`: namespace, kernel server, scenarios, benchmark | `wire`, `tcp`, `framing`, `capture`, `net`, `client`, `server`, `report`, `session` |
 //! | `connect` | `synack connect`: route, RST guard, any IPv4 server | `wire`, `tcp`, `capture`, `net`, `client`, `report`, `session` |
-//! | `serve` | `synack serve`: the tutorials' server on the kernel's stack | `tcp`, `framing`, `net` |
+//! | `watch` | `synack watch`: live narration of every connection on an interface | `wire`, `tcp`, `capture`, `net`, `client`, `report`, `narrate`, `inspect_report` |
+
+#![deny(unsafe_code)]
 
 pub mod capture;
 pub mod client;
@@ -32,9 +35,10 @@ pub mod ladder;
 pub mod narrate;
 pub mod net;
 pub mod report;
-pub mod serve;
+pub mod server;
 pub mod session;
 pub mod tcp;
+pub mod watch;
 pub mod wire;
 
 /// The run did what it could and the connection (or the analysis) failed:

@@ -2,6 +2,8 @@
 //! map the outcome to an exit status (0 ok, 1 the connection or analysis
 //! failed, 2 usage or environment errors).
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::FromArgMatches;

@@ -367,6 +367,7 @@ fn is_notable(note: &Note) -> bool {
                 )
                 | What::AckFromTimeWait
                 | What::ServerRetransmission(_)
+                | What::SeenAgain
                 | What::FinHeld
                 | What::ServerAborted
         )
@@ -496,6 +497,7 @@ fn what_parts(what: &What) -> Vec<NotePart> {
              crossed on the wire",
         ),
         What::KernelRst => NotePart::says("the kernel's RST"),
+        What::SeenAgain => NotePart::says("retransmission"),
     };
     vec![part]
 }

@@ -724,7 +724,7 @@ fn not_root_is_exit_2_with_try_sudo() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("synack");
-    std::fs::copy(env!("CARGO_BIN_EXE_synack"), &bin).unwrap();
+    common::copy_binary(&bin);
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new(&bin)

@@ -60,7 +60,15 @@ echo "flags: ${{COMPREPLY[*]}}""#,
 fn every_shell_gets_a_script_that_names_every_subcommand() {
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let script = stdout_of(&["completions", shell]);
-        for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+        for sub in [
+            "lab",
+            "connect",
+            "serve",
+            "inspect",
+            "watch",
+            "completions",
+            "man",
+        ] {
             assert!(script.contains(sub), "{shell} completions miss {sub}");
         }
     }
@@ -81,6 +89,7 @@ fn manual_pages_render_with_man() {
         (Some("connect"), "synack-connect(1)", "--let-kernel-rst"),
         (Some("serve"), "synack-serve(1)", "--framing"),
         (Some("inspect"), "synack-inspect(1)", "--summary"),
+        (Some("watch"), "synack-watch(1)", "--explain"),
     ] {
         let mut args = vec!["man"];
         args.extend(page);
@@ -162,10 +171,12 @@ fn a_failed_json_run_ends_with_an_error_object_on_stdout() {
         (vec!["inspect", "--json", "/nonexistent/x.pcap"], 2),
         (vec!["inspect", "--json", "Cargo.toml"], 2),
         (vec!["lab", "--json", "--no-such-flag"], 2),
+        (vec!["inspect", "--json", "captures/truncated.pcap"], 1),
         (
             vec!["connect", "--json", "--timeout", "soon", "127.0.0.1:9"],
             2,
         ),
+        (vec!["serve", "--json", "--idle-timeout", "0"], 2),
     ] {
         let (lines, code) = json_lines(&args);
         assert_eq!(code, exit, "{args:?}");
@@ -188,7 +199,15 @@ fn headings(help: &str) -> Vec<&str> {
 
 #[test]
 fn every_subcommand_help_teaches_examples_headings_and_exit_codes() {
-    for sub in ["lab", "connect", "serve", "inspect", "completions", "man"] {
+    for sub in [
+        "lab",
+        "connect",
+        "serve",
+        "inspect",
+        "watch",
+        "completions",
+        "man",
+    ] {
         let long = stdout_of(&[sub, "--help"]);
         let short = stdout_of(&[sub, "-h"]);
         let found = headings(&long);

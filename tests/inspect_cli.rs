@@ -34,25 +34,74 @@ fn a_whole_file_exits_0_with_table_and_ladder() {
         .stdout(predicate::str::contains("\x1b[").not());
 }
 
+/// Every line of `--json` output, parsed (each must be one JSON object
+/// with an "event" key).
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(stdout).expect("utf-8");
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(v["event"].is_string(), "no event: {line}");
+            v
+        })
+        .collect()
+}
+
+/// Every number in `v` is an integer (times are `*_ns`/`*_us`).
+fn assert_integers(v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) => assert!(n.is_u64() || n.is_i64(), "float {n}"),
+        serde_json::Value::Array(items) => items.iter().for_each(assert_integers),
+        serde_json::Value::Object(map) => map.values().for_each(assert_integers),
+        _ => {}
+    }
+}
+
 #[test]
-fn json_is_one_object_per_file() {
+fn json_is_one_line_per_connection_then_per_file_then_a_summary() {
     let out = synack()
         .args(["inspect", "--json"])
         .arg(capture("refused.pcap"))
+        .arg(capture("concurrent.pcap"))
         .arg(capture("three_way.pcap"))
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let objects: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .expect("JSON objects");
-    assert_eq!(objects.len(), 2);
-    assert_eq!(objects[0]["connections"][0]["close"]["kind"], "rst_server");
-    assert_eq!(objects[1]["connections"][0]["close"]["kind"], "fin_3way");
-    assert_eq!(objects[1]["packets"], 10);
-    assert_eq!(objects[1]["link_types"][0]["link_type"], 1);
+    let lines = json_lines(&out.stdout);
+    lines.iter().for_each(assert_integers);
+    let events: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "connection",
+            "file",
+            "connection",
+            "connection",
+            "connection",
+            "file",
+            "connection",
+            "file",
+            "summary"
+        ]
+    );
+    assert_eq!(lines[0]["close"]["kind"], "rst_server");
+    assert_eq!(lines[0]["ended"], "close");
+    assert!(lines[0]["file"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("refused.pcap"));
+    assert_eq!(lines[1]["connections"], 1);
+    assert_eq!(lines[6]["close"]["kind"], "fin_3way");
+    assert_eq!(lines[7]["packets"], 10);
+    assert_eq!(lines[7]["link_types"][0]["link_type"], 1);
+    assert_eq!(lines[7]["complete"], true);
+    let summary = &lines[8];
+    assert_eq!(summary["files"], 3);
+    assert_eq!(summary["connections"], 5);
 }
 
 #[test]
@@ -73,7 +122,8 @@ fn a_cut_file_reports_what_was_read_and_exits_1() {
         .arg(capture("truncated.pcap"))
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("\"complete\": false"))
+        .stdout(predicate::str::contains("\"complete\":false"))
+        .stdout(predicate::str::contains("\"event\":\"error\""))
         .stdout(predicate::str::contains("127.0.0.1"))
         .stderr(predicate::str::contains("truncated.pcap: byte 878"));
 }

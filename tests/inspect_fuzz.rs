@@ -35,12 +35,20 @@ fn inspect(bytes: Vec<u8>) {
     };
     let mut conns = 0u64;
     let mut packets_in_conns = 0u64;
-    let summary = analyze::run(reader, Options { ladder: true }, &mut |c| {
-        conns += 1;
-        packets_in_conns += c.packets.c2s + c.packets.s2c;
-        let _ = synack::inspect_report::ladder(&c, synack::inspect_report::Style { color: true });
-        let _ = synack::inspect_report::summary_line("fuzz", &c);
-    });
+    let summary = analyze::run(
+        reader,
+        Options {
+            ladder: true,
+            ..Options::default()
+        },
+        &mut |c| {
+            conns += 1;
+            packets_in_conns += c.packets.c2s + c.packets.s2c;
+            let _ =
+                synack::inspect_report::ladder(&c, synack::inspect_report::Style { color: true });
+            let _ = synack::inspect_report::summary_line("fuzz", &c);
+        },
+    );
     assert!(summary.tcp_packets <= summary.packets);
     assert_eq!(packets_in_conns, summary.tcp_packets);
     assert!(conns <= summary.tcp_packets);

@@ -457,7 +457,7 @@ fn nobody_gets_the_server_side_and_the_comments_too() {
     // A directory nobody can write, with a copy of the binary it can run.
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("synack");
-    std::fs::copy(env!("CARGO_BIN_EXE_synack"), &bin).unwrap();
+    common::copy_binary(&bin);
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();

@@ -26,7 +26,7 @@ fn nobody() -> (Uid, Gid) {
 fn nobody_dir(uid: Uid, gid: Gid) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let bin = dir.path().join("synack");
-    std::fs::copy(env!("CARGO_BIN_EXE_synack"), &bin).expect("copying the binary");
+    common::copy_binary(&bin);
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod 755");

@@ -18,8 +18,15 @@ fn capture(name: &str) -> PathBuf {
 fn read(name: &str) -> (FileSummary, Vec<ConnectionReport>) {
     let reader = CaptureReader::open(&capture(name)).expect("opens");
     let mut conns = Vec::new();
-    let summary = analyze::run(reader, Options { ladder: true }, &mut |c| conns.push(c));
-    (summary, conns)
+    let summary = analyze::run(
+        reader,
+        Options {
+            ladder: true,
+            ..Options::default()
+        },
+        &mut |c| conns.push(c),
+    );
+    (summary, ConnectionReport::merge_parts(conns))
 }
 
 /// The one connection of a file read whole.
@@ -581,8 +588,8 @@ fn read_bytes(bytes: Vec<u8>) -> (FileSummary, Vec<ConnectionReport>) {
     let reader = CaptureReader::new("built.pcap".into(), std::io::Cursor::new(bytes), Some(len))
         .expect("header");
     let mut conns = Vec::new();
-    let summary = analyze::run(reader, Options { ladder: false }, &mut |c| conns.push(c));
-    (summary, conns)
+    let summary = analyze::run(reader, Options::default(), &mut |c| conns.push(c));
+    (summary, ConnectionReport::merge_parts(conns))
 }
 
 /// A connection whose client data has 99 holes of about 50 MB (what a
@@ -665,4 +672,243 @@ fn pcapng_options_may_end_without_endofopt() {
         c.handshake.rtt_us,
         only("lab_default.pcapng").handshake.rtt_us
     );
+}
+
+/// Other tools' link types and encapsulations (captures/encap.py wraps
+/// four_way_client.pcap's IP packets, or ipv6.pcap's for 6in4): the one
+/// connection inside reads as the original, with the tunnel and its outer
+/// addresses, every frame decoded, no warning. The checksums are computed
+/// by encap.py, so none is offloaded or bad.
+#[test]
+fn other_link_types_and_tunnels_read_the_connection_inside() {
+    use std::net::IpAddr;
+    use synack::capture::decap::TunnelKind;
+    let client_side: IpAddr = "192.0.2.1".parse().expect("ip");
+    let server_side: IpAddr = "192.0.2.2".parse().expect("ip");
+    for (name, link_type, tunnel, frames) in [
+        ("linktype_ppp.pcap", 9, None, 11),
+        ("linktype_ppp_hdlc.pcap", 50, None, 11),
+        ("linktype_arcnet_bsd.pcap", 7, None, 11),
+        ("linktype_arcnet_linux.pcap", 129, None, 11),
+        ("linktype_juniper_ether.pcap", 178, None, 11),
+        ("linktype_ipoib.pcap", 242, None, 11),
+        ("mpls_ppp.pcap", 9, None, 11),
+        ("mpls_ethernet.pcap", 1, None, 11),
+        ("vlan_qinq.pcap", 1, None, 11),
+        ("tunnel_ipip.pcap", 1, Some(TunnelKind::IpInIp), 11),
+        ("tunnel_6in4.pcap", 1, Some(TunnelKind::Ipv6InIp), 11),
+        ("tunnel_gre.pcap", 1, Some(TunnelKind::Gre), 11),
+        ("tunnel_erspan2.pcap", 1, Some(TunnelKind::Erspan), 11),
+        ("tunnel_erspan3.pcap", 1, Some(TunnelKind::Erspan), 11),
+        ("tunnel_wccp.pcap", 1, Some(TunnelKind::Wccp), 11),
+        ("tunnel_vxlan.pcap", 1, Some(TunnelKind::Vxlan), 11),
+        ("tunnel_geneve.pcap", 1, Some(TunnelKind::Geneve), 11),
+        ("sflow.pcap", 1, Some(TunnelKind::Sflow), 11),
+        // The two data segments each in two fragments.
+        ("ip_fragments.pcap", 1, None, 13),
+    ] {
+        let (summary, conns) = read(name);
+        assert!(
+            summary.warnings.is_empty(),
+            "{name}: {:?}",
+            summary.warnings
+        );
+        assert_eq!(summary.packets, frames, "{name}");
+        assert_eq!(summary.tcp_packets, 11, "{name}");
+        assert_eq!(summary.link_types.len(), 1, "{name}");
+        assert_eq!(summary.link_types[0].link_type, link_type, "{name}");
+        assert!(summary.link_types[0].supported, "{name}");
+        assert_eq!(conns.len(), 1, "{name}");
+        let c = &conns[0];
+        assert_eq!(verdict(c), HELLO_4WAY_CLIENT, "{name}");
+        assert_eq!(
+            (c.offloaded_checksums, c.anomalies.bad_checksum),
+            (0, 0),
+            "{name}"
+        );
+        assert_eq!(c.tunnel.map(|t| t.kind), tunnel, "{name}");
+        if let Some(t) = c.tunnel.filter(|t| t.kind != TunnelKind::Sflow) {
+            // The outer packet's source is the side of the client.
+            assert_eq!(
+                (t.outer_src, t.outer_dst),
+                (client_side, server_side),
+                "{name}"
+            );
+        }
+    }
+    let v6 = only("tunnel_6in4.pcap");
+    assert_eq!(v6.client.ip, "::1".parse::<IpAddr>().expect("ip"));
+}
+
+/// An encapsulation synack does not open is counted in a warning, never
+/// dropped silently: GRE with an unknown protocol.
+#[test]
+fn an_unopened_encapsulation_is_a_warning() {
+    let mut frame = vec![0u8; 12];
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&[
+        0x45, 0, 0, 28, 0, 1, 0, 0, 64, 47, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ]);
+    frame.extend_from_slice(&[0, 0, 0x12, 0x34, 0x45, 0, 0, 0]);
+    let mut file = Vec::new();
+    file.extend_from_slice(&0xA1B2_C3D4u32.to_le_bytes());
+    file.extend_from_slice(&[2, 0, 4, 0]);
+    file.extend_from_slice(&[0u8; 8]);
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    for _ in 0..3 {
+        file.extend_from_slice(&[0u8; 8]);
+        let len = (frame.len() as u32).to_le_bytes();
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&frame);
+    }
+    let (summary, conns) = read_bytes(file);
+    assert!(conns.is_empty());
+    assert_eq!(
+        summary.warnings,
+        vec!["3 frame(s) in an encapsulation not opened (GRE protocol 0x1234), first: frame 1"]
+    );
+}
+
+/// Builds a pcap of Ethernet/IPv4/TCP frames at given capture times.
+struct Crafted {
+    pcap: synack::capture::writer::PcapRecorder<Vec<u8>>,
+}
+
+impl Crafted {
+    fn new() -> Crafted {
+        Crafted {
+            pcap: synack::capture::writer::PcapRecorder::new(Vec::new()).expect("header"),
+        }
+    }
+
+    /// A frame `at_ms` after the start, from the client on `port` (`c2s`)
+    /// or from the server 198.18.0.1:8080.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        &mut self,
+        at_ms: u64,
+        port: u16,
+        c2s: bool,
+        flags: &str,
+        seq: u32,
+        ack: u32,
+        len: usize,
+    ) {
+        use etherparse::PacketBuilder;
+        use std::time::{Duration, SystemTime};
+        let (src, dst, sp, dp) = if c2s {
+            ([198, 18, 0, 2], [198, 18, 0, 1], port, 8080)
+        } else {
+            ([198, 18, 0, 1], [198, 18, 0, 2], 8080, port)
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        let mut bytes = Vec::new();
+        b.write(&mut bytes, &vec![b'x'; len]).expect("frame");
+        let t = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(1_700_000_000)
+            + Duration::from_millis(at_ms);
+        self.pcap.record(t, &bytes).expect("record");
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        self.pcap.into_inner()
+    }
+}
+
+/// Every report of a capture built in memory, in the order they came.
+fn reports_of(bytes: Vec<u8>) -> Vec<ConnectionReport> {
+    let len = bytes.len() as u64;
+    let reader = CaptureReader::new("built.pcap".into(), std::io::Cursor::new(bytes), Some(len))
+        .expect("header");
+    let mut reports = Vec::new();
+    let summary = analyze::run(reader, Options::default(), &mut |c| reports.push(c));
+    assert!(summary.error.is_none(), "{:?}", summary.error);
+    reports
+}
+
+/// Issue 15: an attempt that saw only SYNs is reported (and dropped) 5 s
+/// of capture time after its SYN, before connections that end later, with
+/// close kind `none`; its retransmission afterwards continues it.
+#[test]
+fn a_syn_only_attempt_is_reported_after_5_s_of_capture_time() {
+    let mut cap = Crafted::new();
+    cap.frame(0, 40001, true, "S", 100, 0, 0);
+    // Another connection, busy from 5.5 s to 6.6 s, closed at 7 s.
+    cap.frame(1, 40002, true, "S", 1000, 0, 0);
+    cap.frame(2, 40002, false, "SA", 5000, 1001, 0);
+    cap.frame(3, 40002, true, "A", 1001, 5001, 0);
+    let mut seq = 1001;
+    for i in 0..1100 {
+        cap.frame(5_500 + i, 40002, true, "A", seq, 5001, 10);
+        seq += 10;
+    }
+    cap.frame(7_000, 40002, true, "FA", seq, 5001, 0);
+    cap.frame(7_001, 40002, false, "FA", 5001, seq + 1, 0);
+    cap.frame(7_002, 40002, true, "A", seq + 1, 5002, 0);
+    // The attempt's SYN again (same ISN) at 15 s.
+    cap.frame(15_000, 40001, true, "S", 100, 0, 0);
+    let reports = reports_of(cap.bytes());
+    let seen: Vec<(u64, bool, String, &str)> = reports
+        .iter()
+        .map(|r| {
+            let ended = serde_json::to_value(r.ended).expect("json");
+            (
+                r.index,
+                r.continued,
+                ended.as_str().unwrap_or("").to_string(),
+                r.close.kind.name(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (0, false, "attempt_timeout".to_string(), "none"),
+            (1, false, "close".to_string(), "fin_3way"),
+            (0, true, "end_of_capture".to_string(), "none"),
+        ]
+    );
+    assert_eq!(reports[0].packets.c2s, 1);
+    assert_eq!(reports[0].zeek.conn_state, "S0");
+}
+
+/// Issue 15: a connection quiet for longer than `--idle-timeout` is
+/// reported with close kind `none`; when its tuple comes back without a
+/// SYN, it continues under the same index with the same relative numbers.
+#[test]
+fn an_idle_connection_is_reported_and_continues_under_its_index() {
+    let mut cap = Crafted::new();
+    cap.frame(0, 40001, true, "S", 100, 0, 0);
+    cap.frame(1, 40001, false, "SA", 500, 101, 0);
+    cap.frame(2, 40001, true, "A", 101, 501, 5);
+    cap.frame(3, 40001, false, "A", 501, 106, 0);
+    // 10 minutes later.
+    cap.frame(600_000, 40001, false, "A", 501, 106, 7);
+    cap.frame(600_001, 40001, true, "FA", 106, 508, 0);
+    cap.frame(600_002, 40001, false, "FA", 508, 107, 0);
+    cap.frame(600_003, 40001, true, "A", 107, 509, 0);
+    let reports = reports_of(cap.bytes());
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!((reports[0].index, reports[0].continued), (0, false));
+    assert_eq!(reports[0].close.kind, CloseKind::None);
+    assert_eq!((reports[1].index, reports[1].continued), (0, true));
+    assert_eq!(reports[1].close.kind, CloseKind::Fin3way);
+    assert_eq!(reports[1].client_rule, ClientRule::Syn);
+    assert_eq!((reports[1].bytes.c2s, reports[1].bytes.s2c), (0, 7));
+    let merged = ConnectionReport::merge_parts(reports);
+    assert_eq!(merged.len(), 1);
+    assert_eq!((merged[0].packets.c2s, merged[0].packets.s2c), (4, 4));
 }

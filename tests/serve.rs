@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde_json::Value;
 use synack::framing::{encode_to_vec, Decoder, Framing};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +21,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 struct Serve {
     child: Child,
     addr: SocketAddr,
+    /// The first line (the listening line), read to learn the address.
+    first: String,
     lines: Receiver<String>,
 }
 
@@ -56,12 +59,22 @@ impl Serve {
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
-        Serve { child, addr, lines }
+        // The narration's first line, or with --json the listening object.
+        let addr = match serde_json::from_str::<Value>(&first) {
+            Ok(object) => object["addr"].as_str().map(str::to_string),
+            Err(_) => first
+                .strip_prefix("listening on ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string),
+        }
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+        Serve {
+            child,
+            addr,
+            first,
+            lines,
+        }
     }
 
     fn signal(&self, signal: Signal) {
@@ -148,6 +161,70 @@ fn default_reply_and_the_kernel_view_from_the_server_side() {
     assert!(out.contains("closed after"), "{out}");
     assert!(
         out.contains("stopped: 1 connection(s), 0 error(s)"),
+        "{out}"
+    );
+}
+
+/// Issue 17: the same tutorial server over IPv6 loopback: bound on
+/// [::1], a std client and a Python client (each over IPv6) get the
+/// reply, and the kernel's view of the accepted socket (sock_diag, which
+/// asks per address family) is read for IPv6 too.
+#[test]
+fn ipv6_loopback_clients_get_the_reply() {
+    if let Err(e) = TcpListener::bind("[::1]:0") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no IPv6 loopback under CI=true: {e}"
+        );
+        eprintln!("SKIPPED: this host has no ::1 ({e})");
+        return;
+    }
+    let serve = Serve::start_on("[::1]:0", &[]);
+    assert!(serve.addr.is_ipv6(), "{}", serve.addr);
+    let mut client = connect(serve.addr);
+    assert!(client.local_addr().expect("local").is_ipv6());
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             s = socket.create_connection(('::1', int(sys.argv[1])), timeout=5)\n\
+             assert s.family == socket.AF_INET6\n\
+             s.sendall(b'hi')\n\
+             s.shutdown(socket.SHUT_WR)\n\
+             data = b''\n\
+             while True:\n\
+             \x20   chunk = s.recv(100)\n\
+             \x20   if not chunk: break\n\
+             \x20   data += chunk\n\
+             sys.stdout.write(data.decode())\n",
+        )
+        .arg(serve.addr.port().to_string())
+        .output();
+    let python_ran = match python {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, client\n");
+            true
+        }
+        Err(e) => {
+            eprintln!("no python3 ({e}): only the Rust client ran");
+            false
+        }
+    };
+    let (status, out, _) = serve.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("accepted") && out.contains("[::1]:"), "{out}");
+    assert!(out.contains("kernel: CLOSE-WAIT"), "{out}");
+    let expected = if python_ran { 2 } else { 1 };
+    assert!(
+        out.contains(&format!("stopped: {expected} connection(s), 0 error(s)")),
         "{out}"
     );
 }
@@ -691,4 +768,336 @@ fn help_states_the_memory_limits() {
     assert!(help.contains("[default: 1MiB]"), "{help}");
     assert!(help.contains("--memory-budget <SIZE>"), "{help}");
     assert!(help.contains("[default: 64MiB]"), "{help}");
+}
+
+/// The events of one connection (`"conn"`) or of the listener.
+const CONNECTION_EVENTS: &[&str] = &[
+    "accept",
+    "recv",
+    "message",
+    "send",
+    "eof",
+    "discard",
+    "shutdown",
+    "state_change",
+    "time_wait",
+    "close",
+    "abort",
+    "refused",
+    "client_error",
+    "forced_shutdown",
+];
+const LISTENER_EVENTS: &[&str] = &[
+    "listening",
+    "saturated",
+    "accept_error",
+    "stopping",
+    "summary",
+];
+
+/// Waits for a `--json` run's exit and parses every line of its stdout
+/// (the listening line included), checking the envelope: an `"event"` on
+/// every line, integer `t_ns` in order, `conn` and `peer` on exactly the
+/// connections' events, integer kernel fields, one summary, last.
+fn json_run(serve: Serve, stop: bool) -> (ExitStatus, Vec<Value>) {
+    let first = serve.first.clone();
+    let (status, out, err) = if stop { serve.stop() } else { serve.wait() };
+    let text = format!("{first}\n{out}");
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{err}"))
+        })
+        .collect();
+    let mut last_t = 0;
+    for (i, event) in events.iter().enumerate() {
+        let kind = event["event"].as_str().unwrap_or_else(|| panic!("{event}"));
+        let t = event["t_ns"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no integer t_ns: {event}"));
+        assert!(t >= last_t, "t_ns goes back at line {i}: {text}");
+        last_t = t;
+        if CONNECTION_EVENTS.contains(&kind) {
+            assert!(event["conn"].as_u64().is_some_and(|n| n >= 1), "{event}");
+            let peer = event["peer"].as_str().unwrap_or_else(|| panic!("{event}"));
+            assert!(peer.parse::<SocketAddr>().is_ok(), "{event}");
+        } else {
+            assert!(LISTENER_EVENTS.contains(&kind), "unknown event: {event}");
+            assert!(event.get("conn").is_none(), "{event}");
+        }
+        if let Some(kernel) = event.get("kernel") {
+            assert!(kernel["state"].is_string(), "{event}");
+            for field in ["rtt_us", "retransmits", "total_retrans"] {
+                assert!(
+                    kernel.get(field).is_none_or(Value::is_u64),
+                    "{field}: {event}"
+                );
+            }
+        }
+        for (key, value) in event.as_object().expect("an object") {
+            if key.ends_with("_ns") || key.ends_with("_us") {
+                assert!(value.is_u64(), "{key}: {event}");
+            }
+        }
+        assert_eq!(kind == "summary", i == events.len() - 1, "{text}");
+    }
+    assert_eq!(events[0]["event"], "listening", "{text}");
+    // The clock starts with the run: the listening event is at about 0
+    // (tens of µs; 1 s leaves room for a busy machine).
+    assert!(
+        events[0]["t_ns"].as_u64() < Some(1_000_000_000),
+        "{}",
+        events[0]
+    );
+    (status, events)
+}
+
+/// The event names of connection `conn`, in order, without the
+/// `state_change` ones (whether the kernel's LAST-ACK or FIN-WAIT-1 is
+/// still there after `shutdown` returns depends on timing).
+fn kinds_of(events: &[Value], conn: u64) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|e| e["conn"] == conn)
+        .filter_map(|e| e["event"].as_str())
+        .filter(|kind| *kind != "state_change")
+        .collect()
+}
+
+fn summary(events: &[Value]) -> &Value {
+    events.last().expect("a summary")
+}
+
+#[test]
+fn json_default_exchange_two_clients() {
+    let serve = Serve::start(&["--json", "--count", "2"]);
+    for _ in 0..2 {
+        let mut client = connect(serve.addr);
+        client.write_all(b"hello").expect("write");
+        assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+        assert!(finish(client).is_empty());
+    }
+    let (status, events) = json_run(serve, false);
+    assert!(status.success(), "{status:?}");
+    for conn in [1, 2] {
+        assert_eq!(
+            kinds_of(&events, conn),
+            ["accept", "recv", "send", "eof", "shutdown", "close"],
+            "{events:#?}"
+        );
+    }
+    let recv = events.iter().find(|e| e["event"] == "recv").expect("recv");
+    assert_eq!(recv["bytes"], 5);
+    assert_eq!(recv["kernel"]["state"], "ESTABLISHED");
+    assert!(recv["kernel"]["rtt_us"].is_u64(), "{recv}");
+    let send = events.iter().find(|e| e["event"] == "send").expect("send");
+    assert_eq!(send["bytes"], 14);
+    let eof = events.iter().find(|e| e["event"] == "eof").expect("eof");
+    assert_eq!(eof["kernel"]["state"], "CLOSE-WAIT");
+    let close = events
+        .iter()
+        .find(|e| e["event"] == "close")
+        .expect("close");
+    assert!(close["elapsed_ns"].as_u64().is_some_and(|ns| ns > 0));
+    assert_eq!(events[0]["kernel"], serde_json::json!({"state": "LISTEN"}));
+    let s = summary(&events);
+    assert_eq!(
+        (s["connections"].as_u64(), s["errors"].as_u64()),
+        (Some(2), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["refused"], 0);
+    assert_eq!(s["aborted"], 0);
+    assert_eq!(s["forced"], 0);
+    assert!(s["peak"].as_u64().is_some_and(|n| n >= 1), "{s}");
+}
+
+#[test]
+fn json_framing_and_a_refusal_over_max_message() {
+    let serve = Serve::start(&[
+        "--json",
+        "--count",
+        "2",
+        "--framing",
+        "length-prefix",
+        "--echo",
+        "--max-message",
+        "1KiB",
+    ]);
+    // Two messages in one write: two message events, one send.
+    let mut client = connect(serve.addr);
+    let mut wire = encode_to_vec(Framing::LengthPrefix, b"one").expect("encode");
+    wire.extend(encode_to_vec(Framing::LengthPrefix, b"three").expect("encode"));
+    client.write_all(&wire).expect("write");
+    assert_eq!(
+        framed_replies(&mut client, Framing::LengthPrefix, 2),
+        [b"one".to_vec(), b"three".to_vec()]
+    );
+    assert!(finish(client).is_empty());
+    // A 2 KiB message over the 1 KiB limit: refused from its length.
+    let mut client = connect(serve.addr);
+    let wire = encode_to_vec(Framing::LengthPrefix, &[b'x'; 2048]).expect("encode");
+    client.write_all(&wire).expect("write");
+    client.shutdown(Shutdown::Write).expect("FIN");
+    let text = one_frame_then_eof(&mut client, Framing::LengthPrefix);
+    assert!(text.contains("--max-message"), "{text}");
+    let (status, events) = json_run(serve, false);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        kinds_of(&events, 1),
+        ["accept", "recv", "message", "message", "send", "eof", "shutdown", "close"],
+        "{events:#?}"
+    );
+    let messages: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| &e["bytes"])
+        .collect();
+    assert_eq!(messages, [3, 5]);
+    // Refused on the frame's length, then our FIN, then the close.
+    let second = kinds_of(&events, 2);
+    assert_eq!(second.first(), Some(&"accept"), "{events:#?}");
+    assert!(
+        second.ends_with(&["refused", "shutdown", "close"]),
+        "{events:#?}"
+    );
+    let refused = events
+        .iter()
+        .find(|e| e["event"] == "refused")
+        .expect("refused");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("2048-byte body") && r.contains("--max-message")),
+        "{refused}"
+    );
+    let s = summary(&events);
+    assert_eq!(s["connections"], 2, "{s}");
+    assert_eq!(s["refused"], 1, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+}
+
+#[test]
+fn json_close_first_and_linger0() {
+    for linger0 in [false, true] {
+        let mut args = vec!["--json", "--count", "1", "--close", "first"];
+        if linger0 {
+            args.push("--linger0");
+        }
+        let serve = Serve::start(&args);
+        let mut client = connect(serve.addr);
+        client.write_all(b"hello").expect("write");
+        assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+        let mut rest = Vec::new();
+        let end = client.read_to_end(&mut rest);
+        if linger0 {
+            assert!(
+                end.as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset),
+                "{end:?}"
+            );
+        } else {
+            assert!(end.is_ok() && rest.is_empty(), "{end:?} {rest:?}");
+        }
+        drop(client);
+        let (status, events) = json_run(serve, false);
+        assert!(status.success(), "{status:?}");
+        let kinds = kinds_of(&events, 1);
+        let s = summary(&events);
+        if linger0 {
+            assert_eq!(kinds, ["accept", "recv", "send", "abort"], "{events:#?}");
+            let abort = &events[events.len() - 2];
+            assert!(abort["elapsed_ns"].is_u64(), "{abort}");
+            assert_eq!(s["aborted"], 1, "{s}");
+        } else {
+            // FIN-WAIT-1 -> FIN-WAIT-2 is seen or not (loopback may be
+            // faster than the watch); TIME-WAIT is found by sock_diag.
+            assert_eq!(
+                kinds[..4],
+                ["accept", "recv", "send", "shutdown"],
+                "{kinds:?}"
+            );
+            assert_eq!(kinds.last(), Some(&"close"), "{kinds:?}");
+            assert!(kinds.contains(&"eof"), "{kinds:?}");
+            assert!(kinds.contains(&"time_wait"), "{kinds:?}");
+            for change in events.iter().filter(|e| e["event"] == "state_change") {
+                assert!(
+                    change["from"].is_string() && change["to"].is_string(),
+                    "{change}"
+                );
+            }
+            assert_eq!(s["aborted"], 0, "{s}");
+        }
+        assert_eq!(s["connections"], 1, "{s}");
+        assert_eq!(s["errors"], 0, "{s}");
+    }
+}
+
+#[test]
+fn json_quiet_prints_every_event_without_the_kernel_view() {
+    let serve = Serve::start(&["-q", "--json", "--count", "1"]);
+    let mut client = connect(serve.addr);
+    client.write_all(b"hello").expect("write");
+    assert_eq!(read_exactly(&mut client, 14), b"hello, client\n");
+    assert!(finish(client).is_empty());
+    let (status, events) = json_run(serve, false);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        kinds_of(&events, 1),
+        ["accept", "recv", "send", "eof", "shutdown", "close"]
+    );
+    assert!(
+        events.iter().all(|e| e.get("kernel").is_none()),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn json_stop_with_an_open_client_after_the_grace_period() {
+    let serve = Serve::start(&["--json", "--grace", "300ms"]);
+    let mut idle = connect(serve.addr);
+    idle.write_all(b"x").expect("write");
+    assert_eq!(read_exactly(&mut idle, 14), b"hello, client\n");
+    let (status, events) = json_run(serve, true);
+    assert_eq!(status.code(), Some(0));
+    let stopping = events
+        .iter()
+        .find(|e| e["event"] == "stopping")
+        .expect("stopping");
+    assert_eq!(stopping["open"], 1);
+    assert_eq!(stopping["grace_ns"], 300_000_000);
+    assert_eq!(
+        kinds_of(&events, 1),
+        ["accept", "recv", "send", "forced_shutdown"],
+        "{events:#?}"
+    );
+    let at = |kind: &str| events.iter().position(|e| e["event"] == kind);
+    assert!(at("stopping") < at("forced_shutdown"), "{events:#?}");
+    assert_eq!(summary(&events)["forced"], 1);
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+}
+
+#[test]
+fn json_bind_failure_ends_with_the_error_object() {
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = holder.local_addr().expect("addr").to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(["serve", &addr, "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let out = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["event"], "error");
+    assert_eq!(lines[0]["exit"], 2);
+    let message = lines[0]["message"].as_str().expect("message");
+    assert!(message.contains("address in use"), "{message}");
+    // The human message still goes to stderr.
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.starts_with("synack: cannot listen on"), "{err}");
 }

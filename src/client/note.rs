@@ -45,6 +45,9 @@ pub enum What {
     /// The RST of this host's kernel, which knows nothing of synack's
     /// connection (`synack connect`).
     KernelRst,
+    /// Sequence space already seen, sent again: a retransmission told
+    /// from the capture (`synack watch`), not from the sender's timer.
+    SeenAgain,
 }
 
 /// What a segment of the server's was, or why the state machine ignored

@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::capture::link;
+use crate::capture::{decap, link};
 use crate::wire::{Frame, TcpFrame};
 
 /// Whether a TCP frame's checksum is exactly the pseudo-header sum that
@@ -14,9 +14,8 @@ use crate::wire::{Frame, TcpFrame};
 pub fn is_partial_checksum(bytes: &[u8]) -> bool {
     // inspect's reader tells the three cases apart already: good, bad,
     // and the pseudo-header sum alone ("offloaded").
-    link::ip_packet(link::linktype::ETHERNET, bytes)
-        .and_then(link::tcp_segment)
-        .is_ok_and(|seg| seg.checksum == link::Checksum::Offloaded)
+    decap::first_segment(link::linktype::ETHERNET, bytes)
+        .is_ok_and(|seg| seg.checksum == decap::Checksum::Offloaded)
 }
 
 /// Whether `frame` is the kernel's RST for our connection: sent from our

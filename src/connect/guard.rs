@@ -15,7 +15,7 @@
 //! Privileged: CAP_NET_ADMIN.
 
 use std::io::Write;
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::process::{Command, Stdio};
 
 /// The connection whose kernel RSTs are dropped: `src` is our end.
@@ -128,6 +128,74 @@ pub fn iptables_rule(flow: &Flow, name: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// An IPv6 connection whose kernel RSTs are dropped: `src` is our end.
+/// The kernel behaves as over IPv4 (RFC 9293 §3.10.7.1 is the same), so
+/// the guard is the same rule in the `ip6` family (nftables) or in
+/// `ip6tables`. Not yet installed by [`RstGuard`]: these build the rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow6 {
+    pub src: SocketAddrV6,
+    pub dst: SocketAddrV6,
+}
+
+/// The match on one IPv6 flow, in nft syntax.
+pub fn nft6_match(flow: &Flow6) -> String {
+    format!(
+        "ip6 saddr {} ip6 daddr {} tcp sport {} tcp dport {} tcp flags & rst == rst \
+         meta mark != {SYNACK_MARK:#x}",
+        flow.src.ip(),
+        flow.dst.ip(),
+        flow.src.port(),
+        flow.dst.port()
+    )
+}
+
+/// The whole `ip6` table, as `nft -f -` reads it: one output chain, one
+/// rule, as [`nft_script`] for IPv4. Remove it with `nft delete table ip6
+/// <table>`.
+pub fn nft6_script(table: &str, flow: &Flow6) -> String {
+    format!(
+        "table ip6 {table} {{\n\
+         \tchain output {{\n\
+         \t\ttype filter hook output priority filter; policy accept;\n\
+         \t\t{} counter drop comment \"{COMMENT}\"\n\
+         \t}}\n\
+         }}\n",
+        nft6_match(flow)
+    )
+}
+
+/// The `ip6tables` rule's arguments after `-I` / `-D`: the same options
+/// as [`iptables_rule`] (ip6tables takes the same `-p tcp`, `--tcp-flags`,
+/// `mark` and `comment` matches), with IPv6 addresses.
+pub fn ip6tables_rule(flow: &Flow6, name: &str) -> Vec<String> {
+    let v4_shaped = Flow {
+        src: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, flow.src.port()),
+        dst: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, flow.dst.port()),
+    };
+    let mut rule = iptables_rule(&v4_shaped, name);
+    // `-s` and `-d` are followed by the addresses: put IPv6's there.
+    for (flag, addr) in [("-s", flow.src.ip()), ("-d", flow.dst.ip())] {
+        if let Some(at) = rule.iter().position(|a| a == flag) {
+            rule[at + 1] = addr.to_string();
+        }
+    }
+    rule
+}
+
+/// The guard tables of the `ip6` family in an `nft list tables` listing
+/// whose process no longer exists, as [`stale_tables`] for `ip`.
+pub fn stale_ip6_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table ip6 "))
+        .filter_map(|name| {
+            let pid = pid_of(name)?;
+            (!alive(pid)).then(|| name.to_string())
+        })
+        .collect()
 }
 
 /// The `counter packets N` of an `nft list table` output: how many RSTs
@@ -579,5 +647,173 @@ mod tests {
                        == rst counter packets 3 bytes 120 drop\n\t}\n}\n";
         assert_eq!(dropped_packets(listing), Some(3));
         assert_eq!(dropped_packets("table ip x {}"), None);
+    }
+
+    // IPv6.
+
+    fn flow6() -> Flow6 {
+        Flow6 {
+            src: "[2001:2::2]:40000".parse().unwrap(),
+            dst: "[2001:2::1]:8080".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_ip6_table_holds_the_same_rule_in_the_ip6_family() {
+        assert_eq!(
+            nft6_script("synack_guard_42", &flow6()),
+            "table ip6 synack_guard_42 {\n\
+             \tchain output {\n\
+             \t\ttype filter hook output priority filter; policy accept;\n\
+             \t\tip6 saddr 2001:2::2 ip6 daddr 2001:2::1 tcp sport 40000 tcp dport 8080 \
+             tcp flags & rst == rst meta mark != 0x73796e6b counter drop comment \"synack connect: drop the kernel's \
+             RST for synack's own connection\"\n\
+             \t}\n\
+             }\n"
+        );
+        // Apart from the family and the addresses, the IPv4 rule.
+        let v4 = nft_script("synack_guard_42", &flow())
+            .replace("table ip ", "table ip6 ")
+            .replace(
+                "ip saddr 127.0.0.1 ip daddr 127.0.0.2",
+                "ip6 saddr 2001:2::2 ip6 daddr 2001:2::1",
+            );
+        assert_eq!(v4, nft6_script("synack_guard_42", &flow6()));
+    }
+
+    #[test]
+    fn the_ip6tables_rule_matches_the_same_flow() {
+        let rule = ip6tables_rule(&flow6(), "synack_guard_7_0000abcd");
+        let text = rule.join(" ");
+        assert!(
+            text.starts_with(
+                "OUTPUT -p tcp -s 2001:2::2 -d 2001:2::1 --sport 40000 --dport 8080 \
+                 --tcp-flags RST RST -m mark ! --mark 0x73796e6b"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("-j DROP"));
+        assert!(rule.contains(
+            &"synack_guard_7_0000abcd: synack connect drops the kernel RST for its own connection"
+                .to_string()
+        ));
+        assert!(!text.contains("0.0.0.0"), "{text}");
+        assert_eq!(rule.len(), iptables_rule(&flow(), "x").len());
+    }
+
+    #[test]
+    fn stale_ip6_tables_are_those_of_dead_processes() {
+        let listing = "table ip synack_guard_10_0123abcd\ntable ip6 synack_guard_30_0123abcd\n\
+                       table ip6 synack_guard_31_0123abcd\ntable ip6 filter\n";
+        assert_eq!(
+            stale_ip6_tables(listing, |pid| pid == 31),
+            ["synack_guard_30_0123abcd"]
+        );
+        // The IPv4 scan does not see them, nor this one the IPv4 tables.
+        assert_eq!(
+            stale_tables(listing, |_| false),
+            ["synack_guard_10_0123abcd"]
+        );
+    }
+
+    /// A connect() from [::1]:`port` to the closed [::1]:8080, as the
+    /// kernel answers it: its RST (from 8080 to `port`) gives "refused";
+    /// with that RST dropped, the connect times out.
+    fn connect_v6_from(port: u16) -> std::io::ErrorKind {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        let local: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        sock.bind(&local.into()).unwrap();
+        let server: std::net::SocketAddr = "[::1]:8080".parse().unwrap();
+        let err = sock
+            .connect_timeout(&server.into(), std::time::Duration::from_millis(300))
+            .expect_err("nothing listens on 8080");
+        err.kind()
+    }
+
+    fn kernel_rst_flow6(client_port: u16) -> Flow6 {
+        Flow6 {
+            src: "[::1]:8080".parse().unwrap(),
+            dst: format!("[::1]:{client_port}").parse().unwrap(),
+        }
+    }
+
+    fn lo_up() {
+        let ok = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link set lo up");
+    }
+
+    #[test]
+    fn the_ip6_rule_drops_the_kernels_rst_and_only_it() {
+        in_private_netns(|| {
+            lo_up();
+            assert_eq!(
+                connect_v6_from(40000),
+                std::io::ErrorKind::ConnectionRefused
+            );
+            let table = table_name(std::process::id(), 0x6);
+            run(
+                Command::new("nft").args(["-f", "-"]),
+                Some(&nft6_script(&table, &kernel_rst_flow6(40001))),
+            )
+            .unwrap();
+            assert_eq!(connect_v6_from(40001), std::io::ErrorKind::TimedOut);
+            // Another client port is not ours: its RST passes.
+            assert_eq!(
+                connect_v6_from(40002),
+                std::io::ErrorKind::ConnectionRefused
+            );
+            let listing = run(
+                Command::new("nft").args(["list", "table", "ip6", &table]),
+                None,
+            )
+            .unwrap();
+            assert!(
+                dropped_packets(&listing).is_some_and(|n| n >= 1),
+                "{listing}"
+            );
+            run(
+                Command::new("nft").args(["delete", "table", "ip6", &table]),
+                None,
+            )
+            .unwrap();
+            assert!(!ruleset().contains(&table));
+        });
+    }
+
+    #[test]
+    fn the_ip6tables_rule_drops_the_kernels_rst() {
+        in_private_netns(|| {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            if !has_tool("ip6tables") {
+                assert!(!ci, "ip6tables is missing under CI=true");
+                eprintln!("\n*** SKIPPED: needs ip6tables ***\n");
+                return;
+            }
+            lo_up();
+            let rule = ip6tables_rule(&kernel_rst_flow6(40001), "synack_guard_1_00000006");
+            run(
+                Command::new("ip6tables").args(["-w", "-I"]).args(&rule),
+                None,
+            )
+            .unwrap();
+            assert_eq!(connect_v6_from(40001), std::io::ErrorKind::TimedOut);
+            assert_eq!(
+                connect_v6_from(40002),
+                std::io::ErrorKind::ConnectionRefused
+            );
+            run(
+                Command::new("ip6tables").args(["-w", "-D"]).args(&rule),
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                connect_v6_from(40003),
+                std::io::ErrorKind::ConnectionRefused
+            );
+        });
     }
 }

@@ -19,7 +19,7 @@ use nix::sched::{unshare, CloneFlags};
 
 use crate::net::labnet::{self, CLIENT_IF, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP};
 use crate::net::link::PnetLink;
-use crate::net::server::{Reading, Server, ServerConfig};
+use crate::server::{LabServer, LabServerConfig, Reading};
 
 use super::{client_interface, client_params, exchange, LabConfig, LabError};
 use crate::client::ClientError;
@@ -192,7 +192,7 @@ fn run_with(
         },
     )?;
 
-    let server_cfg = |ip| ServerConfig {
+    let server_cfg = |ip| LabServerConfig {
         addr: SocketAddrV4::new(ip, cfg.port),
         reply: cfg.reply.clone(),
         quickack: cfg.quickack,
@@ -204,9 +204,11 @@ fn run_with(
         reply_after_eof: false,
     };
     let start_server = |ip| {
-        Server::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| LabError::Server {
-            addr: SocketAddrV4::new(ip, cfg.port),
-            source,
+        LabServer::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| {
+            LabError::Server {
+                addr: SocketAddrV4::new(ip, cfg.port),
+                source,
+            }
         })
     };
     let synack_server = start_server(SERVER_IP)?;

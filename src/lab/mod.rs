@@ -16,6 +16,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,10 @@ use crate::client::{
 use crate::framing::{self, Framing, FramingError};
 use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use crate::net::link::{Link, PnetLink};
-use crate::net::server::{Reading, Server, ServerConfig, ServerEvent};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
 use crate::report::{LabEvent, Summary};
+use crate::server::{LabServer, LabServerConfig, Reading};
 use crate::session::{
     self, Forwarder, KernelView, Message, Narration, Output, Outputs, ReportError, Session,
     SessionError,
@@ -165,6 +166,28 @@ impl LabConfig {
         self.server_closes_first || self.teardown == Teardown::Simultaneous
     }
 
+    /// The lab's TCP server for this scenario, on `addr`: one connection;
+    /// it closes first, aborts or answers after the half-close as the
+    /// teardown asks, and reads the client's `writes` plain, sticky or
+    /// framed.
+    fn server_config(&self, addr: SocketAddrV4, writes: &[Vec<u8>]) -> LabServerConfig {
+        LabServerConfig {
+            addr,
+            reply: self.reply.clone(),
+            quickack: self.quickack,
+            timeout: self.timeout,
+            connections: 1,
+            close_first: self.server_closes_right_after_reply(),
+            linger0: self.teardown == Teardown::AbortServer,
+            reply_after_eof: self.teardown == Teardown::HalfClose,
+            reading: Reading {
+                writes: writes.len(),
+                sticky_bytes: self.sticky.then(|| writes.iter().map(Vec::len).sum()),
+                framing: self.framing,
+            },
+        }
+    }
+
     /// What [`scenario::check`] judges.
     pub fn scenario_options(&self) -> scenario::ScenarioOptions<'_> {
         scenario::ScenarioOptions {
@@ -242,6 +265,49 @@ fn open_outputs(cfg: &LabConfig) -> Result<Outputs, LabError> {
     Ok(Outputs::open(&cfg.pcap, &cfg.narration, &more)?)
 }
 
+/// Starts the lab's server application (none for `--refused`): UDP, or
+/// the tutorial's TCP server for this scenario. Its calls go to the
+/// reporter; each of the client's `writes` it takes is counted in
+/// `taken`.
+fn start_server(
+    cfg: &LabConfig,
+    addr: SocketAddrV4,
+    writes: &[Vec<u8>],
+    tx: &Sender<Message>,
+    taken: &Arc<AtomicUsize>,
+) -> Result<Option<LabServer>, LabError> {
+    if cfg.refused {
+        return Ok(None);
+    }
+    let server_tx = tx.clone();
+    let started = if cfg.udp {
+        LabServer::start_udp(
+            addr,
+            cfg.reply.clone(),
+            writes.len(),
+            cfg.timeout,
+            Box::new(move |at, event, state| {
+                let _ = server_tx.send(Message::Server { at, event, state });
+            }),
+        )
+    } else {
+        let framed = cfg.framing.is_some();
+        let server_taken = Arc::clone(taken);
+        LabServer::start(
+            cfg.server_config(addr, writes),
+            Box::new(move |at, event, state| {
+                if event.took_a_write(framed) {
+                    server_taken.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = server_tx.send(Message::Server { at, event, state });
+            }),
+        )
+    };
+    started
+        .map(Some)
+        .map_err(|source| LabError::Server { addr, source })
+}
+
 fn run_with(
     cfg: &LabConfig,
     outputs: Outputs,
@@ -301,12 +367,12 @@ fn run_with(
     }));
 
     let server_addr = SocketAddrV4::new(SERVER_IP, cfg.port);
-    let writes = cfg.writes()?;
     // How many of the client's writes the server application has taken
     // (reads with data, or whole messages): without --sticky the client
     // sends the next write only after the server read the last.
     let taken = Arc::new(AtomicUsize::new(0));
-    let server = start_server(cfg, &writes, &session, &taken)?;
+    let writes = cfg.writes()?;
+    let server = start_server(cfg, server_addr, &writes, &session.sender(), &taken)?;
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
@@ -399,67 +465,6 @@ fn run_with(
         summary.cycle_us = None;
     }
     Ok(session.finish(summary)?)
-}
-
-/// Starts the lab's kernel server (none for `--refused`): every socket
-/// call it makes goes to the reporter, and every write its application
-/// took counts in `taken`.
-fn start_server(
-    cfg: &LabConfig,
-    writes: &[Vec<u8>],
-    session: &Session,
-    taken: &Arc<AtomicUsize>,
-) -> Result<Option<Server>, LabError> {
-    let addr = SocketAddrV4::new(SERVER_IP, cfg.port);
-    let tx = session.sender();
-    let started = if cfg.refused {
-        return Ok(None);
-    } else if cfg.udp {
-        Server::start_udp(
-            addr,
-            cfg.reply.clone(),
-            writes.len(),
-            cfg.timeout,
-            Box::new(move |at, event, state| {
-                let _ = tx.send(Message::Server { at, event, state });
-            }),
-        )
-    } else {
-        let is_framed = cfg.framing.is_some();
-        let taken = Arc::clone(taken);
-        let server_cfg = ServerConfig {
-            addr,
-            reply: cfg.reply.clone(),
-            quickack: cfg.quickack,
-            timeout: cfg.timeout,
-            connections: 1,
-            close_first: cfg.server_closes_right_after_reply(),
-            linger0: cfg.teardown == Teardown::AbortServer,
-            reply_after_eof: cfg.teardown == Teardown::HalfClose,
-            reading: Reading {
-                writes: writes.len(),
-                sticky_bytes: cfg.sticky.then(|| writes.iter().map(Vec::len).sum()),
-                framing: cfg.framing,
-            },
-        };
-        Server::start(
-            server_cfg,
-            Box::new(move |at, event, state| {
-                let took_a_write = match &event {
-                    ServerEvent::Message { .. } => is_framed,
-                    ServerEvent::Received { data } => !is_framed && !data.is_empty(),
-                    _ => false,
-                };
-                if took_a_write {
-                    taken.fetch_add(1, Ordering::SeqCst);
-                }
-                let _ = tx.send(Message::Server { at, event, state });
-            }),
-        )
-    };
-    started
-        .map(Some)
-        .map_err(|source| LabError::Server { addr, source })
 }
 
 /// What a UDP exchange did not have, said once it is over.

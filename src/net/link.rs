@@ -77,6 +77,22 @@ impl PnetLink {
         Self::open_with(name, false, Some(filter))
     }
 
+    /// A receive-only capture of the frames `filter` accepts on `name`
+    /// (`synack watch`). With `ignore_outgoing` the socket skips the frames
+    /// the host sends (`PACKET_IGNORE_OUTGOING`): right on `lo`, where each
+    /// frame is both sent and received; elsewhere outgoing frames are the
+    /// host's own traffic and must be seen.
+    ///
+    /// # Errors
+    /// As [`PnetLink::open_filtered`].
+    pub fn open_capture(
+        name: &str,
+        ignore_outgoing: bool,
+        filter: &[Insn],
+    ) -> io::Result<PnetLink> {
+        Self::open_with(name, ignore_outgoing, Some(filter))
+    }
+
     /// A link on the loopback interface `name`, where every frame is both
     /// sent and received:
     /// - the AF_PACKET socket ignores outgoing frames

@@ -5,7 +5,6 @@
 pub mod labnet;
 pub mod link;
 pub mod outfile;
-pub mod server;
 pub mod sockinfo;
 pub(crate) mod sys;
 pub mod tap;

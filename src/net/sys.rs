@@ -171,3 +171,33 @@ pub fn attach_filter(sock: &impl AsRawFd, program: &[crate::wire::bpf::Insn]) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::bpf::{Dir, Filter};
+    use std::net::{SocketAddrV6, UdpSocket};
+
+    /// The kernel's checker (`sk_chk_filter`) takes every IPv6 program
+    /// the lab's tap may attach: any socket can carry a classic BPF
+    /// filter, so a UDP socket on loopback is enough, without root.
+    #[test]
+    fn the_kernel_accepts_the_ipv6_programs() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, b): (SocketAddrV6, SocketAddrV6) = (
+            "[2001:2::2]:40000".parse().unwrap(),
+            "[2001:2::1]:8080".parse().unwrap(),
+        );
+        for filter in [
+            Filter::mld().not(),
+            Filter::tcp6_connection(a, b),
+            Filter::or([
+                Filter::tcp6_connection(a, b),
+                Filter::and([Filter::Icmp6Type(135), Filter::Host6(Dir::Either, *a.ip())]),
+            ]),
+        ] {
+            let program = filter.compile().unwrap();
+            attach_filter(&sock, &program).unwrap_or_else(|e| panic!("{filter:?}: {e}"));
+        }
+    }
+}

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::capture::writer::CaptureWriter;
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 use crate::narrate::{self, Narrator};
-use crate::net::server::ServerEvent;
 use crate::report::{self, DatagramLine, LabEvent, SegmentLine, Style};
+use crate::server::{self, ServerEvent, Voice};
 use crate::tcp::{SendReason, State};
 use crate::wire::{ArpOp, SeqNumber};
 
@@ -234,7 +234,8 @@ fn ladder_notes(note: &Note) -> Vec<String> {
         }
         What::Retransmission { .. }
         | What::Sent(SendReason::Retransmission { .. })
-        | What::ServerRetransmission(_) => notes.push("retransmission".to_string()),
+        | What::ServerRetransmission(_)
+        | What::SeenAgain => notes.push("retransmission".to_string()),
         What::Sent(SendReason::WindowProbe { .. }) => {
             notes.push("zero-window probe".to_string());
         }
@@ -269,7 +270,7 @@ impl ReporterState {
                     .map_err(|e| self.capture_error(io::Error::other(e)))
             }
             Message::Server { at, event, state } => {
-                let call = describe_server_call(&event);
+                let call = server::describe(&event, Voice::Lab, state);
                 let rung = Seed::Event {
                     client_side: false,
                     text: call.clone(),
@@ -697,57 +698,6 @@ fn signed_micros(at: Instant, base: Instant) -> f64 {
         (at - base).as_secs_f64() * 1e6
     } else {
         -((base - at).as_secs_f64() * 1e6)
-    }
-}
-
-/// The server's socket call as the tutorial code would print it.
-fn describe_server_call(event: &ServerEvent) -> String {
-    match event {
-        ServerEvent::Accepted { peer } => format!("accept() → {peer}"),
-        ServerEvent::Received { data } if data.is_empty() => {
-            "recv() → 0 bytes: EOF, the client closed".into()
-        }
-        ServerEvent::Received { data } => format!(
-            "recv() → {} bytes {:?}",
-            data.len(),
-            String::from_utf8_lossy(data)
-        ),
-        ServerEvent::Sent { len } => format!("sendall() {len} bytes"),
-        ServerEvent::Waited {
-            queued,
-            expected,
-            writes,
-        } if queued >= expected => format!(
-            "busy until the client's {writes} writes ({queued} bytes) had all arrived (it \
-             looked with recv(MSG_PEEK)), as a slow server is"
-        ),
-        ServerEvent::Waited {
-            queued, expected, ..
-        } => {
-            format!("stopped waiting with {queued} of the {expected} bytes queued (EOF or time up)")
-        }
-        ServerEvent::Sticky { writes, len } => format!(
-            "{writes} writes, 1 read of {len} bytes: TCP is a byte stream and keeps no \
-             message boundaries (\"sticky packets\", 粘包)"
-        ),
-        ServerEvent::Message { body, framing } => format!(
-            "{} message: {} bytes {:?}",
-            framing.name(),
-            body.len(),
-            String::from_utf8_lossy(body)
-        ),
-        ServerEvent::Datagram { data, peer } => format!(
-            "recvfrom() → {} bytes {:?} from {peer}: one datagram, boundaries kept",
-            data.len(),
-            String::from_utf8_lossy(data)
-        ),
-        ServerEvent::SentTo { len, peer } => format!("sendto() {len} bytes to {peer}"),
-        ServerEvent::QuickAck => "setsockopt(TCP_QUICKACK): ACK the FIN at once".into(),
-        ServerEvent::Closed => "close()".into(),
-        ServerEvent::Aborted => {
-            "setsockopt(SO_LINGER, 0) and close(): the kernel sends RST, not FIN".into()
-        }
-        ServerEvent::Failed { call, error } => format!("{call}() failed: {error}"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! segments to send and state changes out.
 
 mod conn;
+mod info;
 mod state;
 
 pub use conn::{
@@ -9,6 +10,7 @@ pub use conn::{
     DEFAULT_PEER_MSS, DEFAULT_WINDOW, DEFAULT_WSCALE, FALLBACK_RTO, INITIAL_RTO, LINUX_TIME_WAIT,
     MAX_RTO, MAX_WSCALE, TIMESTAMPS_OPTION_LEN,
 };
+pub use info::TcpInfo;
 pub use state::State;
 
 #[cfg(test)]

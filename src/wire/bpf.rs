@@ -11,14 +11,18 @@
 //! demands.
 //!
 //! Frames are Ethernet II as an AF_PACKET socket sees them, `lo` included
-//! (its frames have an Ethernet header with all-zero MACs). Addresses and
-//! ports are IPv4's for now: an IPv6 primitive would test ethertype
-//! 0x86dd and the fixed 40-byte header, next to these.
+//! (its frames have an Ethernet header with all-zero MACs). IPv4 has
+//! `Host`/`Port`/`Proto`; IPv6 has `Ipv6` (`ip6`), `Ip6Proto` (`ip6
+//! proto`, as tcpdump: the fixed header's Next Header, or the one after a
+//! fragment header), `Host6`, `Port6` and `Icmp6Type`, which also looks
+//! past one Hop-by-Hop Options header, where MLD reports carry their
+//! Router Alert (RFC 2711): [`Filter::mld`] keeps them out of a capture
+//! while Neighbor Discovery stays.
 //!
 //! Pure: no I/O; `net::sys::attach_filter` puts a program on a socket.
 //! The tests run the programs in a small interpreter over real frames.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 /// One instruction, laid out as the kernel's `struct sock_filter`
 /// (include/uapi/linux/filter.h).
@@ -71,12 +75,25 @@ pub const SNAPLEN: u32 = 262_144;
 const ETHERTYPE_OFFSET: u32 = 12;
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_ARP: u32 = 0x0806;
+const ETHERTYPE_IPV6: u32 = 0x86dd;
 /// The IPv4 header starts right after the 14-byte Ethernet header.
 const IP: u32 = 14;
 const IP_FLAGS_FRAGMENT: u32 = IP + 6;
 const IP_PROTO: u32 = IP + 9;
 const IP_SRC: u32 = IP + 12;
 const IP_DST: u32 = IP + 16;
+/// The fixed IPv6 header (RFC 8200 §3): Next Header, the addresses, and
+/// what follows its 40 bytes.
+const IP6_NEXT_HEADER: u32 = IP + 6;
+const IP6_SRC: u32 = IP + 8;
+const IP6_DST: u32 = IP + 24;
+const IP6_PAYLOAD: u32 = IP + 40;
+/// Next Header values: Hop-by-Hop Options, Fragment, ICMPv6.
+const NH_HOP_BY_HOP: u32 = 0;
+const NH_FRAGMENT: u32 = 44;
+pub const PROTO_ICMPV6: u8 = 58;
+/// MLD's ICMPv6 types: query, v1 report, done, v2 report (RFC 2710, 3810).
+pub const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 /// The fragment offset's 13 bits: non-zero on every fragment but the
 /// first, which alone carries the ports.
 const FRAGMENT_OFFSET_MASK: u32 = 0x1fff;
@@ -127,6 +144,19 @@ pub enum Filter {
         from: SocketAddrV4,
         to: SocketAddrV4,
     },
+    /// IPv6 (ethertype 0x86dd): tcpdump's `ip6`.
+    Ipv6,
+    /// IPv6 carrying this protocol: tcpdump's `ip6 proto P`, the fixed
+    /// header's Next Header, or the one after a fragment header. It does
+    /// not chase other extension headers (tcpdump's neither).
+    Ip6Proto(u8),
+    /// An IPv6 address (`ip6 host`, `ip6 src`, `ip6 dst`).
+    Host6(Dir, Ipv6Addr),
+    /// A TCP or UDP port right after the fixed IPv6 header.
+    Port6(Dir, u16),
+    /// ICMPv6 of this type, right after the fixed header or after one
+    /// Hop-by-Hop Options header (where MLD reports are).
+    Icmp6Type(u8),
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
@@ -170,6 +200,31 @@ impl Filter {
             ])
         };
         Filter::and([Filter::Proto(PROTO_TCP), Filter::or([end(a, b), end(b, a)])])
+    }
+
+    /// Multicast Listener Discovery (queries, reports, done: ICMPv6 130,
+    /// 131, 132, 143), which a Linux host sends for each group it joins.
+    /// `Filter::mld().not()` keeps it out of a capture; Neighbor Discovery
+    /// (133–137) is not MLD.
+    pub fn mld() -> Filter {
+        Filter::or(MLD_TYPES.map(Filter::Icmp6Type))
+    }
+
+    /// Both directions of one TCP connection over IPv6, as
+    /// [`Filter::tcp_connection`] for IPv4.
+    pub fn tcp6_connection(a: SocketAddrV6, b: SocketAddrV6) -> Filter {
+        let end = |src: SocketAddrV6, dst: SocketAddrV6| {
+            Filter::and([
+                Filter::Host6(Dir::Src, *src.ip()),
+                Filter::Host6(Dir::Dst, *dst.ip()),
+                Filter::Port6(Dir::Src, src.port()),
+                Filter::Port6(Dir::Dst, dst.port()),
+            ])
+        };
+        Filter::and([
+            Filter::Ip6Proto(PROTO_TCP),
+            Filter::or([end(a, b), end(b, a)]),
+        ])
     }
 
     /// The program: accept (keep [`SNAPLEN`] bytes) what the filter
@@ -277,6 +332,82 @@ impl Filter {
                     ind(op::W, quoted + 16, u32::from(*to.ip())),
                     port(0, from.port()),
                     port(2, to.port()),
+                ])
+            }
+            Filter::Ipv6 => ethertype(ETHERTYPE_IPV6),
+            Filter::Ip6Proto(proto) => {
+                let proto = u32::from(*proto);
+                // tcpdump's program: A keeps the Next Header for the
+                // second comparison.
+                Node::And(vec![
+                    ethertype(ETHERTYPE_IPV6),
+                    Node::Or(vec![
+                        test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, proto),
+                        Node::And(vec![
+                            test(Vec::new(), op::JEQ, NH_FRAGMENT),
+                            test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, proto),
+                        ]),
+                    ]),
+                ])
+            }
+            Filter::Host6(dir, addr) => {
+                let words = addr.octets();
+                let is = |base: u32| {
+                    Node::And(
+                        words
+                            .chunks(4)
+                            .zip((0u32..).step_by(4))
+                            .map(|(w, at)| {
+                                let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                                test(vec![load(op::W, base + at)], op::JEQ, word)
+                            })
+                            .collect(),
+                    )
+                };
+                Node::And(vec![
+                    ethertype(ETHERTYPE_IPV6),
+                    either(dir, is(IP6_SRC), is(IP6_DST)),
+                ])
+            }
+            Filter::Port6(dir, port) => {
+                let is = |offset| test(vec![load(op::H, offset)], op::JEQ, u32::from(*port));
+                Node::And(vec![
+                    ethertype(ETHERTYPE_IPV6),
+                    Node::Or(vec![
+                        test(
+                            vec![load(op::B, IP6_NEXT_HEADER)],
+                            op::JEQ,
+                            u32::from(PROTO_TCP),
+                        ),
+                        test(Vec::new(), op::JEQ, u32::from(PROTO_UDP)),
+                    ]),
+                    either(dir, is(IP6_PAYLOAD), is(IP6_PAYLOAD + 2)),
+                ])
+            }
+            Filter::Icmp6Type(kind) => {
+                let (icmp6, kind) = (u32::from(PROTO_ICMPV6), u32::from(*kind));
+                // After a Hop-by-Hop header: X = its length, (len + 1) × 8
+                // (RFC 8200 §4.3), the type at 54 + X.
+                let after_hop_by_hop = vec![
+                    load(op::B, IP6_PAYLOAD + 1),
+                    stmt(op::ALU | op::ADD | op::K, 1),
+                    stmt(op::ALU | op::LSH | op::K, 3),
+                    stmt(op::MISC | op::TAX, 0),
+                    stmt(op::LD | op::B | op::IND, IP6_PAYLOAD),
+                ];
+                Node::And(vec![
+                    ethertype(ETHERTYPE_IPV6),
+                    Node::Or(vec![
+                        Node::And(vec![
+                            test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, icmp6),
+                            test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, kind),
+                        ]),
+                        Node::And(vec![
+                            test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, NH_HOP_BY_HOP),
+                            test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, icmp6),
+                            test(after_hop_by_hop, op::JEQ, kind),
+                        ]),
+                    ]),
                 ])
             }
             Filter::And(parts) => Node::And(parts.iter().map(Filter::lower).collect()),
@@ -741,5 +872,154 @@ mod tests {
     fn too_long_an_or_is_an_error_not_a_wrong_jump() {
         let many = Filter::and((0..100).map(|p| Filter::Port(Dir::Either, p)));
         assert!(matches!(many.compile(), Err(BpfError::JumpTooFar { .. })));
+    }
+
+    // IPv6.
+
+    fn tcp6(src: SocketAddrV6, dst: SocketAddrV6) -> Vec<u8> {
+        let segment = SegmentRepr {
+            src_port: src.port(),
+            dst_port: dst.port(),
+            seq: SeqNumber(1),
+            flags: Flags::SYN,
+            window: 64800,
+            ..SegmentRepr::default()
+        };
+        let ip = crate::wire::Ipv6Repr {
+            src: *src.ip(),
+            dst: *dst.ip(),
+            flow_label: 0,
+            hop_limit: 64,
+        };
+        crate::wire::emit_tcp6(MacAddr::zero(), MacAddr::zero(), &ip, &segment).unwrap()
+    }
+
+    fn v6(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    /// An MLDv2 report as Linux sends it when an address is added: to
+    /// ff02::16, hop limit 1, a Hop-by-Hop header with the Router Alert
+    /// option, then ICMPv6 type 143 with one record.
+    fn mld_report(kind: u8) -> Vec<u8> {
+        #[rustfmt::skip]
+        let mut frame = vec![
+            0x33, 0x33, 0, 0, 0, 0x16, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd,
+            0x60, 0, 0, 0, 0, 36, NH_HOP_BY_HOP as u8, 1,
+        ];
+        frame.extend(v6("fe80::1").octets());
+        frame.extend(v6("ff02::16").octets());
+        // Hop-by-Hop: next header ICMPv6, length 0 (8 bytes), Router
+        // Alert (MLD), PadN.
+        frame.extend([PROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+        frame.extend([kind, 0, 0x12, 0x34, 0, 0, 0, 1]);
+        frame.extend([4, 0, 0, 0]);
+        frame.extend(v6("ff02::1:ff00:1").octets());
+        frame
+    }
+
+    const C6: &str = "2001:2::2";
+    const S6: &str = "2001:2::1";
+
+    fn c6() -> SocketAddrV6 {
+        SocketAddrV6::new(v6(C6), 40000, 0, 0)
+    }
+    fn s6() -> SocketAddrV6 {
+        SocketAddrV6::new(v6(S6), 8080, 0, 0)
+    }
+
+    #[test]
+    fn ip6_proto_tcp_is_the_program_tcpdump_prints() {
+        // `tcpdump -d 'ip6 proto 6'` (tcpdump 4.99): the Next Header, or
+        // a fragment header's.
+        let expected: [(u16, u8, u8, u32); 9] = [
+            (0x28, 0, 0, 12),
+            (0x15, 0, 6, 0x86dd),
+            (0x30, 0, 0, 20),
+            (0x15, 3, 0, 6),
+            (0x15, 0, 3, 0x2c),
+            (0x30, 0, 0, 54),
+            (0x15, 0, 1, 6),
+            (0x06, 0, 0, SNAPLEN),
+            (0x06, 0, 0, 0),
+        ];
+        let program = Filter::Ip6Proto(PROTO_TCP).compile().unwrap();
+        let got: Vec<_> = program.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn ip6_and_ip6_proto_tell_the_families_apart() {
+        let (v4, v6frame) = (tcp(CLIENT, SERVER), tcp6(c6(), s6()));
+        assert!(matches(&Filter::Ipv6, &v6frame));
+        assert!(!matches(&Filter::Ipv6, &v4));
+        assert!(!matches(&Filter::Ipv4, &v6frame));
+        assert!(matches(&Filter::Ip6Proto(PROTO_TCP), &v6frame));
+        assert!(!matches(&Filter::Ip6Proto(PROTO_UDP), &v6frame));
+        assert!(!matches(&Filter::Ip6Proto(PROTO_TCP), &v4));
+        assert!(!matches(&Filter::Proto(PROTO_TCP), &v6frame));
+        // TCP behind a fragment header counts, as in tcpdump.
+        let mut fragment = v6frame[..54].to_vec();
+        fragment[IP6_NEXT_HEADER as usize] = NH_FRAGMENT as u8;
+        fragment.extend([PROTO_TCP, 0, 0, 0, 0, 0, 0, 1]);
+        fragment.extend(&v6frame[54..]);
+        assert!(matches(&Filter::Ip6Proto(PROTO_TCP), &fragment));
+    }
+
+    #[test]
+    fn the_ip6_connection_filter_takes_both_directions_and_nothing_else() {
+        let filter = Filter::tcp6_connection(c6(), s6());
+        assert!(matches(&filter, &tcp6(c6(), s6())));
+        assert!(matches(&filter, &tcp6(s6(), c6())));
+        let other_port = SocketAddrV6::new(v6(C6), 40001, 0, 0);
+        assert!(!matches(&filter, &tcp6(other_port, s6())));
+        // One bit off in the last word of the address.
+        let other_host = SocketAddrV6::new(v6("2001:2::3"), 40000, 0, 0);
+        assert!(!matches(&filter, &tcp6(other_host, s6())));
+        // ... and in the first.
+        let far = SocketAddrV6::new(v6("2001:3::2"), 40000, 0, 0);
+        assert!(!matches(&filter, &tcp6(far, s6())));
+        assert!(!matches(&filter, &tcp(CLIENT, SERVER)));
+        assert!(!matches(&filter, &tcp6(c6(), s6())[..56]));
+        assert!(matches(&Filter::Host6(Dir::Src, v6(C6)), &tcp6(c6(), s6())));
+        assert!(!matches(
+            &Filter::Host6(Dir::Dst, v6(C6)),
+            &tcp6(c6(), s6())
+        ));
+        assert!(matches(&Filter::Port6(Dir::Dst, 8080), &tcp6(c6(), s6())));
+        assert!(!matches(&Filter::Port6(Dir::Src, 8080), &tcp6(c6(), s6())));
+    }
+
+    #[test]
+    fn mld_is_dropped_and_neighbor_discovery_kept() {
+        let ns = crate::wire::neighbor_solicitation(MacAddr::zero(), v6(C6), v6(S6)).unwrap();
+        let na =
+            crate::wire::neighbor_advertisement(MacAddr::zero(), v6(S6), MacAddr::zero(), v6(C6))
+                .unwrap();
+        assert!(matches(&Filter::Icmp6Type(135), &ns));
+        assert!(matches(&Filter::Icmp6Type(136), &na));
+        assert!(!matches(&Filter::Icmp6Type(136), &ns));
+        // MLD behind its Hop-by-Hop header.
+        for kind in MLD_TYPES {
+            assert!(matches(&Filter::Icmp6Type(kind), &mld_report(kind)));
+            assert!(matches(&Filter::mld(), &mld_report(kind)));
+        }
+        assert!(!matches(&Filter::Icmp6Type(135), &mld_report(143)));
+        // A longer Hop-by-Hop header (length 1: 16 bytes) moves ICMPv6.
+        let mut long = mld_report(143);
+        long[IP6_PAYLOAD as usize + 1] = 1;
+        long.splice(62..62, [1, 6, 0, 0, 0, 0, 0, 0]);
+        assert!(matches(&Filter::mld(), &long));
+        // What the lab's tap keeps: everything but MLD.
+        let keep = Filter::mld().not();
+        let len = keep.compile().unwrap().len();
+        assert!(len < 100, "{len} instructions");
+        for frame in [&ns, &na, &tcp6(c6(), s6()), &tcp(CLIENT, SERVER)] {
+            assert!(matches(&keep, frame));
+        }
+        assert!(!matches(&keep, &mld_report(143)));
+        assert!(!matches(&keep, &mld_report(131)));
+        // Truncated right after the Hop-by-Hop header: no type to read.
+        assert!(!matches(&Filter::mld(), &mld_report(143)[..62]));
     }
 }

@@ -14,7 +14,7 @@ use pnet::packet::tcp::{self, MutableTcpPacket, TcpOption, TcpOptionPacket};
 use pnet::packet::udp::{self, MutableUdpPacket};
 pub use pnet::util::MacAddr;
 
-use super::{Flags, SegmentRepr, SeqNumber, TcpOptions, WireError};
+use super::{SegmentRepr, TcpOptions, TcpView, WireError};
 
 /// Ethernet II header: two MACs and the EtherType.
 pub const ETHERNET_HEADER_LEN: usize = 14;
@@ -105,7 +105,7 @@ pub enum Frame {
 }
 
 /// The options synack puts on a segment, in Linux's order and alignment.
-fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
+pub(super) fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     let mut out = Vec::new();
     if let Some(mss) = opts.mss {
         out.push(TcpOption::mss(mss));
@@ -138,7 +138,7 @@ fn tcp_options(opts: &TcpOptions) -> Vec<TcpOption> {
     out
 }
 
-fn options_len(opts: &[TcpOption]) -> usize {
+pub(super) fn options_len(opts: &[TcpOption]) -> usize {
     opts.iter().map(TcpOptionPacket::packet_size).sum()
 }
 
@@ -337,34 +337,7 @@ pub fn emit_arp(src_mac: MacAddr, dst_mac: MacAddr, arp: &ArpRepr) -> Vec<u8> {
     buf
 }
 
-/// Reads the TCP options synack understands.
-fn parse_options(tcp: &etherparse::TcpSlice<'_>) -> TcpOptions {
-    use etherparse::TcpOptionElement as E;
-    let mut opts = TcpOptions::default();
-    for element in tcp.options_iterator() {
-        match element {
-            Ok(E::MaximumSegmentSize(mss)) => opts.mss = Some(mss),
-            Ok(E::WindowScale(ws)) => opts.wscale = Some(ws),
-            Ok(E::SelectiveAcknowledgementPermitted) => opts.sack_permitted = true,
-            Ok(E::Timestamp(val, ecr)) => opts.timestamps = Some((val, ecr)),
-            Ok(E::SelectiveAcknowledgement(first, rest)) => {
-                opts.sack_blocks = 1 + rest.iter().flatten().count() as u8;
-                let blocks = std::iter::once(first).chain(rest.into_iter().flatten());
-                for (slot, (left, right)) in opts.sack.iter_mut().zip(blocks) {
-                    *slot = Some((SeqNumber(left), SeqNumber(right)));
-                }
-            }
-            Ok(E::Noop) => {}
-            Err(_) => {
-                opts.unknown = opts.unknown.saturating_add(1);
-                break;
-            }
-        }
-    }
-    opts
-}
-
-fn mac(bytes: [u8; 6]) -> MacAddr {
+pub(super) fn mac(bytes: [u8; 6]) -> MacAddr {
     MacAddr::from(bytes)
 }
 
@@ -427,21 +400,24 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
         (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) => {
             let (ip, ip_ok) = ipv4_repr(ip.header());
             let (src, dst) = (ip.src.octets(), ip.dst.octets());
-            let tcp_ok = tcp
-                .calc_checksum_ipv4(src, dst)
-                .is_ok_and(|sum| sum == tcp.checksum());
+            // The one checksum check of synack (wire::tcp), as inspect's.
+            let tcp_ok = super::tcp::verify_checksum(src.into(), dst.into(), tcp.slice())
+                == super::tcp::Checksum::Good;
+            let view = TcpView::new_lax(tcp.slice()).map_err(|err| WireError::Malformed {
+                reason: format!("TCP header: {err:?}"),
+            })?;
             Ok(Frame::Tcp(TcpFrame {
                 src_mac,
                 dst_mac,
                 ip,
                 segment: SegmentRepr {
-                    src_port: tcp.source_port(),
-                    dst_port: tcp.destination_port(),
-                    seq: SeqNumber(tcp.sequence_number()),
-                    ack: SeqNumber(tcp.acknowledgment_number()),
-                    flags: Flags(tcp.header_slice()[13]),
-                    window: tcp.window_size(),
-                    options: parse_options(tcp),
+                    src_port: view.src_port(),
+                    dst_port: view.dst_port(),
+                    seq: view.seq_number(),
+                    ack: view.ack_number(),
+                    flags: view.flags(),
+                    window: view.window(),
+                    options: view.options(),
                     payload: tcp.payload().to_vec(),
                 },
                 checksums_ok: ip_ok && tcp_ok,
@@ -476,6 +452,7 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{Flags, SeqNumber};
     use proptest::prelude::*;
 
     const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);

@@ -1,15 +1,20 @@
 //! Packet formats, in two levels (smoltcp's `wire` idea): byte views come from
 //! pnet (`Mutable*Packet`, to emit) and etherparse (`*Slice`, to parse); the
 //! rest of synack works on the representations defined here
-//! ([`SegmentRepr`], [`ArpRepr`], [`Frame`]).
+//! ([`SegmentRepr`], [`ArpRepr`], [`Frame`]; over IPv6, [`Ipv6Repr`],
+//! [`NdpRepr`], [`Frame6`]).
 //!
 //! Pure: nothing here does I/O or reads a clock.
 
 pub mod bpf;
 mod frame;
 mod icmp;
+mod icmpv6;
+mod ipv6;
+mod ndp;
 mod segment;
 mod seq;
+pub mod tcp;
 
 pub use frame::{
     emit_arp, emit_tcp, emit_udp, parse, tcp_frame_len, ArpOp, ArpRepr, Frame, Ipv4Repr, MacAddr,
@@ -17,8 +22,22 @@ pub use frame::{
     TCP_HEADER_LEN, UDP_HEADER_LEN,
 };
 pub use icmp::{parse_icmp_unreachable, IcmpUnreachable, ICMP_DEST_UNREACHABLE};
+pub use icmpv6::{
+    dest_unreachable_reason, parse_icmpv6_error, Icmpv6Error, Icmpv6ErrorKind,
+    ICMPV6_DEST_UNREACHABLE, ICMPV6_PACKET_TOO_BIG,
+};
+pub use ipv6::{
+    emit_tcp6, parse_ipv6, tcp6_frame_len, Frame6, Ipv6Repr, NdpFrame, Tcp6Frame,
+    DEFAULT_HOP_LIMIT, ETHERTYPE_IPV6, FLOW_LABEL_MAX, IPV6_HEADER_LEN, NEXT_HEADER_ICMPV6,
+    NEXT_HEADER_TCP,
+};
+pub use ndp::{
+    emit_ndp, multicast_mac, neighbor_advertisement, neighbor_solicitation, solicited_node,
+    NaFlags, NdpRepr, ALL_NODES, NDP_HOP_LIMIT, NEIGHBOR_ADVERTISEMENT, NEIGHBOR_SOLICITATION,
+};
 pub use segment::{Flags, SegmentRepr, TcpFlags, TcpOptions};
 pub use seq::SeqNumber;
+pub use tcp::{Checksum, TcpView};
 
 /// Why bytes could not be parsed or built.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

@@ -212,3 +212,16 @@ pub fn host_network() -> (String, String) {
         String::from_utf8_lossy(&netns.stdout).into_owned(),
     )
 }
+
+/// Copies the synack binary to `to` with `cp`, never through a write
+/// descriptor of this process: a test thread that forks while the copy is
+/// open for writing would hold it across its exec, and executing the copy
+/// would then fail with ETXTBSY ("Text file busy").
+pub fn copy_binary(to: &Path) {
+    let status = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_synack"))
+        .arg(to)
+        .status()
+        .expect("running cp");
+    assert!(status.success(), "cp of the synack binary failed");
+}

@@ -8,15 +8,15 @@
 //!
 //! Pure.
 
-use crate::capture::link::{Checksum, TcpSegment};
+use crate::capture::decap::{Checksum, TcpSegment, Tunnel};
 use crate::tcp::State;
 use crate::wire::{Flags, SeqNumber, TcpOptions};
 
 use super::seq::{self, flag, Flow, WindowScale};
 use super::zeek::{self, letter, EndpointState, History};
 use super::{
-    Anomalies, ClientRule, Close, CloseKind, Closer, ConnectionReport, Direction, Endpoint,
-    Handshake, LadderRow, Offered, Options, PerDirection, States, Zeek, MAX_LADDER_ROWS,
+    Anomalies, ClientRule, Close, CloseKind, Closer, ConnectionReport, Counters, Direction, Ended,
+    Endpoint, Handshake, LadderRow, Offered, Options, PerDirection, States, Zeek, MAX_LADDER_ROWS,
 };
 
 /// At most this many disjoint sequence ranges are kept per direction;
@@ -198,6 +198,46 @@ pub struct Connection {
     options: Options,
     ladder: Vec<LadderRow>,
     ladder_omitted: u64,
+    tunnel: Option<Tunnel>,
+    /// It resumes a connection reported earlier (see [`Tombstone`]), or it
+    /// has been reported at its close and lingers for late packets.
+    continued: bool,
+    /// The counters of the report made at its close (it lingers).
+    reported: Option<Box<Counters>>,
+}
+
+/// What is kept of a connection once it has been reported (closed or
+/// evicted): enough to give a tuple that comes back without a new SYN the
+/// same index and the same relative sequence numbers, as tshark keeps one
+/// `tcp.stream`. About 80 bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Tombstone {
+    pub index: u64,
+    /// Side 0's endpoint (the sender of the first packet).
+    first: (std::net::IpAddr, u16),
+    bases: [Option<SeqNumber>; 2],
+    isns: [Option<SeqNumber>; 2],
+    syn_from: Option<u8>,
+    synack_from: Option<u8>,
+    /// The FIN exchange completed or a RST was seen.
+    pub closed: bool,
+    /// Capture time of its last packet.
+    pub last_ns: u64,
+}
+
+impl Tombstone {
+    fn side_of(&self, seg: &TcpSegment<'_>) -> usize {
+        usize::from(!(self.first.0 == seg.src && self.first.1 == seg.src_port))
+    }
+
+    /// Whether a SYN (no ACK) starts a new connection rather than
+    /// continuing this one (the rule of [`Connection::is_reused_by`]).
+    pub fn is_reused_by(&self, seg: &TcpSegment<'_>) -> bool {
+        let from = self.side_of(seg);
+        let new_isn = self.isns[from] != Some(seg.seq);
+        let over = self.closed || self.synack_from.is_none();
+        new_isn && over && (self.syn_from.is_some() || self.closed)
+    }
 }
 
 impl Connection {
@@ -232,11 +272,107 @@ impl Connection {
             options,
             ladder: Vec::new(),
             ladder_omitted: 0,
+            tunnel: seg.tunnel,
+            continued: false,
+            reported: None,
+        }
+    }
+
+    /// Whether it has been reported at its close (it lingers for late
+    /// packets: see [`Connection::report_close`]).
+    pub fn is_reported(&self) -> bool {
+        self.reported.is_some()
+    }
+
+    /// Packets seen since the report at its close.
+    pub fn late_packets(&self) -> u64 {
+        let now = self.sides[0].packets + self.sides[1].packets;
+        self.reported
+            .as_ref()
+            .map_or(0, |r| now.saturating_sub(r.packets.c2s + r.packets.s2c))
+    }
+
+    /// The report at its close, made while it stays: late packets (a
+    /// retransmitted FIN, a TIME-WAIT ACK) are still judged with its whole
+    /// state, and [`Connection::finish_late`] reports them.
+    pub fn report_close(&mut self) -> ConnectionReport {
+        let ladder = std::mem::take(&mut self.ladder);
+        let omitted = std::mem::take(&mut self.ladder_omitted);
+        let mut copy = self.clone();
+        copy.ladder = ladder;
+        copy.ladder_omitted = omitted;
+        let report = copy.finish_as(Ended::Close);
+        self.reported = Some(Box::new(report.counters()));
+        report
+    }
+
+    /// After [`Connection::report_close`]: the report of the late packets
+    /// (counters since the close's report, the rest for the whole
+    /// connection), if any came.
+    pub fn finish_late(self) -> Option<ConnectionReport> {
+        let earlier = self.reported.clone()?;
+        if self.late_packets() == 0 {
+            return None;
+        }
+        let mut report = self.finish_as(Ended::Close);
+        report.continued = true;
+        report.subtract(&earlier);
+        Some(report)
+    }
+
+    /// The continuation of a reported connection, whose first packet is
+    /// `seg` (fed separately): same index, same sides, same sequence bases.
+    pub fn resume(
+        tomb: &Tombstone,
+        frame: u64,
+        ts_ns: u64,
+        seg: &TcpSegment<'_>,
+        options: Options,
+    ) -> Connection {
+        let mut conn = Connection::new(tomb.index, frame, ts_ns, seg, options);
+        if tomb.side_of(seg) == 1 {
+            conn.sides.swap(0, 1);
+        }
+        for (side, (base, isn)) in conn
+            .sides
+            .iter_mut()
+            .zip(tomb.bases.into_iter().zip(tomb.isns))
+        {
+            side.base = base;
+            side.isn = isn;
+        }
+        conn.opening.syn_from = tomb.syn_from.map(usize::from);
+        conn.opening.synack_from = tomb.synack_from.map(usize::from);
+        conn.continued = true;
+        conn
+    }
+
+    /// What to keep once it is reported.
+    pub fn tombstone(&self) -> Tombstone {
+        let e = |i: usize| (self.sides[i].endpoint.ip, self.sides[i].endpoint.port);
+        Tombstone {
+            index: self.index,
+            first: e(0),
+            bases: [self.sides[0].base, self.sides[1].base],
+            isns: [self.sides[0].isn, self.sides[1].isn],
+            syn_from: self.opening.syn_from.map(|d| d as u8),
+            synack_from: self.opening.synack_from.map(|d| d as u8),
+            closed: self.is_closed(),
+            last_ns: self.last_ns,
         }
     }
 
     pub fn index(&self) -> u64 {
         self.index
+    }
+
+    pub fn first_ts_ns(&self) -> u64 {
+        self.first_ns
+    }
+
+    /// Only SYNs (no ACK) seen so far: an attempt nobody answered.
+    pub fn is_attempt(&self) -> bool {
+        self.completeness == completeness_bits(true, false, false, false, false)
     }
 
     pub fn last_ts_ns(&self) -> u64 {
@@ -261,9 +397,31 @@ impl Connection {
         new_isn && over && (self.opening.syn_from.is_some() || self.is_closed())
     }
 
-    fn side_of(&self, seg: &TcpSegment<'_>) -> usize {
+    /// Which side sent `seg`: 0 for the sender of the first packet seen,
+    /// 1 for the other end.
+    pub fn side_of(&self, seg: &TcpSegment<'_>) -> usize {
         let s = &self.sides[0].endpoint;
         usize::from(!(s.ip == seg.src && s.port == seg.src_port))
+    }
+
+    /// The RFC 9293 states `side` (as [`Connection::side_of`] numbers
+    /// them) went through so far, as the wire shows them (`synack watch`
+    /// narrates each segment's changes from this).
+    pub fn state_path(&self, side: usize) -> &[State] {
+        &self.sides[side.min(1)].path
+    }
+
+    /// `n`, a sequence number of `side`, relative to that side's base
+    /// (Wireshark's relative numbers; `n` itself before any base is known).
+    pub fn relative(&self, side: usize, n: SeqNumber) -> u32 {
+        self.sides[side.min(1)]
+            .base
+            .map_or(n.0, |base| n.relative_to(base))
+    }
+
+    /// Frames marked as a retransmission of any kind so far.
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// Feeds one segment of this connection.
@@ -667,8 +825,13 @@ impl Connection {
         });
     }
 
-    /// The report, with the client decided.
+    /// The report at the end of the capture.
     pub fn finish(self) -> ConnectionReport {
+        self.finish_as(Ended::EndOfCapture)
+    }
+
+    /// The report, with the client decided; `ended` says why now.
+    pub fn finish_as(self, ended: Ended) -> ConnectionReport {
         let (client, rule) = if let Some(d) = self.opening.syn_from {
             (d, ClientRule::Syn)
         } else if let Some(d) = self.opening.synack_from {
@@ -785,8 +948,11 @@ impl Connection {
             snaplen_cut_frames: self.snaplen_cut,
             offloaded_checksums: self.offloaded,
             tcp_completeness: self.completeness,
+            tunnel: self.tunnel,
             ladder,
             ladder_omitted: self.ladder_omitted,
+            continued: self.continued,
+            ended,
         }
     }
 }
@@ -838,7 +1004,7 @@ const VERDICT_NAMES: [(u32, &str); 14] = [
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::capture::link::Checksum;
+    use crate::capture::decap::Checksum;
     use std::net::{IpAddr, Ipv4Addr};
 
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -871,11 +1037,21 @@ pub(super) mod tests {
             payload: &[],
             checksum: Checksum::Good,
             header_cut: false,
+            tunnel: None,
         }
     }
 
     fn run(segments: &[TcpSegment<'static>]) -> ConnectionReport {
-        let mut conn = Connection::new(0, 1, 0, &segments[0], Options { ladder: true });
+        let mut conn = Connection::new(
+            0,
+            1,
+            0,
+            &segments[0],
+            Options {
+                ladder: true,
+                ..Options::default()
+            },
+        );
         for (i, s) in segments.iter().enumerate() {
             conn.on_segment(i as u64 + 1, i as u64 * 1_000_000, s);
         }

@@ -1,11 +1,19 @@
 //! The connection tracker behind `synack inspect`: TCP segments in, one
-//! [`ConnectionReport`] out per connection.
+//! [`ConnectionReport`] out per connection, as soon as it ends.
 //!
 //! A connection is a 4-tuple from its SYN; a new SYN with a new ISN on a
-//! closed tuple starts a new one (port reuse). State is kept only for open
-//! connections: a closed one (FIN exchange done or RST) that stays quiet
-//! for [`CLOSED_LINGER_NS`] of capture time is reported and dropped, so
-//! memory follows the number of open connections, not the file's size.
+//! closed tuple starts a new one (port reuse). State is kept only for live
+//! connections, so memory follows the number of connections open at one
+//! moment, not the file's size. A connection is reported (and its state
+//! dropped) when it closes (FIN exchange done, or a RST), when it is an
+//! attempt that saw only SYNs for [`ATTEMPT_TIMEOUT_NS`], when it has been
+//! quiet for [`Options::idle_timeout_ns`], or at the end of the capture;
+//! all in capture time. What it leaves is a small [`Tombstone`]: a packet
+//! of the same tuple that comes later without a new SYN continues the same
+//! connection (same index, a report with `continued`), as tshark keeps one
+//! `tcp.stream` across gaps of any length. Tombstones are bounded: a closed
+//! connection's lasts [`CLOSED_LINGER_NS`], another's [`TOMBSTONE_TTL_NS`],
+//! and at most [`MAX_TOMBSTONES`] are kept (the oldest go first).
 //!
 //! Pure: no I/O, no clock; time comes from the capture.
 
@@ -13,29 +21,69 @@ pub mod conn;
 pub mod seq;
 pub mod zeek;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::link::TcpSegment;
+use crate::capture::decap::{TcpSegment, Tunnel};
 use crate::tcp::State;
 
-pub use conn::Connection;
+pub use conn::{Connection, Tombstone};
 
-/// A closed connection is kept this long after its last packet (capture
-/// time), to catch late retransmissions and TIME-WAIT ACKs: Linux's
+/// A closed connection's tombstone lasts this long after its last packet
+/// (capture time): a late retransmission or TIME-WAIT ACK within it
+/// continues the connection; anything later starts a new one. Linux's
 /// TIME-WAIT, 60 s.
 pub const CLOSED_LINGER_NS: u64 = 60_000_000_000;
+/// An attempt that saw only SYNs is reported this long after its first SYN
+/// (Zeek's `tcp_attempt_delay`, 5 s).
+pub const ATTEMPT_TIMEOUT_NS: u64 = 5_000_000_000;
+/// The default [`Options::idle_timeout_ns`]: 30 s.
+pub const DEFAULT_IDLE_TIMEOUT_NS: u64 = 30_000_000_000;
+/// The tombstone of a connection that did not close lasts this long after
+/// its last packet (capture time): 1 hour.
+pub const TOMBSTONE_TTL_NS: u64 = 3_600_000_000_000;
+/// At most this many tombstones are kept (about 10 MB with their index and
+/// queue); beyond, the oldest is dropped first.
+pub const MAX_TOMBSTONES: usize = 50_000;
 /// Ladder rows kept per connection (the rest are counted).
 pub const MAX_LADDER_ROWS: usize = 400;
 
-/// What to collect besides the summary.
-#[derive(Clone, Copy, Debug, Default)]
+/// What to collect besides the summary, and when to let go.
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// Keep each segment for the ladder diagram.
     pub ladder: bool,
+    /// A connection quiet this long (capture time) is reported and its
+    /// state dropped; it continues if its tuple comes back.
+    pub idle_timeout_ns: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            ladder: false,
+            idle_timeout_ns: DEFAULT_IDLE_TIMEOUT_NS,
+        }
+    }
+}
+
+/// Why a connection was reported when it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// The FIN exchange completed, or a RST came.
+    Close,
+    /// Only SYNs for [`ATTEMPT_TIMEOUT_NS`].
+    AttemptTimeout,
+    /// Quiet for the idle timeout.
+    IdleTimeout,
+    /// A SYN with a new ISN started a new connection on its tuple.
+    Reused,
+    /// The capture ended with it still open.
+    EndOfCapture,
 }
 
 /// One side of a connection.
@@ -50,6 +98,111 @@ pub struct Endpoint {
 pub struct PerDirection {
     pub c2s: u64,
     pub s2c: u64,
+}
+
+impl PerDirection {
+    /// The counts of `self` less those of `earlier`.
+    pub fn since(self, earlier: PerDirection) -> PerDirection {
+        PerDirection {
+            c2s: self.c2s.saturating_sub(earlier.c2s),
+            s2c: self.s2c.saturating_sub(earlier.s2c),
+        }
+    }
+}
+
+/// The counters of a report, to count only what came after it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: PerDirection,
+    pub bytes: PerDirection,
+    pub wire_bytes: PerDirection,
+    pub retransmissions: u64,
+    pub anomalies: Anomalies,
+    pub snaplen_cut_frames: u64,
+    pub offloaded_checksums: u64,
+}
+
+impl ConnectionReport {
+    pub fn counters(&self) -> Counters {
+        Counters {
+            packets: self.packets,
+            bytes: self.bytes,
+            wire_bytes: self.wire_bytes,
+            retransmissions: self.retransmissions,
+            anomalies: self.anomalies,
+            snaplen_cut_frames: self.snaplen_cut_frames,
+            offloaded_checksums: self.offloaded_checksums,
+        }
+    }
+
+    /// Adds a later report of the same connection (`continued`): its
+    /// counters, its completeness bits, its end time. The rest stays.
+    pub fn absorb(&mut self, later: &ConnectionReport) {
+        let add = |a: PerDirection, b: PerDirection| PerDirection {
+            c2s: a.c2s + b.c2s,
+            s2c: a.s2c + b.s2c,
+        };
+        self.packets = add(self.packets, later.packets);
+        self.bytes = add(self.bytes, later.bytes);
+        self.wire_bytes = add(self.wire_bytes, later.wire_bytes);
+        self.retransmissions += later.retransmissions;
+        let mut sum = self.anomalies;
+        let zero = Anomalies::default();
+        // a + b = a - (0 - b) does not work unsigned: add field by field.
+        let b = later.anomalies.since(&zero);
+        sum.retransmission += b.retransmission;
+        sum.fast_retransmission += b.fast_retransmission;
+        sum.spurious_retransmission += b.spurious_retransmission;
+        sum.out_of_order += b.out_of_order;
+        sum.duplicate_ack += b.duplicate_ack;
+        sum.zero_window += b.zero_window;
+        sum.zero_window_probe += b.zero_window_probe;
+        sum.zero_window_probe_ack += b.zero_window_probe_ack;
+        sum.window_full += b.window_full;
+        sum.window_update += b.window_update;
+        sum.keep_alive += b.keep_alive;
+        sum.keep_alive_ack += b.keep_alive_ack;
+        sum.lost_segment += b.lost_segment;
+        sum.ack_lost_segment += b.ack_lost_segment;
+        sum.bad_checksum += b.bad_checksum;
+        self.anomalies = sum;
+        self.snaplen_cut_frames += later.snaplen_cut_frames;
+        self.offloaded_checksums += later.offloaded_checksums;
+        self.tcp_completeness |= later.tcp_completeness;
+        self.ladder.extend(later.ladder.iter().cloned());
+        self.ladder_omitted += later.ladder_omitted;
+        let end = (later.start_us + later.duration_us).max(self.start_us + self.duration_us);
+        self.duration_us = end.saturating_sub(self.start_us);
+    }
+
+    /// The reports of a whole capture with each connection's `continued`
+    /// parts absorbed into its first, in order of index.
+    pub fn merge_parts(mut reports: Vec<ConnectionReport>) -> Vec<ConnectionReport> {
+        reports.sort_by_key(|r| (r.index, r.continued));
+        let mut merged: Vec<ConnectionReport> = Vec::with_capacity(reports.len());
+        for r in reports {
+            match merged.last_mut() {
+                Some(first) if first.index == r.index => first.absorb(&r),
+                _ => merged.push(r),
+            }
+        }
+        merged
+    }
+
+    /// Keeps only what came after `earlier` in the counters.
+    pub fn subtract(&mut self, earlier: &Counters) {
+        self.packets = self.packets.since(earlier.packets);
+        self.bytes = self.bytes.since(earlier.bytes);
+        self.wire_bytes = self.wire_bytes.since(earlier.wire_bytes);
+        self.retransmissions = self.retransmissions.saturating_sub(earlier.retransmissions);
+        self.anomalies = self.anomalies.since(&earlier.anomalies);
+        self.snaplen_cut_frames = self
+            .snaplen_cut_frames
+            .saturating_sub(earlier.snaplen_cut_frames);
+        self.offloaded_checksums = self
+            .offloaded_checksums
+            .saturating_sub(earlier.offloaded_checksums);
+    }
 }
 
 /// How the client was told from the server.
@@ -164,6 +317,31 @@ pub struct Anomalies {
 }
 
 impl Anomalies {
+    /// The counts of `self` less those of `earlier`.
+    pub fn since(&self, earlier: &Anomalies) -> Anomalies {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        Anomalies {
+            retransmission: d(self.retransmission, earlier.retransmission),
+            fast_retransmission: d(self.fast_retransmission, earlier.fast_retransmission),
+            spurious_retransmission: d(
+                self.spurious_retransmission,
+                earlier.spurious_retransmission,
+            ),
+            out_of_order: d(self.out_of_order, earlier.out_of_order),
+            duplicate_ack: d(self.duplicate_ack, earlier.duplicate_ack),
+            zero_window: d(self.zero_window, earlier.zero_window),
+            zero_window_probe: d(self.zero_window_probe, earlier.zero_window_probe),
+            zero_window_probe_ack: d(self.zero_window_probe_ack, earlier.zero_window_probe_ack),
+            window_full: d(self.window_full, earlier.window_full),
+            window_update: d(self.window_update, earlier.window_update),
+            keep_alive: d(self.keep_alive, earlier.keep_alive),
+            keep_alive_ack: d(self.keep_alive_ack, earlier.keep_alive_ack),
+            lost_segment: d(self.lost_segment, earlier.lost_segment),
+            ack_lost_segment: d(self.ack_lost_segment, earlier.ack_lost_segment),
+            bad_checksum: d(self.bad_checksum, earlier.bad_checksum),
+        }
+    }
+
     /// `(name, count)` for every kind, in the JSON's order.
     pub fn iter(&self) -> [(&'static str, u64); 15] {
         [
@@ -272,11 +450,21 @@ pub struct ConnectionReport {
     /// Wireshark's `tcp.completeness` bits: 1 SYN, 2 SYN-ACK, 4 ACK,
     /// 8 data, 16 FIN, 32 RST (each seen at least once).
     pub tcp_completeness: u8,
+    /// The tunnel its first segment came through (VXLAN, GRE, …), with
+    /// the outer addresses; absent when it was not tunnelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     #[serde(skip)]
     pub ladder: Vec<LadderRow>,
     /// Segments beyond [`MAX_LADDER_ROWS`].
     #[serde(skip)]
     pub ladder_omitted: u64,
+    /// This report continues connection `index`, reported earlier (idle,
+    /// an attempt, or closed and then late packets): its counters cover
+    /// only the packets since.
+    pub continued: bool,
+    /// Why it was reported when it was.
+    pub ended: Ended,
 }
 
 /// A 64-bit multiplicative hash (FxHash's), enough for 4-tuples and much
@@ -341,9 +529,90 @@ impl Key {
     }
 }
 
-/// Every open (or recently closed) connection of one capture.
+/// SYNs kept per attempt before it becomes a full [`Connection`].
+const ATTEMPT_SYNS: usize = 4;
+
+/// A new connection that has seen only SYNs (no ACK, no payload) from one
+/// side, kept as those segments (about 100 bytes each) rather than as a
+/// full [`Connection`] (about 1 KB): a SYN scan or flood holds many of
+/// them. Its segments are replayed into a [`Connection`] when anything
+/// else comes, or when it is reported, so the result is the same.
+struct Attempt {
+    index: u64,
+    syns: Vec<(u64, u64, TcpSegment<'static>)>,
+}
+
+impl Attempt {
+    fn first_ns(&self) -> u64 {
+        self.syns.first().map_or(0, |s| s.1)
+    }
+
+    fn last_ns(&self) -> u64 {
+        self.syns.iter().map(|s| s.1).max().unwrap_or(0)
+    }
+
+    /// Whether `seg` is one more SYN of it: same sender, same ISN, no
+    /// payload, and room left.
+    fn takes(&self, seg: &TcpSegment<'_>) -> bool {
+        let Some((_, _, first)) = self.syns.first() else {
+            return false;
+        };
+        seg.flags == first.flags
+            && seg.payload_len == 0
+            && seg.seq == first.seq
+            && seg.src == first.src
+            && seg.src_port == first.src_port
+            && self.syns.len() < ATTEMPT_SYNS
+    }
+}
+
+/// A SYN (no ACK) without payload, owned.
+fn owned_syn(seg: &TcpSegment<'_>) -> Option<TcpSegment<'static>> {
+    let plain = seg.flags.syn() && !seg.flags.ack() && !seg.flags.fin() && !seg.flags.rst();
+    (plain && seg.payload_len == 0).then(|| TcpSegment {
+        payload: &[],
+        ..seg.clone()
+    })
+}
+
+/// A live connection: an attempt of SYNs only, or a full one.
+enum Live {
+    Attempt(Box<Attempt>),
+    Full(Box<Connection>),
+}
+
+impl Live {
+    fn index(&self) -> u64 {
+        match self {
+            Live::Attempt(a) => a.index,
+            Live::Full(c) => c.index(),
+        }
+    }
+
+    /// The full connection (an attempt's SYNs replayed).
+    fn into_full(self, options: Options) -> Box<Connection> {
+        match self {
+            Live::Full(c) => c,
+            Live::Attempt(a) => {
+                let (frame, ts, first) = &a.syns[0];
+                let mut conn = Box::new(Connection::new(a.index, *frame, *ts, first, options));
+                for (frame, ts, seg) in &a.syns {
+                    conn.on_segment(*frame, *ts, seg);
+                }
+                conn
+            }
+        }
+    }
+}
+
+/// Every live connection of one capture (closed ones linger, already
+/// reported), and the tombstones of those evicted.
 pub struct Tracker {
-    conns: HashMap<Key, Connection, BuildHasherDefault<FxHasher>>,
+    live: HashMap<Key, Live, BuildHasherDefault<FxHasher>>,
+    tombs: HashMap<Key, Tombstone, BuildHasherDefault<FxHasher>>,
+    /// Tombstones in order of creation: (last packet, key). Entries whose
+    /// tombstone was replaced or used are skipped when they come out.
+    tomb_order: VecDeque<(u64, Key)>,
     options: Options,
     next_index: u64,
     since_sweep: u64,
@@ -352,20 +621,112 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(options: Options) -> Tracker {
         Tracker {
-            conns: HashMap::default(),
+            live: HashMap::default(),
+            tombs: HashMap::default(),
+            tomb_order: VecDeque::new(),
             options,
             next_index: 0,
             since_sweep: 0,
         }
     }
 
-    /// Connections currently held.
+    /// Connections currently held (closed ones lingering included).
     pub fn open_connections(&self) -> usize {
-        self.conns.len()
+        self.live.len()
     }
 
-    /// Feeds one segment (frame number 1-based, time in ns); finished
-    /// connections go to `done`.
+    /// Connections seen so far (distinct indices).
+    pub fn connections(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Tombstones currently held.
+    pub fn tombstones(&self) -> usize {
+        self.tombs.len()
+    }
+
+    /// Why `live` should be let go at `now_ns`, if it should.
+    fn expired(&self, live: &Live, now_ns: u64) -> Option<Ended> {
+        let conn = match live {
+            Live::Full(conn) => conn,
+            Live::Attempt(a) => {
+                return if now_ns.saturating_sub(a.first_ns()) >= ATTEMPT_TIMEOUT_NS {
+                    Some(Ended::AttemptTimeout)
+                } else if now_ns.saturating_sub(a.last_ns()) >= self.options.idle_timeout_ns {
+                    Some(Ended::IdleTimeout)
+                } else {
+                    None
+                };
+            }
+        };
+        let quiet = now_ns.saturating_sub(conn.last_ts_ns());
+        if conn.is_reported() {
+            (quiet >= CLOSED_LINGER_NS).then_some(Ended::Close)
+        } else if conn.is_attempt()
+            && now_ns.saturating_sub(conn.first_ts_ns()) >= ATTEMPT_TIMEOUT_NS
+        {
+            Some(Ended::AttemptTimeout)
+        } else if quiet >= self.options.idle_timeout_ns {
+            Some(Ended::IdleTimeout)
+        } else {
+            None
+        }
+    }
+
+    /// Lets `conn` go: a closed one reports its late packets, if any; any
+    /// other is reported and leaves its tombstone.
+    fn retire(
+        &mut self,
+        key: Key,
+        live: Live,
+        ended: Ended,
+        done: &mut dyn FnMut(ConnectionReport),
+    ) {
+        let conn = live.into_full(self.options);
+        if conn.is_reported() {
+            if let Some(late) = conn.finish_late() {
+                done(late);
+            }
+            return;
+        }
+        let tomb = conn.tombstone();
+        self.tomb_order.push_back((tomb.last_ns, key));
+        self.tombs.insert(key, tomb);
+        done(conn.finish_as(ended));
+        self.trim_tombstones();
+    }
+
+    /// Drops tombstones past [`TOMBSTONE_TTL_NS`].
+    fn expire_tombstones(&mut self, now_ns: u64) {
+        while let Some(&(last, _)) = self.tomb_order.front() {
+            if now_ns.saturating_sub(last) < TOMBSTONE_TTL_NS {
+                break;
+            }
+            self.drop_oldest_tombstone();
+        }
+    }
+
+    /// Keeps at most [`MAX_TOMBSTONES`] (and as many stale queue entries).
+    fn trim_tombstones(&mut self) {
+        while self.tombs.len() > MAX_TOMBSTONES || self.tomb_order.len() > 2 * MAX_TOMBSTONES {
+            if !self.drop_oldest_tombstone() {
+                break;
+            }
+        }
+    }
+
+    fn drop_oldest_tombstone(&mut self) -> bool {
+        let Some((last, key)) = self.tomb_order.pop_front() else {
+            return false;
+        };
+        if self.tombs.get(&key).is_some_and(|t| t.last_ns == last) {
+            self.tombs.remove(&key);
+        }
+        true
+    }
+
+    /// Feeds one segment (frame number 1-based, time in ns); connections
+    /// that end go to `done` at once.
     pub fn on_segment(
         &mut self,
         frame: u64,
@@ -375,67 +736,135 @@ impl Tracker {
     ) {
         let (key, _) = Key::of(seg);
         let fresh_syn = seg.flags.syn() && !seg.flags.ack();
-        match self.conns.get_mut(&key) {
-            // A new connection on the tuple: a SYN with a new ISN after the
-            // old one ended, or anything after the old one's linger ran out
-            // (what a sweep would have done had it run in between).
-            Some(conn)
-                if (fresh_syn && conn.is_reused_by(seg))
-                    || (conn.is_closed()
-                        && ts_ns.saturating_sub(conn.last_ts_ns()) >= CLOSED_LINGER_NS) =>
-            {
-                let index = self.next_index;
-                self.next_index += 1;
-                let new = Connection::new(index, frame, ts_ns, seg, self.options);
-                if let Some(old) = self.conns.insert(key, new) {
-                    done(old.finish());
+        // A live connection that a SYN replaces, or that should have been
+        // let go before this packet (what a sweep would have done had it
+        // run in between), goes first.
+        if let Some(live) = self.live.get(&key) {
+            let ended = self.expired(live, ts_ns);
+            if let Some(ended) = ended {
+                if let Some(live) = self.live.remove(&key) {
+                    self.retire(key, live, ended, done);
                 }
-                if let Some(conn) = self.conns.get_mut(&key) {
-                    conn.on_segment(frame, ts_ns, seg);
-                }
-            }
-            Some(conn) => conn.on_segment(frame, ts_ns, seg),
-            None => {
-                let index = self.next_index;
-                self.next_index += 1;
-                let mut conn = Connection::new(index, frame, ts_ns, seg, self.options);
-                conn.on_segment(frame, ts_ns, seg);
-                self.conns.insert(key, conn);
             }
         }
+        // One more SYN of an attempt; anything else makes it a full one.
+        match self.live.get_mut(&key) {
+            Some(Live::Attempt(a)) if a.takes(seg) => {
+                if let Some(syn) = owned_syn(seg) {
+                    a.syns.push((frame, ts_ns, syn));
+                }
+                self.count_and_sweep(ts_ns, done);
+                return;
+            }
+            Some(Live::Attempt(_)) => {
+                if let Some(live) = self.live.remove(&key) {
+                    let full = live.into_full(self.options);
+                    self.live.insert(key, Live::Full(full));
+                }
+            }
+            _ => {}
+        }
+        if let Some(Live::Full(conn)) = self.live.get(&key) {
+            if fresh_syn && conn.is_reused_by(seg) {
+                if let Some(live) = self.live.remove(&key) {
+                    self.retire(key, live, Ended::Reused, done);
+                }
+            }
+        }
+        let live = match self.live.get_mut(&key) {
+            Some(live) => live,
+            None => {
+                let continues = self.tombs.remove(&key).filter(|t| {
+                    ts_ns.saturating_sub(t.last_ns) < TOMBSTONE_TTL_NS
+                        && !(fresh_syn && t.is_reused_by(seg))
+                });
+                let live = match continues {
+                    Some(tomb) => Live::Full(Box::new(Connection::resume(
+                        &tomb,
+                        frame,
+                        ts_ns,
+                        seg,
+                        self.options,
+                    ))),
+                    None => {
+                        let index = self.next_index;
+                        self.next_index += 1;
+                        if let Some(syn) = owned_syn(seg) {
+                            self.live.insert(
+                                key,
+                                Live::Attempt(Box::new(Attempt {
+                                    index,
+                                    syns: vec![(frame, ts_ns, syn)],
+                                })),
+                            );
+                            self.count_and_sweep(ts_ns, done);
+                            return;
+                        }
+                        Live::Full(Box::new(Connection::new(
+                            index,
+                            frame,
+                            ts_ns,
+                            seg,
+                            self.options,
+                        )))
+                    }
+                };
+                self.live.entry(key).or_insert(live)
+            }
+        };
+        let Live::Full(conn) = live else {
+            return;
+        };
+        conn.on_segment(frame, ts_ns, seg);
+        if conn.is_closed() && !conn.is_reported() {
+            done(conn.report_close());
+        }
+        self.count_and_sweep(ts_ns, done);
+    }
+
+    /// Counts a packet; sweeps when it is time.
+    fn count_and_sweep(&mut self, ts_ns: u64, done: &mut dyn FnMut(ConnectionReport)) {
         self.since_sweep += 1;
-        // Sweep about as often as there are connections, so the cost per
-        // packet stays constant.
-        if self.since_sweep >= (self.conns.len() as u64).max(4096) {
+        // Sweep about every quarter of the live connections' count in
+        // packets, so the cost per packet stays constant.
+        if self.since_sweep >= (self.live.len() as u64 / 4).max(1024) {
             self.since_sweep = 0;
             self.sweep(ts_ns, done);
         }
     }
 
-    /// Reports and drops closed connections quiet for [`CLOSED_LINGER_NS`].
+    /// Lets go of the live connections past their time, and drops the
+    /// tombstones past theirs.
     fn sweep(&mut self, now_ns: u64, done: &mut dyn FnMut(ConnectionReport)) {
-        let mut expired: Vec<(u64, Key)> = self
-            .conns
+        let mut expired: Vec<(u64, Key, Ended)> = self
+            .live
             .iter()
-            .filter(|(_, c)| {
-                c.is_closed() && now_ns.saturating_sub(c.last_ts_ns()) >= CLOSED_LINGER_NS
-            })
-            .map(|(k, c)| (c.index(), *k))
+            .filter_map(|(k, c)| self.expired(c, now_ns).map(|e| (c.index(), *k, e)))
             .collect();
-        expired.sort_unstable_by_key(|(index, _)| *index);
-        for (_, key) in expired {
-            if let Some(conn) = self.conns.remove(&key) {
-                done(conn.finish());
+        expired.sort_unstable_by_key(|(index, _, _)| *index);
+        for (_, key, ended) in expired {
+            if let Some(conn) = self.live.remove(&key) {
+                self.retire(key, conn, ended, done);
             }
         }
+        self.expire_tombstones(now_ns);
     }
 
-    /// Reports every remaining connection, in order of their first packet.
+    /// Reports every remaining connection (and the late packets of closed
+    /// ones), in order of their first packet.
     pub fn finish(self, done: &mut dyn FnMut(ConnectionReport)) {
-        let mut rest: Vec<Connection> = self.conns.into_values().collect();
-        rest.sort_unstable_by_key(Connection::index);
-        for conn in rest {
-            done(conn.finish());
+        let mut rest: Vec<Live> = self.live.into_values().collect();
+        rest.sort_unstable_by_key(Live::index);
+        let options = self.options;
+        for live in rest {
+            let conn = live.into_full(options);
+            if conn.is_reported() {
+                if let Some(late) = conn.finish_late() {
+                    done(late);
+                }
+            } else {
+                done(conn.finish_as(Ended::EndOfCapture));
+            }
         }
     }
 }
@@ -454,6 +883,8 @@ pub struct LinkTypeCount {
 #[derive(Debug)]
 pub struct FileSummary {
     pub packets: u64,
+    /// Connections (distinct indices; a continued one counts once).
+    pub connections: u64,
     pub tcp_packets: u64,
     pub link_types: Vec<LinkTypeCount>,
     /// Findings that are not failures: unsupported link types, cut or
@@ -476,17 +907,40 @@ pub fn link_type_name(link_type: u32) -> &'static str {
         lt::IPV4 => "IPV4",
         lt::IPV6 => "IPV6",
         lt::LINUX_SLL2 => "LINUX_SLL2",
+        lt::PPP => "PPP",
+        lt::PPP_HDLC => "PPP_HDLC",
+        lt::C_HDLC => "C_HDLC",
+        lt::ARCNET_BSD => "ARCNET_BSD",
+        lt::ARCNET_LINUX => "ARCNET_LINUX",
+        lt::JUNIPER_ETHER => "JUNIPER_ETHER",
+        lt::IPOIB => "IPOIB",
         _ => "unsupported",
     }
 }
 
-/// Reads a whole capture and reports every connection to `done`.
+/// Packets between two calls of the progress callback.
+pub const PROGRESS_EVERY: u64 = 16_384;
+
+/// Reads a whole capture and reports every connection to `done` as it
+/// ends.
 pub fn run<R: std::io::Read>(
-    mut reader: crate::capture::reader::CaptureReader<R>,
+    reader: crate::capture::reader::CaptureReader<R>,
     options: Options,
     done: &mut dyn FnMut(ConnectionReport),
 ) -> FileSummary {
-    use crate::capture::link::{self, Skip};
+    run_with_progress(reader, options, done, &mut |_| {})
+}
+
+/// [`run`], calling `progress` with the byte offset reached every
+/// [`PROGRESS_EVERY`] packets.
+pub fn run_with_progress<R: std::io::Read>(
+    mut reader: crate::capture::reader::CaptureReader<R>,
+    options: Options,
+    done: &mut dyn FnMut(ConnectionReport),
+    progress: &mut dyn FnMut(u64),
+) -> FileSummary {
+    use crate::capture::decap;
+    use crate::capture::link::Skip;
     use crate::capture::reader::Event;
 
     let mut tracker = Tracker::new(options);
@@ -496,6 +950,7 @@ pub fn run<R: std::io::Read>(
     let mut skips: Vec<(Skip, u64, u64)> = Vec::new();
     let mut error = None;
     let mut last_link: Option<usize> = None;
+    let mut defrag = decap::Defrag::new();
     while let Some(event) = reader.next_event() {
         let record = match event {
             Ok(Event::Packet(record)) => record,
@@ -527,21 +982,53 @@ pub fn run<R: std::io::Read>(
             }
         };
         link_types[slot].packets += 1;
-        let segment = link::ip_packet(record.link_type, record.data).and_then(link::tcp_segment);
-        match segment {
-            Ok(seg) => {
-                tcp_packets += 1;
-                tracker.on_segment(packets, record.ts_ns, &seg, done);
-            }
-            Err(Skip::NotIp | Skip::NotTcp | Skip::UnsupportedLink(_)) => {}
-            Err(skip) => match skips.iter_mut().find(|(s, _, _)| *s == skip) {
-                Some(entry) => entry.1 += 1,
-                None => skips.push((skip, 1, packets)),
+        // Several segments when the frame carries sFlow samples; none
+        // while a fragmented datagram is incomplete.
+        let at = decap::Position {
+            frame: packets,
+            ts_ns: record.ts_ns,
+        };
+        decap::segments_reassembling(
+            record.link_type,
+            record.data,
+            &mut defrag,
+            at,
+            &mut |segment| match segment {
+                Ok(seg) => {
+                    tcp_packets += 1;
+                    tracker.on_segment(packets, record.ts_ns, &seg, done);
+                }
+                Err(Skip::NotIp | Skip::NotTcp | Skip::UnsupportedLink(_)) => {}
+                Err(skip) => match skips.iter_mut().find(|(s, _, _)| *s == skip) {
+                    Some(entry) => entry.1 += 1,
+                    None => skips.push((skip, 1, packets)),
+                },
             },
+        );
+        if packets % PROGRESS_EVERY == 0 {
+            progress(reader.offset());
         }
     }
+    let mut held = 0u64;
+    let orphans = defrag.finish(&mut |at, seg| {
+        held += 1;
+        tcp_packets += 1;
+        tracker.on_segment(at.frame, at.ts_ns, &seg, done);
+    });
+    let connections = tracker.connections();
     tracker.finish(done);
     let mut warnings = reader.warnings();
+    if held > 0 {
+        warnings.push(format!(
+            "{held} fragmented TCP datagram(s) not captured whole: their first fragment's \
+             segment is counted with the bytes it carries"
+        ));
+    }
+    if orphans > 0 {
+        warnings.push(format!(
+            "{orphans} IP fragment(s) of TCP datagrams whose first fragment was not captured"
+        ));
+    }
     for l in &link_types {
         if !l.supported {
             warnings.push(format!(
@@ -552,15 +1039,21 @@ pub fn run<R: std::io::Read>(
     }
     for (skip, count, first) in skips {
         let what = match skip {
-            Skip::Truncated => "with a link, IP or TCP header cut short",
-            Skip::Malformed => "with a malformed header",
-            Skip::Fragment => "that are IP fragments (not reassembled)",
-            _ => "skipped",
+            Skip::Truncated => "with a link, IP or TCP header cut short".to_string(),
+            Skip::Malformed => "with a malformed header".to_string(),
+            Skip::Fragment => "that are later IP fragments (no TCP header: the first \
+                               fragment's segment is tracked)"
+                .to_string(),
+            Skip::Unopened(what, code) => {
+                format!("in an encapsulation not opened ({what} 0x{code:04x})")
+            }
+            _ => "skipped".to_string(),
         };
         warnings.push(format!("{count} frame(s) {what}, first: frame {first}"));
     }
     FileSummary {
         packets,
+        connections,
         tcp_packets,
         link_types,
         warnings,
@@ -597,12 +1090,20 @@ mod tests {
         }
     }
 
+    /// `seg` moved to client port `port`.
+    fn on_port(mut s: TcpSegment<'static>, port: u16) -> TcpSegment<'static> {
+        if s.src_port == 8080 {
+            s.dst_port = port;
+        } else {
+            s.src_port = port;
+        }
+        s
+    }
+
     #[test]
-    fn closed_connections_past_their_linger_are_reported_and_dropped() {
+    fn a_connection_is_reported_as_soon_as_it_closes() {
         let mut tracker = Tracker::new(Options::default());
         let mut reports = Vec::new();
-        // 5,000 closed connections, one a second (on 5,000 tuples: the
-        // server port differs), far more packets than a sweep interval.
         for i in 0..5_000u32 {
             let t = u64::from(i) * SECOND;
             let script = [
@@ -613,27 +1114,22 @@ mod tests {
                 seg(false, Flags::FIN_ACK, 501, 102, 0),
                 seg(true, Flags::ACK, 102, 502, 0),
             ];
-            for (j, mut s) in script.into_iter().enumerate() {
-                if s.src_port == 8080 {
-                    s.src_port = 10_000 + i as u16;
-                } else {
-                    s.dst_port = 10_000 + i as u16;
-                }
+            for (j, s) in script.into_iter().enumerate() {
+                let s = on_port(s, 10_000 + i as u16);
                 tracker.on_segment(1, t + j as u64 * 1000, &s, &mut |r| reports.push(r));
             }
-            // At most the last 60 s of connections, plus one sweep interval.
-            assert!(tracker.open_connections() <= 60 + 4096 / 6 + 1);
+            assert_eq!(reports.len(), i as usize + 1);
+            // Closed connections linger 60 s (plus a sweep interval).
+            let bound = 60 + 1024 / 6 + 2;
+            assert!(
+                tracker.open_connections() <= bound,
+                "{}",
+                tracker.open_connections()
+            );
         }
-        assert!(
-            reports.len() >= 5_000 - 60 - 4096 / 6 - 1,
-            "{}",
-            reports.len()
-        );
-        tracker.finish(&mut |r| reports.push(r));
-        assert_eq!(reports.len(), 5_000);
-        // Reported in the order they started.
         let indices: Vec<u64> = reports.iter().map(|r| r.index).collect();
         assert!(indices.windows(2).all(|w| w[0] < w[1]));
+        assert!(reports.iter().all(|r| r.ended == Ended::Close));
     }
 
     #[test]
@@ -641,14 +1137,116 @@ mod tests {
         let mut tracker = Tracker::new(Options::default());
         let mut reports = Vec::new();
         feed_connection(&mut tracker, 0, 100, &mut |r| reports.push(r));
-        // Within the linger, the same SYN is a retransmission of the old one.
+        // Within the linger, the same SYN continues the old one.
         feed_connection(&mut tracker, 10 * SECOND, 100, &mut |r| reports.push(r));
-        assert_eq!(tracker.open_connections(), 1);
-        // After it, an identical connection is a new one, even though no
-        // sweep ran in between.
+        // After it, an identical connection is a new one.
         feed_connection(&mut tracker, 200 * SECOND, 100, &mut |r| reports.push(r));
         tracker.finish(&mut |r| reports.push(r));
-        assert_eq!(reports.len(), 2);
-        assert!(reports.iter().all(|r| r.close.kind == CloseKind::Fin3way));
+        let seen: Vec<(u64, bool, u64)> = reports
+            .iter()
+            .map(|r| (r.index, r.continued, r.packets.c2s + r.packets.s2c))
+            .collect();
+        // Reported at its close, then its late packets (6 repeats), then
+        // the new one.
+        assert_eq!(seen, [(0, false, 6), (0, true, 6), (1, false, 6)]);
+        assert!(reports[1].retransmissions > 0);
+    }
+
+    #[test]
+    fn an_attempt_of_syns_only_is_reported_after_5_s() {
+        let mut tracker = Tracker::new(Options::default());
+        let mut reports = Vec::new();
+        let syn = seg(true, Flags::SYN, 100, 0, 0);
+        tracker.on_segment(1, 0, &syn, &mut |r| reports.push(r));
+        // Other traffic, enough packets for a sweep, up to 6 s.
+        for i in 0..3_000u64 {
+            let other = on_port(seg(true, Flags::ACK, 1, 1, 10), 50_000);
+            tracker.on_segment(2 + i, SECOND + i * 2_000_000, &other, &mut |r| {
+                reports.push(r)
+            });
+        }
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].index, 0);
+        assert_eq!(reports[0].ended, Ended::AttemptTimeout);
+        assert_eq!(reports[0].close.kind, CloseKind::None);
+        assert_eq!(tracker.open_connections(), 1);
+        // Its retransmission (same ISN) continues it; a new ISN is new.
+        tracker.on_segment(3_000, 7 * SECOND, &syn, &mut |r| reports.push(r));
+        let new = seg(true, Flags::SYN, 9_000, 0, 0);
+        tracker.on_segment(3_001, 20 * SECOND, &new, &mut |r| reports.push(r));
+        tracker.finish(&mut |r| reports.push(r));
+        let seen: Vec<(u64, bool, Ended)> = reports
+            .iter()
+            .map(|r| (r.index, r.continued, r.ended))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, false, Ended::AttemptTimeout),
+                (0, true, Ended::AttemptTimeout),
+                (1, false, Ended::EndOfCapture),
+                (2, false, Ended::EndOfCapture),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_of_10_minutes_mid_stream_continues_the_connection() {
+        let mut tracker = Tracker::new(Options::default());
+        let mut reports = Vec::new();
+        let open = [
+            seg(true, Flags::SYN, 100, 0, 0),
+            seg(false, Flags::SYN_ACK, 500, 101, 0),
+            seg(true, Flags::ACK, 101, 501, 0),
+            seg(true, Flags::PSH_ACK, 101, 501, 5),
+        ];
+        for (i, s) in open.iter().enumerate() {
+            tracker.on_segment(i as u64 + 1, i as u64 * 1000, s, &mut |r| reports.push(r));
+        }
+        let later = 600 * SECOND;
+        let rest = [
+            seg(false, Flags::PSH_ACK, 501, 106, 7),
+            seg(true, Flags::FIN_ACK, 106, 508, 0),
+            seg(false, Flags::FIN_ACK, 508, 107, 0),
+            seg(true, Flags::ACK, 107, 509, 0),
+        ];
+        for (i, s) in rest.iter().enumerate() {
+            tracker.on_segment(i as u64 + 5, later + i as u64 * 1000, s, &mut |r| {
+                reports.push(r)
+            });
+        }
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert_eq!((reports[0].index, reports[0].continued), (0, false));
+        assert_eq!(reports[0].ended, Ended::IdleTimeout);
+        assert_eq!(reports[0].close.kind, CloseKind::None);
+        assert_eq!((reports[1].index, reports[1].continued), (0, true));
+        assert_eq!(reports[1].ended, Ended::Close);
+        assert_eq!(reports[1].close.kind, CloseKind::Fin3way);
+        // The client is still the SYN's sender, the bytes still relative.
+        assert_eq!(reports[1].client_rule, ClientRule::Syn);
+        assert_eq!(reports[1].bytes.s2c, 7);
+        assert_eq!(tracker.connections(), 1);
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut tracker = Tracker::new(Options::default());
+        let mut reported = 0u64;
+        // SYN-only attempts from many addresses, 20,000 a second.
+        let n = MAX_TOMBSTONES as u64 + 30_000;
+        for i in 0..n {
+            let mut s = seg(true, Flags::SYN, 100, 0, 0);
+            s.src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+            tracker.on_segment(i + 1, i * 50_000, &s, &mut |_| reported += 1);
+        }
+        assert!(tracker.tombstones() <= MAX_TOMBSTONES);
+        // At most 5 s of attempts (plus a sweep interval) are live.
+        assert!(
+            tracker.open_connections() < 130_000,
+            "{}",
+            tracker.open_connections()
+        );
+        tracker.finish(&mut |_| reported += 1);
+        assert_eq!(reported, n);
     }
 }

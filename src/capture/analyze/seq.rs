@@ -9,6 +9,8 @@
 //!
 //! Pure: one call per segment, the verdict comes back as bit flags.
 
+use crate::wire::SeqNumber;
+
 /// The verdict bits (Wireshark's `TCP_A_*`).
 pub mod flag {
     pub const RETRANSMISSION: u32 = 0x0001;
@@ -87,17 +89,17 @@ pub struct Seg {
 
 /// `a > b` in sequence space (Wireshark's `GT_SEQ`).
 fn gt(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) < 0
+    SeqNumber(b) - SeqNumber(a) < 0
 }
 
 /// `a < b` in sequence space.
 fn lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
+    SeqNumber(a) - SeqNumber(b) < 0
 }
 
 /// `a <= b` in sequence space.
 fn le(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) >= 0
+    SeqNumber(b) - SeqNumber(a) >= 0
 }
 
 /// Judges one segment sent in direction `fwd` (the other direction is

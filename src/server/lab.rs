@@ -1,8 +1,10 @@
-//! The lab's server: a real `std::net::TcpListener` on the kernel's TCP
-//! stack, written the way the socket tutorials write it (bind, listen,
-//! accept, recv, sendall, recv until EOF, close), in its own thread; or,
-//! for `--udp`, a `std::net::UdpSocket` (bind, recvfrom, sendto). It
-//! reports each socket call as a [`ServerEvent`].
+//! The lab's server's socket I/O: a real `std::net::TcpListener` on the
+//! kernel's TCP stack, written the way the socket tutorials write it (bind,
+//! listen, accept, recv, sendall, recv until EOF, close), in its own
+//! thread; or, for `--udp`, a `std::net::UdpSocket` (bind, recvfrom,
+//! sendto). What to answer and when to close come from the shared reply
+//! logic ([`LabServerConfig::responder`]); each socket call is reported as a
+//! [`ServerEvent`].
 //!
 //! Privileged only through where it runs (inside the lab's namespace).
 
@@ -18,136 +20,33 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, Socket, Type};
 
-use super::sockinfo;
-use crate::framing::{self, Decoder, Framing};
+use super::config::{LabServerConfig, READ_BUF_LEN};
+use super::event::ServerEvent;
+use super::reply::Responder;
+use crate::net::sockinfo;
 use crate::tcp::State;
 
 /// An upper bound on reads after the first one (each one bounded by the
 /// read timeout).
 const MAX_READS: usize = 1024;
-/// The server's read buffer: one `recv()` returns at most this much, so a
-/// sticky server joins at most this many bytes in its one read.
-pub const READ_BUF_LEN: usize = 64 * 1024;
 /// How often a sticky server looks at its receive queue while it waits.
 const QUEUE_POLL: Duration = Duration::from_millis(1);
-
-/// How the server reads what the client writes.
-#[derive(Clone, Debug)]
-pub struct Reading {
-    /// How many application writes (messages, when framed) the client
-    /// sends: the server answers each read (each message, when framed) and,
-    /// when it closes first, closes after the last.
-    pub writes: usize,
-    /// Sticky packets: before its first `recv()`, wait until this many
-    /// bytes sit in the socket's receive queue, as a busy server would.
-    pub sticky_bytes: Option<usize>,
-    /// Read whole framed messages and frame each reply.
-    pub framing: Option<Framing>,
-}
-
-impl Reading {
-    /// How many answers the client waits for: one per message when framed,
-    /// one for the single read of a sticky server, else one per write.
-    pub fn answers(&self) -> usize {
-        match (self.framing, self.sticky_bytes) {
-            (None, Some(_)) => 1,
-            _ => self.writes.max(1),
-        }
-    }
-}
-
-impl Default for Reading {
-    /// One write, read as it comes, answered unframed.
-    fn default() -> Reading {
-        Reading {
-            writes: 1,
-            sticky_bytes: None,
-            framing: None,
-        }
-    }
-}
-
-/// How the server behaves.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub addr: SocketAddrV4,
-    /// What it sends back after the first read (nothing when empty).
-    pub reply: Vec<u8>,
-    /// Set `TCP_QUICKACK` once the read returned EOF, so the kernel ACKs
-    /// the client's FIN at once instead of letting the ACK ride on the
-    /// server's own FIN.
-    pub quickack: bool,
-    /// The longest any call may block (accept, each read).
-    pub timeout: Duration,
-    /// How many connections to serve, one after the other.
-    pub connections: usize,
-    /// Close right after the reply instead of reading until the client's
-    /// EOF: the server closes first.
-    pub close_first: bool,
-    /// Plain, sticky or framed reads.
-    pub reading: Reading,
-    /// Once the reply is acknowledged, set `SO_LINGER` 0 and close: the
-    /// kernel sends RST instead of FIN (an abort).
-    pub linger0: bool,
-    /// Read until EOF first, then reply, then close: the client's
-    /// half-close (its FIN) does not stop the server from sending.
-    pub reply_after_eof: bool,
-}
-
-/// One socket call of the server, as the tutorial code would print it.
-#[derive(Debug)]
-pub enum ServerEvent {
-    /// `accept()` returned.
-    Accepted { peer: SocketAddr },
-    /// `recv()` returned `data` (empty: EOF, the client's FIN).
-    Received { data: Vec<u8> },
-    /// The sticky server waited until the `expected` bytes of `writes`
-    /// application writes sat in its receive queue; `queued` were there
-    /// when it stopped waiting (fewer at EOF or when the time was up).
-    Waited {
-        queued: usize,
-        expected: usize,
-        writes: usize,
-    },
-    /// The first `recv()` of a sticky server returned `writes` application
-    /// writes joined in `len` bytes.
-    Sticky { writes: usize, len: usize },
-    /// The framing decoder took one whole message out of what was read.
-    Message { body: Vec<u8>, framing: Framing },
-    /// `sendall()` wrote this many bytes.
-    Sent { len: usize },
-    /// `recvfrom()` returned one datagram (UDP).
-    Datagram { data: Vec<u8>, peer: SocketAddr },
-    /// `sendto()` sent one datagram of `len` bytes (UDP).
-    SentTo { len: usize, peer: SocketAddr },
-    /// `setsockopt(TCP_QUICKACK, 1)`.
-    QuickAck,
-    /// `close()`.
-    Closed,
-    /// `setsockopt(SO_LINGER, 0)` and `close()`: the kernel sends RST.
-    Aborted,
-    /// A call failed; the server stops.
-    Failed {
-        call: &'static str,
-        error: io::Error,
-    },
-}
 
 /// Where the server reports each call: the time it returned, the call, and
 /// the socket's state as the kernel reports it right after (`TCP_INFO`).
 pub type Notify = Box<dyn Fn(Instant, ServerEvent, Option<State>) + Send>;
 
 /// The running server thread. Dropping it stops the thread (see
-/// [`Server::stop`]).
-pub struct Server {
+/// [`LabServer::stop`]).
+pub struct LabServer {
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
-    /// Set, then shut down, by [`Server::stop`].
+    /// Set, then shut down, by [`LabServer::stop`].
     stop: Arc<AtomicBool>,
     wake: UnixStream,
 }
 
-/// The server thread's side of [`Server::stop`]: every wait of the thread
+/// The server thread's side of [`LabServer::stop`]: every wait of the thread
 /// (accept, recv, recvfrom, the sticky and the abort waits) polls `wake`
 /// beside its socket, so a stop ends it at once, whatever its timeout.
 struct Halt {
@@ -157,7 +56,7 @@ struct Halt {
 }
 
 impl Halt {
-    /// A `Server`'s stop flag and wake-up socket, and the thread's side.
+    /// A `LabServer`'s stop flag and wake-up socket, and the thread's side.
     fn pair() -> io::Result<(Arc<AtomicBool>, UnixStream, Halt)> {
         let (wake, wake_peer) = UnixStream::pair()?;
         let stopped = Arc::new(AtomicBool::new(false));
@@ -228,13 +127,13 @@ fn stopped() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "the lab stopped the server")
 }
 
-impl Server {
+impl LabServer {
     /// Binds and listens on the caller's thread (so the port is ready when
     /// this returns), then serves one connection in a new thread.
     ///
     /// # Errors
     /// `bind()`/`listen()` errors (address in use, no such address).
-    pub fn start(cfg: ServerConfig, notify: Notify) -> io::Result<Server> {
+    pub fn start(cfg: LabServerConfig, notify: Notify) -> io::Result<LabServer> {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
         socket.bind(&SocketAddr::V4(cfg.addr).into())?;
@@ -251,7 +150,7 @@ impl Server {
                     }
                 }
             })?;
-        Ok(Server {
+        Ok(LabServer {
             thread: Some(thread),
             addr,
             stop,
@@ -284,13 +183,13 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for LabServer {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-impl Server {
+impl LabServer {
     /// The UDP counterpart (`synack lab --udp`): binds a
     /// `std::net::UdpSocket` on the caller's thread, then in a new thread
     /// answers each of `datagrams` datagrams with one `reply` datagram
@@ -305,7 +204,7 @@ impl Server {
         datagrams: usize,
         timeout: Duration,
         notify: Notify,
-    ) -> io::Result<Server> {
+    ) -> io::Result<LabServer> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(timeout))?;
         let addr = socket.local_addr()?;
@@ -313,6 +212,7 @@ impl Server {
         let thread = thread::Builder::new()
             .name("lab-udp-server".into())
             .spawn(move || {
+                let started = Instant::now();
                 let emit_udp = |event| halt.report(&notify, Instant::now(), event, None);
                 let mut buf = vec![0u8; READ_BUF_LEN];
                 for _ in 0..datagrams {
@@ -323,7 +223,10 @@ impl Server {
                         Ok(got) => got,
                         Err(error) => {
                             let call = "recvfrom";
-                            emit_udp(ServerEvent::Failed { call, error });
+                            emit_udp(ServerEvent::Failed {
+                                call,
+                                error: error.to_string(),
+                            });
                             return;
                         }
                     };
@@ -336,15 +239,19 @@ impl Server {
                         Ok(len) => emit_udp(ServerEvent::SentTo { len, peer }),
                         Err(error) => {
                             let call = "sendto";
-                            emit_udp(ServerEvent::Failed { call, error });
+                            emit_udp(ServerEvent::Failed {
+                                call,
+                                error: error.to_string(),
+                            });
                             return;
                         }
                     }
                 }
                 drop(socket);
-                emit_udp(ServerEvent::Closed);
+                let elapsed = started.elapsed();
+                emit_udp(ServerEvent::Closed { elapsed });
             })?;
-        Ok(Server {
+        Ok(LabServer {
             thread: Some(thread),
             addr,
             stop,
@@ -378,7 +285,7 @@ fn kernel_state(socket: &TcpStream) -> Option<State> {
 
 /// accept, recv, sendall, recv until EOF, close: the tutorial's server.
 /// Returns false when `accept()` failed (nobody came within the timeout).
-fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify, halt: &Halt) -> bool {
+fn serve_one(listener: &TcpListener, cfg: &LabServerConfig, tx: &Notify, halt: &Halt) -> bool {
     let ctx = Ctx {
         tx,
         halt,
@@ -387,87 +294,50 @@ fn serve_one(listener: &TcpListener, cfg: &ServerConfig, tx: &Notify, halt: &Hal
     let (stream, peer) = match accept_within(listener, cfg.timeout, halt) {
         Ok(pair) => pair,
         Err(error) => {
-            let call = "accept";
-            ctx.emit(ServerEvent::Failed { call, error }, None);
+            let error = error.to_string();
+            ctx.emit(
+                ServerEvent::Failed {
+                    call: "accept",
+                    error,
+                },
+                None,
+            );
             return false;
         }
     };
+    let accepted_at = Instant::now();
     ctx.emit(ServerEvent::Accepted { peer }, Some(&stream));
-    if let Err((call, error)) = converse(stream, cfg, &ctx) {
+    if let Err((call, error)) = converse(stream, cfg, &ctx, accepted_at) {
+        let error = error.to_string();
         ctx.emit(ServerEvent::Failed { call, error }, None);
     }
     !halt.is_stopped()
 }
 
+/// A socket call that failed, and how.
+type CallError = (&'static str, io::Error);
+
+/// One connection: the sticky wait, the reads and their answers, then
+/// the close (or the abort).
 fn converse(
     mut stream: TcpStream,
-    cfg: &ServerConfig,
+    cfg: &LabServerConfig,
     ctx: &Ctx<'_>,
-) -> Result<(), (&'static str, io::Error)> {
+    accepted_at: Instant,
+) -> Result<(), CallError> {
     stream
         .set_read_timeout(Some(cfg.timeout))
         .map_err(|e| ("setsockopt(SO_RCVTIMEO)", e))?;
     let mut buf = vec![0u8; READ_BUF_LEN];
-    let reading = &cfg.reading;
-    if let Some(bytes) = reading.sticky_bytes {
-        let expected = bytes.min(READ_BUF_LEN);
-        let queued = wait_until_queued(&stream, expected, cfg.timeout, &mut buf, ctx.halt)
-            .map_err(|e| ("recv(MSG_PEEK)", e))?;
-        let writes = reading.writes;
-        let waited = ServerEvent::Waited {
-            queued,
-            expected,
-            writes,
-        };
-        ctx.emit(waited, Some(&stream));
+    if let Some(bytes) = cfg.reading.sticky_bytes {
+        wait_sticky(&stream, bytes, cfg, ctx, &mut buf)?;
     }
-    let mut decoder = reading.framing.map(Decoder::new);
-    // Answered reads (or messages), then read until EOF (the client's
-    // FIN), unless we close or abort first. After a half-close the answer
-    // waits for the EOF.
-    let stop_after_answers = cfg.close_first || cfg.linger0;
-    let mut answered = 0;
-    let mut eof = false;
-    for read in 0..MAX_READS {
-        if stop_after_answers && answered >= reading.answers() {
-            break;
-        }
-        let n = recv_and_report(&mut stream, &mut buf, ctx)?;
-        if n == 0 {
-            eof = true;
-            break;
-        }
-        if read == 0 && reading.sticky_bytes.is_some() {
-            let writes = reading.writes;
-            ctx.emit(ServerEvent::Sticky { writes, len: n }, None);
-        }
-        let Some(decoder) = decoder.as_mut() else {
-            if !cfg.reply_after_eof {
-                reply(&mut stream, &cfg.reply, ctx)?;
-            }
-            answered += 1;
-            continue;
-        };
-        decoder.push(&buf[..n]);
-        while let Some(message) = decoder
-            .next_message()
-            .map_err(|e| ("decode", io::Error::new(io::ErrorKind::InvalidData, e)))?
-        {
-            let framing = decoder.framing();
-            let body = message.body;
-            ctx.emit(ServerEvent::Message { body, framing }, None);
-            if !cfg.reply.is_empty() {
-                let framed = framing::encode_to_vec(framing, &cfg.reply)
-                    .map_err(|e| ("encode", io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-                reply(&mut stream, &framed, ctx)?;
-            }
-            answered += 1;
-        }
-    }
+    let mut responder = cfg.responder();
+    let eof = read_and_answer(&mut stream, cfg, ctx, &mut responder, &mut buf)?;
     if cfg.linger0 {
-        return abort(stream, cfg, ctx);
+        return abort(stream, cfg, ctx, accepted_at);
     }
-    if cfg.quickack && !cfg.close_first {
+    if cfg.quickack_at_eof() {
         // Receiving the FIN put the socket in CLOSE-WAIT and in delayed-ACK
         // ("pingpong") mode, so its ACK would wait and ride on our FIN.
         // TCP_QUICKACK now sends the pending ACK at once: FIN / ACK / FIN /
@@ -478,22 +348,76 @@ fn converse(
             .map_err(|e| ("setsockopt(TCP_QUICKACK)", e))?;
         ctx.emit(ServerEvent::QuickAck, Some(&stream));
     }
-    if cfg.reply_after_eof && eof {
+    if eof {
         // The half-close, server side: the client shut down its sending
-        // side; we still send.
-        reply(&mut stream, &cfg.reply, ctx)?;
+        // side; we still send (when the reply waits for the EOF).
+        send(&mut stream, &responder.on_eof(), ctx)?;
     }
     drop(stream);
-    ctx.emit(ServerEvent::Closed, None);
+    let elapsed = accepted_at.elapsed();
+    ctx.emit(ServerEvent::Closed { elapsed }, None);
     Ok(())
 }
 
-/// `sendall(reply)`, reported; nothing for an empty reply.
-fn reply(
-    stream: &mut TcpStream,
-    reply: &[u8],
+/// Sticky packets: waits until `bytes` sit in the receive queue, as a
+/// busy server would, and reports how many did.
+fn wait_sticky(
+    stream: &TcpStream,
+    bytes: usize,
+    cfg: &LabServerConfig,
     ctx: &Ctx<'_>,
-) -> Result<(), (&'static str, io::Error)> {
+    buf: &mut [u8],
+) -> Result<(), CallError> {
+    let expected = bytes.min(READ_BUF_LEN);
+    let queued = wait_until_queued(stream, expected, cfg.timeout, buf, ctx.halt)
+        .map_err(|e| ("recv(MSG_PEEK)", e))?;
+    let writes = cfg.reading.writes;
+    let waited = ServerEvent::Waited {
+        queued,
+        expected,
+        writes,
+    };
+    ctx.emit(waited, Some(stream));
+    Ok(())
+}
+
+/// Reads and answers each read (or message) until the responder is done
+/// (the server closes first) or the client's EOF; true at EOF.
+fn read_and_answer(
+    stream: &mut TcpStream,
+    cfg: &LabServerConfig,
+    ctx: &Ctx<'_>,
+    responder: &mut Responder,
+    buf: &mut [u8],
+) -> Result<bool, CallError> {
+    for read in 0..MAX_READS {
+        if responder.done() {
+            break;
+        }
+        let n = recv_and_report(stream, buf, ctx)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if read == 0 && cfg.reading.sticky_bytes.is_some() {
+            let writes = cfg.reading.writes;
+            ctx.emit(ServerEvent::Sticky { writes, len: n }, None);
+        }
+        let response = responder.on_read(&buf[..n]);
+        for answer in response.answers {
+            if let (Some(body), Some(framing)) = (answer.message, cfg.reading.framing) {
+                ctx.emit(ServerEvent::Message { body, framing }, None);
+            }
+            send(stream, &answer.reply, ctx)?;
+        }
+        if let Some(e) = response.error {
+            return Err(("decode", io::Error::new(io::ErrorKind::InvalidData, e)));
+        }
+    }
+    Ok(false)
+}
+
+/// `sendall(reply)`, reported; nothing for an empty reply.
+fn send(stream: &mut TcpStream, reply: &[u8], ctx: &Ctx<'_>) -> Result<(), CallError> {
     if reply.is_empty() {
         return Ok(());
     }
@@ -534,9 +458,10 @@ fn wait_until_queued(
 /// is gone.
 fn abort(
     stream: TcpStream,
-    cfg: &ServerConfig,
+    cfg: &LabServerConfig,
     ctx: &Ctx<'_>,
-) -> Result<(), (&'static str, io::Error)> {
+    accepted_at: Instant,
+) -> Result<(), CallError> {
     let deadline = Instant::now() + cfg.timeout;
     while Instant::now() < deadline {
         match sockinfo::tcp_info(&stream) {
@@ -552,7 +477,8 @@ fn abort(
         .set_linger(Some(Duration::ZERO))
         .map_err(|e| ("setsockopt(SO_LINGER)", e))?;
     drop(stream);
-    ctx.emit(ServerEvent::Aborted, None);
+    let elapsed = accepted_at.elapsed();
+    ctx.emit(ServerEvent::Aborted { elapsed }, None);
     Ok(())
 }
 
@@ -561,14 +487,20 @@ fn recv_and_report(
     stream: &mut TcpStream,
     buf: &mut [u8],
     ctx: &Ctx<'_>,
-) -> Result<usize, (&'static str, io::Error)> {
+) -> Result<usize, CallError> {
     let n = ctx
         .halt
         .wait_readable(stream.as_fd(), ctx.timeout)
         .and_then(|()| stream.read(buf))
         .map_err(|e| ("recv", e))?;
-    let data = buf[..n].to_vec();
-    ctx.emit(ServerEvent::Received { data }, Some(stream));
+    let event = match n {
+        0 => ServerEvent::PeerClosed,
+        len => ServerEvent::Received {
+            len,
+            data: Some(buf[..len].to_vec()),
+        },
+    };
+    ctx.emit(event, Some(stream));
     Ok(n)
 }
 
@@ -595,6 +527,8 @@ mod tests {
     //! privileges; the kernel picks the port).
 
     use super::*;
+    use crate::framing::{self, Framing};
+    use crate::server::config::Reading;
     use std::net::Shutdown;
     use std::sync::mpsc::{self, Receiver};
 
@@ -602,7 +536,7 @@ mod tests {
     /// Long enough for a write to reach the server before the next one.
     const GAP: Duration = Duration::from_millis(30);
 
-    fn start(reading: Reading, close_first: bool) -> (Server, Receiver<ServerEvent>, TcpStream) {
+    fn start(reading: Reading, close_first: bool) -> (LabServer, Receiver<ServerEvent>, TcpStream) {
         start_with(|cfg| {
             cfg.reading = reading;
             cfg.close_first = close_first;
@@ -610,10 +544,10 @@ mod tests {
     }
 
     fn start_with(
-        change: impl FnOnce(&mut ServerConfig),
-    ) -> (Server, Receiver<ServerEvent>, TcpStream) {
+        change: impl FnOnce(&mut LabServerConfig),
+    ) -> (LabServer, Receiver<ServerEvent>, TcpStream) {
         let (tx, rx) = mpsc::channel();
-        let mut cfg = ServerConfig {
+        let mut cfg = LabServerConfig {
             addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
             reply: b"hello, client".to_vec(),
             quickack: true,
@@ -625,7 +559,7 @@ mod tests {
             reading: Reading::default(),
         };
         change(&mut cfg);
-        let server = Server::start(
+        let server = LabServer::start(
             cfg,
             Box::new(move |_, event, _| {
                 let _ = tx.send(event);
@@ -638,14 +572,14 @@ mod tests {
     }
 
     /// Every event up to `close()`, then the thread's end.
-    fn events(server: Server, rx: &Receiver<ServerEvent>) -> Vec<ServerEvent> {
-        events_until(server, rx, |e| matches!(e, ServerEvent::Closed))
+    fn events(server: LabServer, rx: &Receiver<ServerEvent>) -> Vec<ServerEvent> {
+        events_until(server, rx, |e| matches!(e, ServerEvent::Closed { .. }))
     }
 
     /// Every event up to the first `last` (or a failure), then the
     /// thread's end.
     fn events_until(
-        server: Server,
+        server: LabServer,
         rx: &Receiver<ServerEvent>,
         last: impl Fn(&ServerEvent) -> bool,
     ) -> Vec<ServerEvent> {
@@ -665,7 +599,8 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match e {
-                ServerEvent::Received { data } => Some(data.clone()),
+                ServerEvent::Received { data, .. } => data.clone(),
+                ServerEvent::PeerClosed => Some(Vec::new()),
                 _ => None,
             })
             .collect()
@@ -711,7 +646,7 @@ mod tests {
         let events = events(server, &rx);
         let eof = events
             .iter()
-            .position(|e| matches!(e, ServerEvent::Received { data } if data.is_empty()));
+            .position(|e| matches!(e, ServerEvent::PeerClosed));
         let sent = events
             .iter()
             .position(|e| matches!(e, ServerEvent::Sent { len: 13 }));
@@ -723,9 +658,9 @@ mod tests {
         let (server, rx, mut client) = start_with(|cfg| cfg.linger0 = true);
         client.write_all(b"hello").unwrap();
         assert_eq!(read_exactly(&mut client, 13), b"hello, client");
-        let events = events_until(server, &rx, |e| matches!(e, ServerEvent::Aborted));
+        let events = events_until(server, &rx, |e| matches!(e, ServerEvent::Aborted { .. }));
         assert!(
-            matches!(events.last(), Some(ServerEvent::Aborted)),
+            matches!(events.last(), Some(ServerEvent::Aborted { .. })),
             "{events:?}"
         );
         let mut rest = [0u8; 16];
@@ -821,8 +756,8 @@ mod tests {
             })
         };
         let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
-        let tcp = Server::start(
-            ServerConfig {
+        let tcp = LabServer::start(
+            LabServerConfig {
                 addr,
                 reply: Vec::new(),
                 quickack: false,
@@ -836,7 +771,7 @@ mod tests {
             notify(tx.clone()),
         )
         .expect("server starts");
-        let udp = Server::start_udp(addr, Vec::new(), 1, Duration::from_secs(60), notify(tx))
+        let udp = LabServer::start_udp(addr, Vec::new(), 1, Duration::from_secs(60), notify(tx))
             .expect("binds");
         thread::sleep(GAP);
         let started = Instant::now();
@@ -869,7 +804,7 @@ mod tests {
     #[test]
     fn the_udp_server_reads_each_datagram_alone() {
         let (tx, rx) = mpsc::channel();
-        let server = Server::start_udp(
+        let server = LabServer::start_udp(
             SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
             b"hi".to_vec(),
             2,

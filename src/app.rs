@@ -10,16 +10,18 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use std::path::PathBuf;
 use synack::framing::Framing;
-use synack::lab::{self, LabConfig, Narration, Offer, Output};
+use synack::lab::{self, LabConfig, Offer};
 use synack::net::outfile;
 use synack::report::Style;
 use synack::server::{self, ServerEvent};
+use synack::session::{Narration, Output, RunFailure};
 
 use crate::cli::{
     Cli, CloseArg, Closer, ColorChoice, Command, ConnectArgs, ConnectClose, FramingArg,
     InspectArgs, LabArgs, ServeArgs, Side, WatchArgs,
 };
-use synack::lab::scenario::{self, Teardown};
+use synack::client::faults::Teardown;
+use synack::lab::scenario;
 
 /// Logging goes to stderr; the narration is the product and goes to stdout.
 pub fn init_logging(cli: &Cli) {
@@ -224,13 +226,29 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
             pcap.with_extension("pcapng").display()
         );
     }
-    // By the file, not its spelling (`x.pcap` and `./x.pcap` are one);
-    // the lab checks again by (device, inode) once the files are open.
-    let mut seen = vec![("-w", &pcap)];
-    for (flag, path) in [
-        ("--server-side", &args.server_side),
-        ("--mermaid", &args.mermaid),
-    ] {
+    distinct_outputs(
+        &pcap,
+        &[
+            ("--server-side", &args.server_side),
+            ("--mermaid", &args.mermaid),
+        ],
+    )?;
+    let narration = Narration {
+        pcapng: args.pcapng,
+        ladder: args.ladder,
+        mermaid: args.mermaid.clone(),
+        explain: args.explain,
+        color: false,
+    };
+    Ok((pcap, narration))
+}
+
+/// Every output file is a file of its own: `-w`'s and each of `more` that
+/// was given. By the file, not its spelling (`x.pcap` and `./x.pcap` are
+/// one); the run checks again by (device, inode) once the files are open.
+fn distinct_outputs(pcap: &PathBuf, more: &[(&str, &Option<PathBuf>)]) -> Result<()> {
+    let mut seen = vec![("-w", pcap)];
+    for (flag, path) in more {
         if let Some(path) = path {
             let same = seen.iter().find(|(_, p)| outfile::same_output(p, path));
             if let Some((other, other_path)) = same {
@@ -243,15 +261,7 @@ fn lab_files(args: &LabArgs) -> Result<(PathBuf, Narration)> {
             seen.push((flag, path));
         }
     }
-    let narration = Narration {
-        pcapng: args.pcapng,
-        server_side: args.server_side.clone(),
-        ladder: args.ladder,
-        mermaid: args.mermaid.clone(),
-        explain: args.explain,
-        color: false,
-    };
-    Ok((pcap, narration))
+    Ok(())
 }
 
 /// What the client offers in its SYN: today's Linux defaults unless a
@@ -359,6 +369,7 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
         pcap,
         output: output(cli, args.json),
         narration,
+        server_side: args.server_side.clone(),
     };
     // Combinations that cannot run as described are usage errors (exit 2).
     scenario::check(&cfg.scenario_options()).map_err(|why| anyhow::anyhow!("{why}"))?;
@@ -366,20 +377,32 @@ fn lab(cli: &Cli, args: &LabArgs) -> Result<ExitCode> {
     if let Some(count) = args.count {
         return bench(&cfg, count as usize, &stop);
     }
-    match lab::run(&cfg, Arc::clone(&stop.flag)) {
+    let result = lab::run(&cfg, Arc::clone(&stop.flag));
+    exit_of_run(result, &stop, &cfg.pcap)
+}
+
+/// How a run of `lab` or `connect` ends: 0 when the exchange completed, 1
+/// when the connection failed, 130 when a signal stopped it (the capture
+/// holds every frame up to there), 2 for everything else (a failed stdout
+/// says the capture is whole).
+fn exit_of_run<T, E>(result: Result<T, E>, stop: &Stop, pcap: &std::path::Path) -> Result<ExitCode>
+where
+    E: RunFailure + std::error::Error + Send + Sync + 'static,
+{
+    match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) if err.is_interrupted() => {
             eprintln!(
                 "synack: {err} ({}); {} holds every frame up to here",
                 stop.signal_name(),
-                cfg.pcap.display()
+                pcap.display()
             );
             Ok(ExitCode::from(130))
         }
         Err(err) if err.is_connection_failure() => {
-            Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
+            Err(synack::Failed(format!("{err} (the capture is in {})", pcap.display())).into())
         }
-        Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), &cfg.pcap)),
+        Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), pcap)),
         Err(err) => Err(err.into()),
     }
 }
@@ -494,27 +517,23 @@ fn connect(cli: &Cli, args: &ConnectArgs) -> Result<ExitCode> {
         isn: args.isn,
         pcap: args.write.clone(),
         output: output(cli, args.json),
+        narration: Narration {
+            // A `.pcapng` name alone asks for the comments.
+            pcapng: false,
+            ladder: args.ladder,
+            mermaid: args.mermaid.clone(),
+            explain: args.explain,
+            // JSON carries the ladder as plain text.
+            color: use_color(cli) && !args.json,
+        },
     };
     connect::check_times(cfg.close, cfg.timeout, cfg.time_wait).map_err(anyhow::Error::msg)?;
+    distinct_outputs(&cfg.pcap, &[("--mermaid", &cfg.narration.mermaid)])?;
     // The handlers go in before the guard's rule: a signal then only sets
     // the flag, the client loop returns, and the rule is removed.
     let stop = Stop::install()?;
-    match connect::run(&cfg, Arc::clone(&stop.flag)) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(err) if err.is_interrupted() => {
-            eprintln!(
-                "synack: {err} ({}); {} holds every frame up to here",
-                stop.signal_name(),
-                cfg.pcap.display()
-            );
-            Ok(ExitCode::from(130))
-        }
-        Err(err) if err.is_connection_failure() => {
-            Err(synack::Failed(format!("{err} (the capture is in {})", cfg.pcap.display())).into())
-        }
-        Err(err) if err.is_stdout() => Ok(stdout_failed(&err.into(), &cfg.pcap)),
-        Err(err) => Err(err.into()),
-    }
+    let result = connect::run(&cfg, Arc::clone(&stop.flag));
+    exit_of_run(result, &stop, &cfg.pcap)
 }
 
 /// Files larger than this get a progress bar (on a terminal).

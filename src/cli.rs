@@ -260,7 +260,7 @@ pub struct LabArgs {
     /// so the server's kernel retransmits them. Name an item twice to lose
     /// its retransmission too (syn,syn shows the back-off).
     #[arg(long, value_name = "SPEC", conflicts_with = "count")]
-    pub drop: Option<synack::lab::scenario::DropSpec>,
+    pub drop: Option<synack::client::faults::DropSpec>,
 
     /// Start no server: the SYN meets a closed port and the kernel answers
     /// RST+ACK (connection refused).
@@ -366,6 +366,22 @@ pub struct ConnectArgs {
     /// The client's initial sequence number (default: random).
     #[arg(long, value_name = "N")]
     pub isn: Option<u32>,
+
+    /// After the run, draw it as a ladder diagram: client and server
+    /// columns, an arrow per segment with flags, relative seq/ack, length,
+    /// Δt, and each side's state (the server's when it runs on this host).
+    #[arg(long)]
+    pub ladder: bool,
+
+    /// Write the run as a Mermaid sequenceDiagram into FILE (for slides and
+    /// Markdown documents).
+    #[arg(long, value_name = "FILE")]
+    pub mermaid: Option<PathBuf>,
+
+    /// After each segment, one plain-language sentence on what it did and
+    /// the RFC 9293 section it follows.
+    #[arg(long)]
+    pub explain: bool,
 
     /// Print each event as a JSON line instead of the narration.
     #[arg(long)]

@@ -121,8 +121,8 @@ const PAGES: &[Page] = &[
         ],
         groups: &[
             ("What to run", &["data", "close", "expect_reply", "isn"]),
-            ("What to show", &["json"]),
-            ("Where to write", &["write"]),
+            ("What to show", &["ladder", "explain", "json"]),
+            ("Where to write", &["write", "mermaid"]),
             ("Where to send from", &["iface", "source", "let_kernel_rst"]),
             ("Timing", &["timeout", "time_wait"]),
         ],

@@ -13,9 +13,10 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{DatagramLine, Direction, SegmentLine};
-use crate::tcp::State;
-use crate::wire::SeqNumber;
+use crate::client::{Direction, Note, Received, What};
+use crate::report::{self, DatagramLine, NotePart, SegmentLine};
+use crate::tcp::{SendReason, State};
+use crate::wire::{ArpOp, SeqNumber};
 
 /// Who sent a segment.
 fn sender(dir: Direction) -> &'static str {
@@ -192,38 +193,19 @@ impl Narrator {
     }
 }
 
-/// The parts of the client's note (from the client loop, `; `-separated)
-/// that say more than the flags do: "ignored: …", "challenge ACK", a
-/// scenario's own words ("dropped on purpose …"). Parts that only name the
-/// segment ("data", "FIN: active close", "retransmission #2") are left out.
-fn informative_note(note: &str) -> Option<String> {
-    const PLAIN: [&str; 10] = [
-        "",
-        "SYN: active open",
-        "ACK: completes the handshake",
-        "data",
-        "ACK of what arrived",
-        "FIN: active close",
-        "SYN-ACK",
-        "the server's FIN",
-        "ACK",
-        "RST",
-    ];
-    let kept: Vec<&str> = note
-        .split("; ")
-        .filter(|part| {
-            !(PLAIN.contains(part)
-                || part.ends_with(" bytes of data")
-                || part.starts_with("retransmission #"))
-        })
-        .collect();
+/// The parts of the client's note that say more than the flags do:
+/// "ignored: …", "challenge ACK", a scenario's own words ("dropped on
+/// purpose …"). Parts that only name the segment ("data", "FIN: active
+/// close", "retransmission #2") are left out.
+fn informative_note(note: &Note) -> Option<String> {
+    let kept: Vec<String> = informative_parts(note).map(|part| part.text).collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
-/// "retransmission #2" (alone or as one `; `-separated part) → 2.
-fn retransmission_attempt(note: &str) -> Option<u32> {
-    note.split("; ")
-        .find_map(|part| part.strip_prefix("retransmission #")?.parse().ok())
+fn informative_parts(note: &Note) -> impl Iterator<Item = NotePart> {
+    report::note_parts(note)
+        .into_iter()
+        .filter(|part| !part.plain)
 }
 
 /// What the segment carries, in a few words: "the SYN", "5 bytes (seq
@@ -291,6 +273,8 @@ pub fn comment(seg: &SegmentLine, ctx: &Context) -> String {
     let peer = receiver(seg.dir);
     let mut parts: Vec<String> = Vec::new();
     let flags = seg.flags;
+    // An ACK that acknowledges nothing new reads "ACK from the client".
+    let mut bare_ack = false;
     let (name, rest): (&str, String) = if flags.rst() {
         let name = if flags.ack() { "RST+ACK" } else { "RST" };
         if seg.dir == Direction::ServerToClient && ctx.client_before == State::SynSent {
@@ -341,15 +325,22 @@ pub fn comment(seg: &SegmentLine, ctx: &Context) -> String {
     } else {
         match acks_text(seg, ctx.acks) {
             Some(acks) => ("ACK", acks),
-            None => ("ACK", format!("from the {who}")),
+            None => {
+                bare_ack = true;
+                ("ACK", format!("from the {who}"))
+            }
         }
     };
     let head = if ctx.retransmission {
-        let nth = retransmission_attempt(&seg.note)
-            .map(|n| format!(" #{n}"))
-            .unwrap_or_default();
+        // Numbered only for the bare reason: an RTO retransmission's note
+        // (`What::Retransmission`) says its number in its own part, as
+        // the comments have always shown it.
+        let nth = match seg.note.what {
+            What::Sent(SendReason::Retransmission { attempt }) => format!(" #{attempt}"),
+            _ => String::new(),
+        };
         format!("retransmission{nth} of {}: {rest}", what(seg))
-    } else if name == "ACK" && rest.starts_with("from ") {
+    } else if bare_ack {
         format!("ACK {rest}")
     } else {
         format!("{name}: {rest}")
@@ -412,15 +403,16 @@ fn server_states(seg: &SegmentLine, ctx: &Context) -> Option<String> {
 }
 
 /// The pcapng comment of an ARP frame (`text` as the narration shows it).
-pub fn arp_comment(dir: Direction, text: &str) -> String {
+pub fn arp_comment(dir: Direction, op: ArpOp, text: &str) -> String {
+    let request = op == ArpOp::Request;
     match dir {
-        Direction::ClientToServer if text.starts_with("who has") => format!(
+        Direction::ClientToServer if request => format!(
             "ARP request from the client: {text} (the client needs the server's MAC before it can send)"
         ),
         Direction::ClientToServer => {
             format!("ARP reply from the client: {text} (no kernel owns the client's address, so synack answers)")
         }
-        Direction::ServerToClient if text.starts_with("who has") => {
+        Direction::ServerToClient if request => {
             format!("ARP request from the server: {text} (it must find where to send its SYN-ACK)")
         }
         Direction::ServerToClient => format!("ARP reply from the server: {text}"),
@@ -491,8 +483,10 @@ pub fn explain(seg: &SegmentLine, ctx: &Context) -> Explanation {
     // A scenario's own words ("dropped on purpose …") follow the sentence;
     // notes that cite the RFC themselves, and RSTs (explained in full
     // already), are left to the comment.
-    if let Some(note) = informative_note(&seg.note) {
-        if !note.starts_with("ignored") && !note.contains("RFC ") && !seg.flags.rst() {
+    let ignored = matches!(seg.note.what, What::Received(Received::Ignored(_)));
+    let cites_rfc = informative_parts(&seg.note).any(|part| part.cites_rfc);
+    if !ignored && !cites_rfc && !seg.flags.rst() {
+        if let Some(note) = informative_note(&seg.note) {
             let _ = write!(exp.text, " — {note}");
         }
     }
@@ -509,7 +503,7 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
     let flags = seg.flags;
 
     // A segment the client's state machine dropped.
-    if let Some(why) = seg.note.strip_prefix("ignored: ") {
+    if let What::Received(Received::Ignored(why)) = seg.note.what {
         return explained(
             format!("The client drops this segment without effect: {why}"),
             &["3.10.7.4"],
@@ -541,7 +535,7 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
             )
         };
     }
-    if from_client && seg.note.starts_with("zero-window probe") {
+    if from_client && matches!(seg.note.what, What::Sent(SendReason::WindowProbe { .. })) {
         return explained(
             "The server's window is zero and data waits, so when the client's persist timer \
              expires it sends one byte into the closed window: the ACK it draws reports \
@@ -549,8 +543,12 @@ fn explain_inner(seg: &SegmentLine, ctx: &Context) -> Explanation {
             &["3.8.6.1"],
         );
     }
-    if ctx.retransmission && from_client && seg.note.starts_with("retransmission (go-back-N)") {
-        let skipped = if seg.note.contains("SACKed") {
+    let go_back_n = match seg.note.what {
+        What::Sent(SendReason::GoBackN { sacked_skipped }) => Some(sacked_skipped),
+        _ => None,
+    };
+    if let (true, true, Some(sacked_skipped)) = (ctx.retransmission, from_client, go_back_n) {
+        let skipped = if sacked_skipped > 0 {
             ", leaving out what the server had SACKed"
         } else {
             ""

@@ -7,24 +7,16 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::tcp::State;
+use crate::client::faults::{DropItem, ServerRetransmission};
+use crate::client::{Direction, Note, Received, What};
+use crate::tcp::{SendReason, State};
 use crate::wire::{Flags, TcpOptions};
 
-/// Which way a frame went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Direction {
-    #[serde(rename = "c2s")]
-    ClientToServer,
-    #[serde(rename = "s2c")]
-    ServerToClient,
-}
-
-impl Direction {
-    fn arrow(self) -> &'static str {
-        match self {
-            Direction::ClientToServer => "client → server",
-            Direction::ServerToClient => "server → client",
-        }
+/// How the narration shows which way a frame went.
+fn arrow(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ClientToServer => "client → server",
+        Direction::ServerToClient => "server → client",
     }
 }
 
@@ -54,8 +46,9 @@ pub struct SegmentLine {
     pub client_state: State,
     /// The server socket's state as the kernel reported it, when asked.
     pub server_state: Option<State>,
-    /// Why it was sent, or what it did: "handshake ACK", "retransmission #2".
-    pub note: String,
+    /// Why it was sent, or what it did (worded by [`note_text`]).
+    #[serde(serialize_with = "note_json")]
+    pub note: Note,
     /// Both checksums were right.
     pub checksums_ok: bool,
 }
@@ -86,6 +79,10 @@ fn opt_flags_text<S: serde::Serializer>(flags: &Option<Flags>, s: S) -> Result<S
         Some(flags) => s.collect_str(flags),
         None => s.serialize_none(),
     }
+}
+
+fn note_json<S: serde::Serializer>(note: &Note, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&note_text(note))
 }
 
 fn options_text<S: serde::Serializer>(opts: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
@@ -227,7 +224,7 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             *setup_us as f64 / 1000.0
         ),
         LabEvent::Arp { t_us, dir, text } => {
-            format!("{}  {:<15}  ARP        {text}", time(*t_us), dir.arrow())
+            format!("{}  {:<15}  ARP        {text}", time(*t_us), arrow(*dir))
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
         LabEvent::Datagram(d) => {
@@ -238,7 +235,7 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             let mut line = format!(
                 "{}  {}  {:<10} {:<45} {:>4}         datagram #{} {:?}",
                 time(d.t_us),
-                paint(style, dir_color, &format!("{:<15}", d.dir.arrow())),
+                paint(style, dir_color, &format!("{:<15}", arrow(d.dir))),
                 "[UDP]",
                 format!("port {} → {}", d.src_port, d.dst_port),
                 d.len,
@@ -296,7 +293,7 @@ pub fn format_explain_alone(event: &LabEvent) -> Option<String> {
         } => Some(format!(
             "{}  {:<15}  {:<10} {}",
             time(*t_us),
-            dir.arrow(),
+            arrow(*dir),
             flags.map_or_else(
                 || "[UDP]".to_string(),
                 |f| format!("[{}]", compact_flags(f))
@@ -333,7 +330,7 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
     let mut line = format!(
         "{}  {}  {:<10} {:<22} {:<22} {:>4} {:>6}  {client} | {server}",
         time(seg.t_us),
-        paint(style, dir_color, &format!("{:<15}", seg.dir.arrow())),
+        paint(style, dir_color, &format!("{:<15}", arrow(seg.dir))),
         format!("[{}]", compact_flags(seg.flags)),
         seq,
         ack,
@@ -344,8 +341,9 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
     if !opts.is_empty() {
         let _ = write!(line, "  <{opts}>");
     }
-    if !seg.note.is_empty() && (style.verbose || is_notable(&seg.note)) {
-        let _ = write!(line, "  ({})", seg.note);
+    let note = note_text(&seg.note);
+    if !note.is_empty() && (style.verbose || is_notable(&seg.note)) {
+        let _ = write!(line, "  ({note})");
     }
     if !seg.checksums_ok {
         line.push_str("  (bad checksum)");
@@ -355,17 +353,190 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
 
 /// Notes shown even without `-v`: what a scenario is about (a loss on
 /// purpose, a retransmission, crossing FINs, an abort, TIME-WAIT at work).
-fn is_notable(note: &str) -> bool {
-    [
-        "retransmi",
-        "zero-window probe",
-        "dropped on purpose",
-        "TIME-WAIT",
-        "simultaneous",
-        "abort",
-    ]
-    .iter()
-    .any(|word| note.contains(word))
+fn is_notable(note: &Note) -> bool {
+    note.lost.is_some()
+        || matches!(
+            note.what,
+            What::Retransmission { .. }
+                | What::Sent(
+                    SendReason::Retransmission { .. }
+                        | SendReason::GoBackN { .. }
+                        | SendReason::WindowProbe { .. }
+                        | SendReason::SynAck
+                        | SendReason::Abort
+                )
+                | What::AckFromTimeWait
+                | What::ServerRetransmission(_)
+                | What::SeenAgain
+                | What::FinHeld
+                | What::ServerAborted
+        )
+}
+
+/// One part of a note in words. The narration line shows every part,
+/// `; `-separated; the comments and explanations keep the parts that say
+/// more than the flags do (not `plain`), and the explanations leave out
+/// what cites an RFC itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotePart {
+    pub text: String,
+    /// Only names the segment ("data", "FIN: active close").
+    pub plain: bool,
+    /// Cites an RFC itself.
+    pub cites_rfc: bool,
+}
+
+impl NotePart {
+    fn plain(text: impl Into<String>) -> NotePart {
+        NotePart {
+            text: text.into(),
+            plain: true,
+            cites_rfc: false,
+        }
+    }
+
+    fn says(text: impl Into<String>) -> NotePart {
+        NotePart {
+            text: text.into(),
+            plain: false,
+            cites_rfc: false,
+        }
+    }
+
+    fn cites(text: impl Into<String>) -> NotePart {
+        NotePart {
+            text: text.into(),
+            plain: false,
+            cites_rfc: true,
+        }
+    }
+}
+
+/// The client's note in words, part by part.
+pub fn note_parts(note: &Note) -> Vec<NotePart> {
+    let mut parts = what_parts(&note.what);
+    if let Some(loss) = note.lost {
+        let item = loss.item;
+        if item == DropItem::FinalAck {
+            parts.push(NotePart::says(
+                "dropped on purpose (--drop final-ack): recorded leaving, never delivered",
+            ));
+            parts.push(NotePart::says(
+                "an ACK is not retransmitted, so the server's FIN will come again",
+            ));
+        } else if item.is_outgoing() {
+            parts.push(NotePart::says(format!(
+                "dropped on purpose (--drop {item}): recorded leaving, never delivered"
+            )));
+            parts.push(NotePart::says(format!(
+                "the client's RTO ({} ms) will resend it",
+                loss.rto.as_millis()
+            )));
+        } else {
+            parts.push(NotePart::says(format!(
+                "dropped on purpose (--drop {item}): ignored once, so the server's kernel must \
+                 retransmit it"
+            )));
+        }
+    }
+    parts
+}
+
+/// The client's note in words, as the narration line and JSON show it.
+pub fn note_text(note: &Note) -> String {
+    note_parts(note)
+        .into_iter()
+        .map(|part| part.text)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn what_parts(what: &What) -> Vec<NotePart> {
+    let part = match *what {
+        What::Nothing => return Vec::new(),
+        What::Sent(reason) => reason_part(reason),
+        What::Retransmission { attempt, rto } => {
+            return vec![
+                NotePart::plain(format!("retransmission #{attempt}: the RTO expired")),
+                NotePart::cites(format!(
+                    "the timer backs off to {} ms (RFC 6298 §5.5)",
+                    rto.as_millis()
+                )),
+            ];
+        }
+        What::AckFromTimeWait => NotePart::cites(
+            "ACK again from TIME-WAIT, 2·MSL timer restarted: this is why TIME-WAIT exists \
+             (RFC 9293 §3.10.7.4)",
+        ),
+        What::Received(Received::Ignored(why)) => NotePart::says(format!("ignored: {why}")),
+        What::Received(Received::Rst) => NotePart::plain("RST"),
+        What::Received(Received::SynAck) => NotePart::plain("SYN-ACK"),
+        What::Received(Received::Fin) => NotePart::plain("the server's FIN"),
+        What::Received(Received::Data(len)) => NotePart::plain(format!("{len} bytes of data")),
+        What::Received(Received::Ack) => NotePart::plain("ACK"),
+        What::ServerAborted => {
+            NotePart::says("RST: the server aborted (SO_LINGER 0 then close), as asked")
+        }
+        What::ServerRetransmission(ServerRetransmission::Of { item, after }) => {
+            NotePart::says(format!(
+                "{}: the server's kernel retransmitted it {:.0} ms after the one we dropped",
+                match item {
+                    DropItem::SynAck => "SYN-ACK",
+                    DropItem::ServerFin => "the server's FIN",
+                    _ => "the server's data",
+                },
+                after.as_secs_f64() * 1e3
+            ))
+        }
+        What::ServerRetransmission(ServerRetransmission::FinAfterLostFinalAck) => NotePart::says(
+            "the server's FIN again: our final ACK was lost, so the server's kernel \
+                 (LAST-ACK) retransmitted its FIN",
+        ),
+        What::FinHeld => NotePart::says(
+            "the server's FIN, held: simultaneous close, our FIN goes first as if the two \
+             crossed on the wire",
+        ),
+        What::KernelRst => NotePart::says("the kernel's RST"),
+        What::SeenAgain => NotePart::says("retransmission"),
+    };
+    vec![part]
+}
+
+fn reason_part(reason: SendReason) -> NotePart {
+    match reason {
+        SendReason::Syn => NotePart::plain("SYN: active open"),
+        SendReason::SynAck => NotePart::says("SYN-ACK: simultaneous open"),
+        SendReason::HandshakeAck => NotePart::plain("ACK: completes the handshake"),
+        SendReason::Data => NotePart::plain("data"),
+        SendReason::Ack => NotePart::plain("ACK of what arrived"),
+        SendReason::DuplicateAck => NotePart::says("ACK for an unacceptable segment"),
+        SendReason::ChallengeAck => NotePart::cites("challenge ACK (RFC 5961)"),
+        SendReason::Fin => NotePart::plain("FIN: active close"),
+        SendReason::Abort => NotePart::cites("RST: abort instead of FIN (RFC 9293 §3.10.5)"),
+        SendReason::ResetUnacceptableAck => {
+            NotePart::says("RST: the ACK acknowledged nothing we sent")
+        }
+        SendReason::Retransmission { attempt } => {
+            NotePart::plain(format!("retransmission #{attempt}"))
+        }
+        SendReason::GoBackN { sacked_skipped } => {
+            let skipped = if sacked_skipped > 0 {
+                format!(", after {sacked_skipped} bytes the server SACKed (not sent again)")
+            } else {
+                String::new()
+            };
+            NotePart::cites(format!(
+                "retransmission (go-back-N): outstanding when the RTO expired, sent again now \
+                 that the first one is acknowledged{skipped} (RFC 5681 §3.1, RFC 2018)"
+            ))
+        }
+        SendReason::WindowProbe { attempt, next } => NotePart::cites(format!(
+            "zero-window probe #{attempt}: one byte into the server's zero window when the \
+             persist timer expired; next probe in {} ms unless the window opens (RFC 9293 \
+             §3.8.6.1)",
+            next.as_millis()
+        )),
+    }
 }
 
 /// Flags without spaces, so the column stays narrow: `SYN,ACK`.
@@ -462,7 +633,7 @@ mod tests {
             client: vec![(State::SynSent, State::Established)],
             client_state: State::Established,
             server_state: Some(State::SynReceived),
-            note: "SYN-ACK".into(),
+            note: Note::new(What::Received(Received::SynAck)),
             checksums_ok: true,
         }
     }

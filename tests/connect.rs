@@ -1451,3 +1451,88 @@ fn offloaded_checksums_on_a_veth_are_recognised_not_bad() {
         .iter()
         .any(|f| f.src_port == 8080 && !f.checksum_good));
 }
+
+#[test]
+fn ladder_mermaid_and_explanations_as_the_lab_has_them() {
+    require_root!();
+    require_tool!("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, mmd) = (dir.path().join("c.pcap"), dir.path().join("run.mmd"));
+    let out = in_netns({
+        let (pcap, mmd) = (pcap.clone(), mmd.clone());
+        move || {
+            let (port, server) = kernel_server(false);
+            let out = connect(
+                &pcap,
+                &format!("127.0.0.1:{port}"),
+                &[
+                    "--data",
+                    "hi",
+                    "--ladder",
+                    "--explain",
+                    "--mermaid",
+                    mmd.to_str().unwrap(),
+                ],
+            );
+            server.join().unwrap();
+            out
+        }
+    });
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // One explanation, with its RFC 9293 section, after each segment.
+    let segments = stdout
+        .lines()
+        .filter(|l| l.contains("client → server  [") || l.contains("server → client  ["))
+        .count();
+    let explained: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("↳ "))
+        .collect();
+    // SYN, SYN-ACK, ACK, data, the reply, FINs and ACKs.
+    assert!(segments >= 8, "{stdout}");
+    assert_eq!(explained.len(), segments, "{stdout}");
+    assert!(
+        explained.iter().all(|l| l.contains("(RFC 9293 §")),
+        "{stdout}"
+    );
+    assert!(
+        explained[0].contains("The SYN opens the connection"),
+        "{stdout}"
+    );
+    // The ladder: after the narration, before the summary, an arrow per
+    // segment.
+    let ladder_at = stdout.find("ladder:\n").expect("a ladder");
+    let summary_at = stdout.find("summary:").expect("a summary");
+    assert!(ladder_at < summary_at, "{stdout}");
+    let ladder = &stdout[ladder_at..summary_at];
+    let arrows: Vec<&str> = ladder
+        .lines()
+        .filter(|l| l.contains("seq=") && (l.contains('▶') || l.contains('◀')))
+        .collect();
+    assert_eq!(arrows.len(), segments, "{ladder}");
+    assert!(arrows[0].contains("[SYN] seq=0 len=0"), "{ladder}");
+    assert!(!ladder.contains('\x1b'), "--color never");
+    // The Mermaid file tells the same run.
+    let mermaid = std::fs::read_to_string(&mmd).unwrap();
+    assert!(mermaid.starts_with("sequenceDiagram\n"), "{mermaid}");
+    let messages = mermaid
+        .lines()
+        .filter(|l| l.contains("->>") && !l.contains("-->>"))
+        .count();
+    assert_eq!(messages, segments, "{mermaid}");
+}
+
+#[test]
+fn the_mermaid_file_must_not_be_the_capture() {
+    // A usage error (exit 2) before anything is sent: no root needed.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("same.pcap");
+    let out = connect(&pcap, "127.0.0.1:9", &["--mermaid", pcap.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--mermaid") && stderr.contains("is also the file of -w"),
+        "{stderr}"
+    );
+}

@@ -365,7 +365,7 @@ impl RstGuard {
     /// [`GuardError::NoTool`] when neither tool exists; the tool's error
     /// otherwise (without CAP_NET_ADMIN: "Operation not permitted").
     pub fn install(flow: Flow) -> Result<RstGuard, GuardError> {
-        let name = table_name(std::process::id(), crate::lab::random_u32());
+        let name = table_name(std::process::id(), crate::client::random_u32());
         let backend = if has_tool("nft") {
             warn_about_stale_tables();
             let table = name;
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn two_runs_with_one_pid_get_two_tables() {
         let names: std::collections::HashSet<String> = (0..64)
-            .map(|_| table_name(1, crate::lab::random_u32()))
+            .map(|_| table_name(1, crate::client::random_u32()))
             .collect();
         assert_eq!(names.len(), 64);
         for name in &names {

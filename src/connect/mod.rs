@@ -4,7 +4,7 @@
 //!
 //! The run: look up the route (interface, source, next hop), keep the
 //! kernel from resetting our connection ([`guard`]), open an AF_PACKET link
-//! on the route's interface, run [`crate::lab::client::Client`] and narrate
+//! on the route's interface, run [`crate::client::Client`] and narrate
 //! it through the lab's reporter thread.
 //!
 //! Privileged: CAP_NET_RAW for the link, CAP_NET_ADMIN for the guard (not
@@ -15,28 +15,26 @@ pub mod explain;
 pub mod guard;
 pub mod route;
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pnet::datalink;
 
-use crate::capture::writer::{CaptureWriter, Format, Interface};
-use crate::lab::client::{
-    self, Client, ClientError, ClientParams, Closing, FrameKind, FrameRecord, Observer,
+use crate::capture::writer::Interface;
+use crate::client::{
+    self, random_u32, Client, ClientError, ClientParams, Closing, Direction, FrameKind,
+    FrameRecord, Note, Observer, What,
 };
-use crate::lab::reporter::{Extras, Message, Reporter};
-use crate::lab::scenario::{DropSpec, Teardown};
-use crate::lab::{random_u32, Output, ReportError};
 use crate::net::link::PnetLink;
-use crate::net::outfile::{self, OutFileError};
 use crate::net::sockinfo::SockDiag;
-use crate::report::{Direction, LabEvent, Summary};
+use crate::report::{LabEvent, Summary};
+use crate::session::{
+    self, Forwarder, KernelView, Message, Narration, Output, Outputs, Session, SessionError,
+};
 use crate::tcp::{self, State};
 use crate::wire::bpf::Filter;
 use crate::wire::{self, MacAddr, SeqNumber};
@@ -75,6 +73,8 @@ pub struct ConnectConfig {
     pub isn: Option<u32>,
     pub pcap: PathBuf,
     pub output: Output,
+    /// `--ladder`, `--mermaid`, `--explain`, as the lab has them.
+    pub narration: Narration,
 }
 
 /// Why `synack connect` could not run, or how the connection failed.
@@ -108,43 +108,17 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
-    /// Opening `-w`'s file.
-    #[error(transparent)]
-    Output(#[from] OutFileError),
-    #[error("writing {}", path.display())]
-    Pcap {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("{0}")]
     Client(#[from] ClientError),
     /// The first line, before anything was sent.
     #[error("writing to stdout")]
     Stdout(#[source] io::Error),
-    /// Writing the narration or the capture.
+    /// The output files, the capture, the narration.
     #[error(transparent)]
-    Reporter(#[from] ReportError),
-    #[error(transparent)]
-    Report(io::Error),
+    Session(#[from] SessionError),
 }
 
-impl ConnectError {
-    /// The connection itself failed (exit status 1), as opposed to synack
-    /// not being able to run (exit status 2).
-    pub fn is_connection_failure(&self) -> bool {
-        matches!(self, ConnectError::Client(e) if e.is_connection_failure())
-    }
-
-    pub fn is_interrupted(&self) -> bool {
-        matches!(self, ConnectError::Client(ClientError::Interrupted { .. }))
-    }
-
-    /// Only stdout failed, after the exchange: the capture holds it whole.
-    pub fn is_stdout(&self) -> bool {
-        matches!(self, ConnectError::Reporter(ReportError::Stdout(_)))
-    }
-}
+session::run_failure!(ConnectError);
 
 /// Rejects a `--time-wait` that cannot end within `--timeout` (a usage
 /// error, exit status 2): the timeout bounds the whole run, TIME-WAIT
@@ -265,7 +239,7 @@ fn check_privileges(needs_admin: bool) -> Result<(), ConnectError> {
 /// a bound socket that does not listen takes no SYN-ACK).
 fn local_port(plan: &Plan) -> Result<(u16, Option<TcpListener>), ConnectError> {
     if !plan.kernel_owns_source {
-        return Ok((32768 + (random_u32() % (60999 - 32768 + 1)) as u16, None));
+        return Ok((client::ephemeral_port(), None));
     }
     let err = |source| ConnectError::Port {
         addr: plan.source,
@@ -345,9 +319,9 @@ pub fn run(cfg: &ConnectConfig, interrupted: Arc<AtomicBool>) -> Result<Finished
     result
 }
 
-/// Opens `-w`'s file (as the user who ran sudo, when sudo did), runs the
-/// client, and removes the file again if it was new and the run failed
-/// before it recorded anything worth keeping.
+/// Opens the output files (as the user who ran sudo, when sudo did), runs
+/// the client, and removes the files again if they were new and the run
+/// failed before it recorded anything worth keeping.
 fn run_client(
     cfg: &ConnectConfig,
     plan: &Plan,
@@ -356,26 +330,18 @@ fn run_client(
     guarded: bool,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Finished, ConnectError> {
-    let out = outfile::create("-w", &cfg.pcap)?;
-    let receipt = out.receipt;
-    let result = run_client_with(
-        cfg,
-        plan,
-        ours,
-        let_kernel_rst,
-        guarded,
-        out.file,
-        interrupted,
-    );
-    if let Err(err) = &result {
-        let keep = err.is_connection_failure() || err.is_interrupted() || err.is_stdout();
-        if !keep {
-            if let Err(e) = receipt.remove_created() {
-                log::warn!("{e}");
-            }
-        }
-    }
-    result
+    let outputs = Outputs::open(&cfg.pcap, &cfg.narration, &[])?;
+    session::keeping_outputs(outputs, |outputs| {
+        run_client_with(
+            cfg,
+            plan,
+            ours,
+            let_kernel_rst,
+            guarded,
+            outputs,
+            interrupted,
+        )
+    })
 }
 
 fn run_client_with(
@@ -384,7 +350,7 @@ fn run_client_with(
     ours: SocketAddrV4,
     let_kernel_rst: bool,
     guarded: bool,
-    file: File,
+    outputs: Outputs,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Finished, ConnectError> {
     let filter = capture_filter(plan, ours, cfg.target)
@@ -414,35 +380,26 @@ fn run_client_with(
     })?;
     print_plan(cfg, plan, ours, let_kernel_rst).map_err(ConnectError::Stdout)?;
 
-    let (tx, rx) = mpsc::channel::<Message>();
     // A `.pcapng` name gives pcapng with a comment on every segment, as
     // in the lab.
-    let iface = Interface {
-        name: plan.dev.clone(),
-        description: format!("synack connect's client ({})", plan.source),
-    };
-    let capture = CaptureWriter::new(
-        BufWriter::new(file),
-        Format::for_path(&cfg.pcap, false),
-        &iface,
-    )
-    .map_err(|e| ConnectError::Pcap {
-        path: cfg.pcap.clone(),
-        source: io::Error::other(e),
-    })?;
-    let extras = Extras {
-        explain: false,
-        ladder: false,
-        mermaid: None,
-        color: false,
-        client_initial: Some(State::Closed),
-        // A server of the user's: its state is known only when it runs on
-        // this host (sock_diag).
-        server_initial: None,
-        capture_path: cfg.pcap.clone(),
-    };
-    let reporter = Reporter::spawn(rx, capture, cfg.output, cfg.target.port(), extras)
-        .map_err(ConnectError::Report)?;
+    let session = Session::start(
+        outputs.capture,
+        outputs.mermaid,
+        session::Setup {
+            pcap: &cfg.pcap,
+            narration: &cfg.narration,
+            output: cfg.output,
+            iface: Interface {
+                name: plan.dev.clone(),
+                description: format!("synack connect's client ({})", plan.source),
+            },
+            server_port: cfg.target.port(),
+            client_initial: Some(State::Closed),
+            // A server of the user's: its state is known only when it runs
+            // on this host (sock_diag).
+            server_initial: None,
+        },
+    )?;
 
     let iss = SeqNumber(cfg.isn.unwrap_or_else(random_u32));
     let mut conn = tcp::Config::new(ours.port(), cfg.target.port(), iss);
@@ -460,9 +417,6 @@ fn run_client_with(
         // lo has no ARP: its frames carry all-zero MACs.
         server_mac: plan.loopback.then(MacAddr::zero),
         wait_for_peer_close: cfg.close == CloseMode::Server,
-        udp: false,
-        teardown: Teardown::Fin,
-        drops: DropSpec::default(),
     };
     let closing = match cfg.close {
         CloseMode::Client => Closing::WhenQuiet {
@@ -475,9 +429,18 @@ fn run_client_with(
         },
         CloseMode::Server | CloseMode::AfterReply(_) => Closing::AsParams,
     };
+    // The server's kernel state, when the server is on this host and the
+    // narration shows it: each look-up costs tens of µs before synack
+    // answers a segment, so -q (and benchmarks) go without.
+    let view = if plan.target_is_local && !matches!(cfg.output, Output::Quiet) {
+        SockDiag::open()
+            .ok()
+            .map(|diag| KernelView::new(diag, cfg.target, ours, None))
+    } else {
+        None
+    };
     let mut observer = ConnectObserver {
-        tx: tx.clone(),
-        interrupted,
+        forward: session.forwarder(interrupted, view),
         ours,
         server: cfg.target,
         loopback: plan.loopback,
@@ -485,15 +448,6 @@ fn run_client_with(
         checksum_note_sent: false,
         rst_explained: false,
         let_kernel_rst,
-        // The server's kernel state, when the server is on this host and
-        // the narration shows it: each look-up costs tens of µs before
-        // synack answers a segment, so -q (and benchmarks) go without.
-        diag: if plan.target_is_local && !matches!(cfg.output, Output::Quiet) {
-            SockDiag::open().ok()
-        } else {
-            None
-        },
-        synchronized: false,
         last_state: State::Closed,
         first_syn: None,
     };
@@ -507,39 +461,12 @@ fn run_client_with(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => {
-            drop(tx);
-            if let Err(e) = reporter.finish() {
-                log::warn!("finishing the capture: {e}");
-            }
+            session.abandon();
             return Err(err.into());
         }
     };
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    let summary = Summary {
-        handshake_rtt_us: outcome.handshake_rtt.map(micros),
-        cycle_us: outcome
-            .first_syn_at
-            .zip(outcome.last_sent_at)
-            .map(|(first, last)| micros(last - first)),
-        bytes_c2s: outcome.bytes_sent,
-        bytes_s2c: outcome.bytes_received,
-        frames: outcome.frames,
-        retransmissions: outcome.retransmissions,
-        server_retransmissions: outcome.server_retransmissions,
-        dropped: outcome.dropped,
-        final_state: outcome.final_state,
-        time_wait_ms: if outcome.time_wait_entered {
-            cfg.time_wait.as_millis() as u64
-        } else {
-            0
-        },
-        time_wait_entered: outcome.time_wait_entered,
-        refused: false,
-        pcap: cfg.pcap.display().to_string(),
-    };
-    let _ = tx.send(Message::Event(LabEvent::Summary(summary.clone())));
-    drop(tx);
-    reporter.finish()?;
+    let summary = session.summary(&outcome, cfg.time_wait, false);
+    let summary = session.finish(summary)?;
     Ok(Finished { summary })
 }
 
@@ -618,8 +545,9 @@ fn print_plan(
 /// `connect` meets: partial checksums (checksum offload, on `lo` and on
 /// any interface where it is on) and the kernel's RST.
 struct ConnectObserver {
-    tx: Sender<Message>,
-    interrupted: Arc<AtomicBool>,
+    /// Every frame to the reporter, with the server's kernel state when
+    /// the server is on this host.
+    forward: Forwarder,
     ours: SocketAddrV4,
     server: SocketAddrV4,
     loopback: bool,
@@ -628,34 +556,19 @@ struct ConnectObserver {
     checksum_note_sent: bool,
     rst_explained: bool,
     let_kernel_rst: bool,
-    /// Open when the server is on this host: the kernel's view of its
-    /// socket (sock_diag, what `ss -tan` reads).
-    diag: Option<SockDiag>,
-    synchronized: bool,
     last_state: State,
     first_syn: Option<Instant>,
 }
 
 impl ConnectObserver {
-    fn server_state(&mut self) -> Option<State> {
-        let diag = self.diag.as_mut()?;
-        match diag.lookup(self.server, self.ours).ok()? {
-            Some(sock) => {
-                self.synchronized = true;
-                Some(sock.state)
-            }
-            None if self.synchronized => Some(State::Closed),
-            None => None,
-        }
-    }
-
     /// A line of explanation, printed right after the frame it explains
     /// (the reporter's notes speak for the client, so this is an event).
     fn explain(&self, at: Instant, text: String) {
         let t_us = self.first_syn.map_or(0.0, |syn| {
             at.saturating_duration_since(syn).as_secs_f64() * 1e6
         });
-        let _ = self.tx.send(Message::Event(LabEvent::Note { t_us, text }));
+        self.forward
+            .send(Message::Event(LabEvent::Note { t_us, text }));
     }
 }
 
@@ -724,7 +637,7 @@ impl Observer for ConnectObserver {
                                 segment: tcp.segment,
                                 changes: Vec::new(),
                                 state_after: self.last_state,
-                                note: "the kernel's RST".into(),
+                                note: Note::new(What::KernelRst),
                             };
                         }
                         if !self.rst_explained {
@@ -740,26 +653,19 @@ impl Observer for ConnectObserver {
             }
             FrameKind::Arp(_) | FrameKind::Datagram { .. } => {}
         }
-        let server_state = match record.kind {
-            FrameKind::Segment { .. } => self.server_state(),
-            _ => None,
-        };
         let at = record.at;
-        let _ = self.tx.send(Message::Frame {
-            record,
-            server_state,
-        });
+        self.forward.frame(record);
         for text in notes {
             self.explain(at, text);
         }
     }
 
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        let _ = self.tx.send(Message::Note { at, text, changes });
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        self.forward.state_changed(at, changes);
     }
 
     fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
+        self.forward.interrupted()
     }
 }
 

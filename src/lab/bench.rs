@@ -20,11 +20,10 @@ use nix::sched::{unshare, CloneFlags};
 use crate::net::labnet::{self, CLIENT_IF, KERNEL_CLIENT_IF, KERNEL_SERVER_IP, SERVER_IP};
 use crate::net::link::PnetLink;
 use crate::server::{LabServer, LabServerConfig, Reading};
-use crate::tcp::State;
 
-use super::client::{Client, ClientError, FrameRecord, Observer};
-use super::reporter::{Extras, Message, Output, Reporter};
-use super::{client_params, discard_outputs, open_capture, LabConfig, LabError, Outputs};
+use super::{client_interface, client_params, exchange, LabConfig, LabError};
+use crate::client::ClientError;
+use crate::session::{self, Output, Outputs, Session, SessionError};
 
 /// The most cycles `--count` asks for: about two minutes of cycles on the
 /// machines we measured (1.1 ms a pair of cycles). The kernel client's
@@ -142,27 +141,6 @@ impl BenchReport {
     }
 }
 
-/// Forwards frames to the reporter; no kernel-view look-ups.
-struct BenchObserver {
-    tx: Sender<Message>,
-    interrupted: Arc<AtomicBool>,
-}
-
-impl Observer for BenchObserver {
-    fn frame(&mut self, record: FrameRecord) {
-        let _ = self.tx.send(Message::Frame {
-            record,
-            server_state: None,
-        });
-    }
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        let _ = self.tx.send(Message::Note { at, text, changes });
-    }
-    fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
-    }
-}
-
 /// One kernel-client cycle's timings.
 type KernelTimes = Result<(Duration, Duration), io::Error>;
 
@@ -177,13 +155,12 @@ pub fn run(
     interrupted: Arc<AtomicBool>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<BenchReport, LabError> {
-    // Opened before the namespace, as in the lab's single run.
-    let (outputs, receipts) = Outputs::open(cfg)?;
-    let result = run_with(cfg, count, outputs.capture, interrupted, progress);
-    if let Err(err) = &result {
-        discard_outputs(&receipts, err);
-    }
-    result
+    // Opened before the namespace, as in the lab's single run; the
+    // narration outputs are not for the benchmark.
+    let outputs = Outputs::open(&cfg.pcap, &session::Narration::default(), &[])?;
+    session::keeping_outputs(outputs, |outputs| {
+        run_with(cfg, count, outputs.capture, interrupted, progress)
+    })
 }
 
 fn run_with(
@@ -197,14 +174,23 @@ fn run_with(
     labnet::build_veth_pair()?;
     labnet::build_kernel_client_pair()?;
 
-    let capture = open_capture(cfg, file)?;
-    let (tx, rx) = mpsc::channel::<Message>();
-    let extras = Extras {
-        capture_path: cfg.pcap.clone(),
-        ..Extras::default()
+    let narration = session::Narration {
+        pcapng: cfg.narration.pcapng,
+        ..session::Narration::default()
     };
-    let reporter =
-        Reporter::spawn(rx, capture, Output::Quiet, cfg.port, extras).map_err(LabError::Report)?;
+    let session = Session::start(
+        file,
+        None,
+        session::Setup {
+            pcap: &cfg.pcap,
+            narration: &narration,
+            output: Output::Quiet,
+            iface: client_interface(),
+            server_port: cfg.port,
+            client_initial: None,
+            server_initial: None,
+        },
+    )?;
 
     let server_cfg = |ip| LabServerConfig {
         addr: SocketAddrV4::new(ip, cfg.port),
@@ -233,10 +219,8 @@ fn run_with(
     let kernel = spawn_kernel_client(cfg, go_rx, done_tx)?;
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
-    let mut observer = BenchObserver {
-        tx: tx.clone(),
-        interrupted: Arc::clone(&interrupted),
-    };
+    // No kernel-view look-ups: they would cost tens of µs a segment.
+    let mut observer = session.forwarder(Arc::clone(&interrupted), None);
     let mut report = BenchReport {
         count: 0,
         requested: count,
@@ -255,14 +239,14 @@ fn run_with(
             break;
         };
         let (connect, whole) = times.map_err(|e| {
-            LabError::Report(io::Error::other(format!(
+            report_error(io::Error::other(format!(
                 "the kernel's client, cycle {cycle}: {e}"
             )))
         })?;
 
         // synack's cycle.
         let params = client_params(cfg, None, Duration::ZERO, server_mac);
-        let outcome = match Client::new(&mut link, &mut observer, params, Instant::now()).run() {
+        let outcome = match exchange(cfg, &mut link, &mut observer, params) {
             Ok(outcome) => outcome,
             Err(ClientError::Interrupted { .. }) => {
                 report.interrupted = true;
@@ -297,8 +281,7 @@ fn run_with(
     synack_server.join();
     kernel_server.join();
     drop(observer);
-    drop(tx);
-    reporter.finish()?;
+    session.close()?;
     Ok(report)
 }
 
@@ -321,7 +304,7 @@ fn wait_for_kernel(
 }
 
 fn kernel_gone() -> LabError {
-    LabError::Report(io::Error::other("the kernel client thread stopped"))
+    report_error(io::Error::other("the kernel client thread stopped"))
 }
 
 /// The kernel client: a thread in its own network namespace holding
@@ -358,11 +341,11 @@ fn spawn_kernel_client(
                 let _ = done.send(kernel_cycle(server, &data, reply_len, timeout));
             }
         })
-        .map_err(LabError::Report)?;
+        .map_err(report_error)?;
     let tid = tid_rx
         .recv()
         .map_err(|_| kernel_gone())?
-        .map_err(|e| LabError::Report(io::Error::other(e)))?;
+        .map_err(|e| report_error(io::Error::other(e)))?;
     labnet::move_link_to_thread(KERNEL_CLIENT_IF, tid)?;
     moved_tx.send(()).map_err(|_| kernel_gone())?;
     Ok(handle)
@@ -390,6 +373,11 @@ fn kernel_cycle(
         }
     }
     Ok((connected, start.elapsed()))
+}
+
+/// A failure of the benchmark's own machinery (the kernel client).
+fn report_error(e: io::Error) -> LabError {
+    LabError::Session(SessionError::Report(e))
 }
 
 #[cfg(test)]

@@ -6,41 +6,38 @@
 //! Privileged (CAP_NET_ADMIN and CAP_NET_RAW): the namespace, the veth pair
 //! and the AF_PACKET socket. Root has them; anyone else gets them inside a
 //! user namespace, where the host allows it ([`crate::net::userns`]). The
-//! client loop itself ([`client`]) is generic and tested without
+//! client loop itself ([`crate::client`]) is generic and tested without
 //! privileges.
 
 pub mod bench;
-pub mod client;
-pub mod handshake;
-pub(crate) mod reporter;
 pub mod scenario;
 
-use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::capture::writer::{CaptureWriter, Format, Interface};
+use crate::capture::writer::Interface;
+use crate::client::faults::{DropItem, DropSpec, Faults, Teardown};
+use crate::client::{
+    ephemeral_port, random_u32, Client, ClientError, ClientParams, FrameRecord, Observer, Outcome,
+};
 use crate::framing::{self, Framing, FramingError};
 use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
-use crate::net::link::PnetLink;
-use crate::net::outfile::{self, OutFileError, Receipt};
+use crate::net::link::{Link, PnetLink};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
 use crate::report::{LabEvent, Summary};
 use crate::server::{LabServer, LabServerConfig, Reading};
+use crate::session::{
+    self, Forwarder, KernelView, Message, Narration, Output, Outputs, ReportError, Session,
+    SessionError,
+};
 use crate::tcp::{self, State};
 use crate::wire::SeqNumber;
-
-use client::{Client, ClientError, ClientParams, FrameRecord, Observer};
-pub use reporter::Output;
-pub use reporter::ReportError;
-use reporter::{Extras, Message, Reporter};
-use scenario::{DropItem, DropSpec, Teardown};
 
 /// Everything `synack lab` can be asked for.
 #[derive(Clone, Debug)]
@@ -74,26 +71,10 @@ pub struct LabConfig {
     pub drops: DropSpec,
     pub pcap: PathBuf,
     pub output: Output,
-    /// Comments, server side, ladder, Mermaid, explanations (issue 6).
+    /// Comments, ladder, Mermaid, explanations (issue 6).
     pub narration: Narration,
-}
-
-/// What the lab narrates besides its lines of text.
-#[derive(Clone, Debug, Default)]
-pub struct Narration {
-    /// Write the capture as pcapng, with a comment on every frame (also
-    /// chosen by a `.pcapng` file name).
-    pub pcapng: bool,
     /// Capture the server's end of the veth (srv0) into this file too.
     pub server_side: Option<PathBuf>,
-    /// Print a ladder diagram at the end.
-    pub ladder: bool,
-    /// Write the run as a Mermaid sequence diagram into this file.
-    pub mermaid: Option<PathBuf>,
-    /// A sentence with its RFC 9293 section after each segment.
-    pub explain: bool,
-    /// Colours in the ladder.
-    pub color: bool,
 }
 
 /// The options of the client's SYN (RFC 9293 §3.7.1, RFC 7323, RFC 2018)
@@ -243,106 +224,21 @@ pub enum LabError {
     Link(#[source] io::Error),
     #[error("opening an AF_PACKET socket on {SERVER_IF} for --server-side")]
     ServerSide(#[source] io::Error),
-    /// Opening an output file (`-w`, `--server-side`, `--mermaid`).
-    #[error(transparent)]
-    Output(#[from] OutFileError),
-    #[error("writing {}", path.display())]
-    Pcap {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("the client: {0}")]
     Client(#[from] ClientError),
     #[error("framing the data: {0}")]
     Framing(#[from] FramingError),
-    /// Writing the narration or the files of the reporter.
+    /// The output files, the capture, the narration.
     #[error(transparent)]
-    Reporter(#[from] ReportError),
-    #[error(transparent)]
-    Report(io::Error),
+    Session(#[from] SessionError),
 }
 
-impl LabError {
-    /// The connection itself failed (exit status 1), as opposed to the lab
-    /// not being able to run (exit status 2).
-    pub fn is_connection_failure(&self) -> bool {
-        matches!(self, LabError::Client(e) if e.is_connection_failure())
-    }
+session::run_failure!(LabError);
 
-    pub fn is_interrupted(&self) -> bool {
-        matches!(self, LabError::Client(ClientError::Interrupted { .. }))
+impl From<ReportError> for LabError {
+    fn from(e: ReportError) -> LabError {
+        LabError::Session(e.into())
     }
-
-    /// Only stdout failed: the capture holds the whole run.
-    pub fn is_stdout(&self) -> bool {
-        matches!(self, LabError::Reporter(ReportError::Stdout(_)))
-    }
-
-    /// The run failed in a way that leaves no record worth keeping: the
-    /// output files it created go again. A connection that failed (exit
-    /// 1), an interrupted run (130) and a failed stdout keep their capture.
-    fn discards_outputs(&self) -> bool {
-        !(self.is_connection_failure() || self.is_interrupted() || self.is_stdout())
-    }
-}
-
-/// The lab's output files, opened (as the user who ran sudo, when sudo did)
-/// before the namespace exists: `-w`, `--server-side`, `--mermaid`.
-struct Outputs {
-    capture: File,
-    server_side: Option<File>,
-    mermaid: Option<File>,
-}
-
-impl Outputs {
-    /// The files, and the receipts that can remove the ones this run
-    /// created.
-    fn open(cfg: &LabConfig) -> Result<(Outputs, Vec<Receipt>), LabError> {
-        let mut wanted: Vec<(&'static str, &Path)> = vec![("-w", cfg.pcap.as_path())];
-        if let Some(path) = &cfg.narration.server_side {
-            wanted.push(("--server-side", path));
-        }
-        if let Some(path) = &cfg.narration.mermaid {
-            wanted.push(("--mermaid", path));
-        }
-        let (files, receipts): (Vec<File>, Vec<Receipt>) = outfile::create_all(&wanted)?
-            .into_iter()
-            .map(|f| (f.file, f.receipt))
-            .unzip();
-        let mut files = files.into_iter();
-        let capture = files.next().ok_or_else(|| missing("-w"))?;
-        let server_side = cfg
-            .narration
-            .server_side
-            .as_ref()
-            .and_then(|_| files.next());
-        let mermaid = cfg.narration.mermaid.as_ref().and_then(|_| files.next());
-        let outputs = Outputs {
-            capture,
-            server_side,
-            mermaid,
-        };
-        Ok((outputs, receipts))
-    }
-}
-
-/// Removes the files this run created, after a failure that discards them.
-fn discard_outputs(receipts: &[Receipt], err: &LabError) {
-    if !err.discards_outputs() {
-        return;
-    }
-    for receipt in receipts {
-        match receipt.remove_created() {
-            Ok(true) => log::info!("removed {}", receipt.path().display()),
-            Ok(false) => {}
-            Err(e) => log::warn!("{e}"),
-        }
-    }
-}
-
-fn missing(flag: &str) -> LabError {
-    LabError::Report(io::Error::other(format!("no file opened for {flag}")))
 }
 
 /// Runs the lab once.
@@ -355,12 +251,18 @@ fn missing(flag: &str) -> LabError {
 pub fn run(cfg: &LabConfig, interrupted: Arc<AtomicBool>) -> Result<Summary, LabError> {
     // Opened before the namespace: the credentials are still the host's,
     // and a file that cannot be written stops the run before anything ran.
-    let (outputs, receipts) = Outputs::open(cfg)?;
-    let result = run_with(cfg, outputs, interrupted);
-    if let Err(err) = &result {
-        discard_outputs(&receipts, err);
-    }
-    result
+    let outputs = open_outputs(cfg)?;
+    session::keeping_outputs(outputs, |outputs| run_with(cfg, outputs, interrupted))
+}
+
+/// `-w`, `--server-side` and `--mermaid`, in that order.
+fn open_outputs(cfg: &LabConfig) -> Result<Outputs, LabError> {
+    let more: Vec<(&'static str, &Path)> = cfg
+        .server_side
+        .iter()
+        .map(|path| ("--server-side", path.as_path()))
+        .collect();
+    Ok(Outputs::open(&cfg.pcap, &cfg.narration, &more)?)
 }
 
 /// Starts the lab's server application (none for `--refused`): UDP, or
@@ -416,51 +318,44 @@ fn run_with(
     labnet::build_lab_network(ns)?;
     let setup = setup_start.elapsed();
 
-    let capture = open_capture(cfg, outputs.capture)?;
-    let narration = &cfg.narration;
-    let mermaid = outputs
-        .mermaid
-        .zip(narration.mermaid.clone())
-        .map(|(file, path)| (path, BufWriter::new(file)));
+    let Outputs {
+        capture,
+        mermaid,
+        more,
+        ..
+    } = outputs;
     // The server side's socket opens before anything is sent, so its file
     // starts with the first ARP request.
-    let server_side = match outputs.server_side.zip(narration.server_side.as_ref()) {
+    let server_side = match more.into_iter().next().zip(cfg.server_side.as_ref()) {
         Some((file, path)) => {
-            let writer = BufWriter::new(file);
             let iface = Interface {
                 name: SERVER_IF.to_string(),
                 description: format!("the server's end of the lab's veth ({SERVER_IP})"),
             };
-            let writer = CaptureWriter::new(writer, Format::for_path(path, false), &iface)
-                .map_err(|e| LabError::Pcap {
-                    path: path.to_path_buf(),
-                    source: io::Error::other(e),
-                })?;
+            let writer = session::capture_writer(file, path, false, &iface)?;
             let tap = Tap::open(SERVER_IF).map_err(LabError::ServerSide)?;
             Some(ServerSideCapture::start(tap, writer).map_err(LabError::ServerSide)?)
         }
         None => None,
     };
-    let (tx, rx) = mpsc::channel::<Message>();
-    let extras = Extras {
-        explain: narration.explain,
-        ladder: narration.ladder,
+    let session = Session::start(
+        capture,
         mermaid,
-        color: narration.color,
-        client_initial: (!cfg.udp).then_some(State::Closed),
-        server_initial: match (cfg.udp, cfg.refused) {
-            (true, _) => None,
-            (false, true) => Some(State::Closed),
-            (false, false) => Some(State::Listen),
+        session::Setup {
+            pcap: &cfg.pcap,
+            narration: &cfg.narration,
+            output: cfg.output,
+            iface: client_interface(),
+            server_port: cfg.port,
+            client_initial: (!cfg.udp).then_some(State::Closed),
+            server_initial: match (cfg.udp, cfg.refused) {
+                (true, _) => None,
+                (false, true) => Some(State::Closed),
+                (false, false) => Some(State::Listen),
+            },
         },
-        capture_path: cfg.pcap.clone(),
-    };
-    let reporter =
-        Reporter::spawn(rx, capture, cfg.output, cfg.port, extras).map_err(LabError::Report)?;
-    let send = |msg: Message| {
-        // The reporter lives until every sender is dropped.
-        let _ = tx.send(msg);
-    };
+    )?;
+    let send = |msg: Message| session.send(msg);
     send(Message::Event(LabEvent::Setup {
         setup_us: setup.as_micros() as u64,
         server: if cfg.udp {
@@ -477,29 +372,35 @@ fn run_with(
     // sends the next write only after the server read the last.
     let taken = Arc::new(AtomicUsize::new(0));
     let writes = cfg.writes()?;
-    let server = start_server(cfg, server_addr, &writes, &tx, &taken)?;
+    let server = start_server(cfg, server_addr, &writes, &session.sender(), &taken)?;
 
     let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
     let local_port = params.conn.local_port;
+    let view = match SockDiag::open() {
+        Ok(diag) => Some(KernelView::new(
+            diag,
+            server_addr,
+            SocketAddrV4::new(CLIENT_IP, local_port),
+            // Before the connection's socket exists, only the listener
+            // does, if any.
+            Some(if cfg.refused {
+                State::Closed
+            } else {
+                State::Listen
+            }),
+        )),
+        Err(e) => {
+            log::warn!("no sock_diag, so no kernel view of the server: {e}");
+            None
+        }
+    };
     let mut observer = LabObserver {
         taken: (!cfg.sticky).then_some(taken),
         explain_options: cfg.offer.explain,
-        tx: tx.clone(),
-        interrupted,
-        server: server_addr,
-        client: SocketAddrV4::new(CLIENT_IP, local_port),
-        diag: match SockDiag::open() {
-            Ok(diag) => Some(diag),
-            Err(e) => {
-                log::warn!("no sock_diag, so no kernel view of the server: {e}");
-                None
-            }
-        },
-        synchronized: false,
-        listening: !cfg.refused,
+        forward: session.forwarder(interrupted, view),
     };
-    let result = Client::new(&mut link, &mut observer, params, Instant::now()).run();
+    let result = exchange(cfg, &mut link, &mut observer, params);
     drop(observer);
 
     let outcome = match result {
@@ -529,9 +430,9 @@ fn run_with(
                 ),
                 changes: Vec::new(),
             });
-            client::Outcome {
+            Outcome {
                 final_state: Some(State::Closed),
-                ..client::Outcome::default()
+                ..Outcome::default()
             }
         }
         Err(err) => {
@@ -543,10 +444,7 @@ fn run_with(
                 server.stop();
                 server.join();
             }
-            drop(tx);
-            if let Err(e) = reporter.finish() {
-                log::warn!("finishing the capture: {e}");
-            }
+            session.abandon();
             if let Some(capture) = server_side {
                 if let Err(e) = capture.finish() {
                     log::warn!("finishing the server-side capture: {e}");
@@ -561,38 +459,16 @@ fn run_with(
         let frames = capture.finish().map_err(LabError::ServerSide)?;
         log::debug!("server side: {frames} frames captured on {SERVER_IF}");
     }
-    let summary = Summary {
-        handshake_rtt_us: outcome.handshake_rtt.map(micros),
+    let mut summary = session.summary(&outcome, cfg.time_wait, cfg.refused);
+    if cfg.udp {
         // Over UDP there is no cycle to time: no SYN, no last ACK.
-        cycle_us: outcome
-            .first_syn_at
-            .filter(|_| !cfg.udp)
-            .zip(outcome.last_sent_at)
-            .map(|(first, last)| micros(last - first)),
-        bytes_c2s: outcome.bytes_sent,
-        bytes_s2c: outcome.bytes_received,
-        frames: outcome.frames,
-        retransmissions: outcome.retransmissions,
-        server_retransmissions: outcome.server_retransmissions,
-        dropped: outcome.dropped,
-        final_state: outcome.final_state,
-        time_wait_ms: if outcome.time_wait_entered {
-            cfg.time_wait.as_millis() as u64
-        } else {
-            0
-        },
-        time_wait_entered: outcome.time_wait_entered,
-        refused: cfg.refused,
-        pcap: cfg.pcap.display().to_string(),
-    };
-    send(Message::Event(LabEvent::Summary(summary.clone())));
-    drop(tx);
-    reporter.finish()?;
-    Ok(summary)
+        summary.cycle_us = None;
+    }
+    Ok(session.finish(summary)?)
 }
 
 /// What a UDP exchange did not have, said once it is over.
-fn udp_epilogue(datagrams: usize, outcome: &client::Outcome) -> String {
+fn udp_epilogue(datagrams: usize, outcome: &Outcome) -> String {
     format!(
         "UDP: no handshake, no teardown, no ACKs, no retransmissions: {datagrams} datagram(s) \
          out, their replies back ({} bytes), and each recvfrom() returned exactly one datagram \
@@ -631,12 +507,29 @@ fn client_params(
         // cycle sends the writes unframed.
         data: cfg.writes().unwrap_or_else(|_| cfg.data.clone()),
         expect_reply: cfg.expected_reply_len(),
-        udp: cfg.udp,
         timeout: cfg.timeout,
         server_mac,
         wait_for_peer_close: cfg.server_closes_right_after_reply(),
+    }
+}
+
+/// Runs one exchange as the lab's options say: TCP or UDP datagrams, with
+/// the scenario's faults.
+fn exchange<L: Link, O: Observer>(
+    cfg: &LabConfig,
+    link: &mut L,
+    observer: &mut O,
+    params: ClientParams,
+) -> Result<Outcome, ClientError> {
+    let faults = Faults {
         teardown: cfg.teardown,
         drops: cfg.drops.clone(),
+    };
+    let client = Client::new(link, observer, params, Instant::now()).faults(faults);
+    if cfg.udp {
+        client.run_datagrams()
+    } else {
+        client.run()
     }
 }
 
@@ -647,101 +540,37 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Starts the client's capture (pcap, or pcapng with a comment per frame)
-/// in its opened file: writes the file header.
-fn open_capture(cfg: &LabConfig, file: File) -> Result<CaptureWriter<BufWriter<File>>, LabError> {
-    let iface = Interface {
+/// The interface the client's capture names.
+fn client_interface() -> Interface {
+    Interface {
         name: CLIENT_IF.to_string(),
         description: format!("synack's client ({CLIENT_IP}), the client's end of the lab's veth"),
-    };
-    CaptureWriter::new(
-        BufWriter::new(file),
-        Format::for_path(&cfg.pcap, cfg.narration.pcapng),
-        &iface,
-    )
-    .map_err(|e| LabError::Pcap {
-        path: cfg.pcap.clone(),
-        source: io::Error::other(e),
-    })
+    }
 }
 
-/// A port from Linux's default ephemeral range (32768–60999).
-fn ephemeral_port() -> u16 {
-    32768 + (random_u32() % (60999 - 32768 + 1)) as u16
-}
-
-/// A random number from the kernel (for ISNs and ports; RFC 9293 §3.4.1
-/// asks for unpredictable ISNs).
-pub fn random_u32() -> u32 {
-    // getrandom only fails where the kernel has no entropy source at all;
-    // fall back to the clock rather than refuse to run.
-    getrandom::u32().unwrap_or_else(|_| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    })
-}
-
-/// Forwards every frame to the reporter thread. With `kernel_view`, it
-/// first asks the kernel for the server socket's state (sock_diag, what
-/// `ss -tan` reads): the only place where the half-open connection, a
-/// request socket in SYN-RECV, is visible. The query runs before the client
-/// answers a received segment and right after it sent one, so the state is
-/// the one that segment left; it costs tens of microseconds, so benchmarks
-/// turn it off.
+/// The lab's observer: every frame to the reporter (with the server's
+/// kernel state), each write held back until the server application read
+/// the one before, and the handshake's options explained when asked.
 struct LabObserver {
-    tx: Sender<Message>,
+    forward: Forwarder,
     /// How many writes the server application took, when the client
     /// waits for each to be read before the next.
     taken: Option<Arc<AtomicUsize>>,
     /// Narrate what the server answered to each SYN option.
     explain_options: bool,
-    interrupted: Arc<AtomicBool>,
-    server: SocketAddrV4,
-    client: SocketAddrV4,
-    /// Open when the kernel's view is wanted.
-    diag: Option<SockDiag>,
-    synchronized: bool,
-    /// A server listens on the port.
-    listening: bool,
-}
-
-impl LabObserver {
-    fn server_state(&mut self) -> Option<State> {
-        let diag = self.diag.as_mut()?;
-        match diag.lookup(self.server, self.client).ok()? {
-            Some(sock) => {
-                self.synchronized = true;
-                Some(sock.state)
-            }
-            // Gone after the handshake: the kernel deleted it (CLOSED).
-            None if self.synchronized => Some(State::Closed),
-            // Not there yet: only the listener is, if any.
-            None if self.listening => Some(State::Listen),
-            None => Some(State::Closed),
-        }
-    }
 }
 
 impl Observer for LabObserver {
     fn frame(&mut self, record: FrameRecord) {
-        let server_state = match record.kind {
-            client::FrameKind::Segment { .. } => self.server_state(),
-            _ => None,
-        };
-        let _ = self.tx.send(Message::Frame {
-            record,
-            server_state,
-        });
+        self.forward.frame(record);
     }
 
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        let _ = self.tx.send(Message::Note { at, text, changes });
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        self.forward.state_changed(at, changes);
     }
 
     fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
+        self.forward.interrupted()
     }
 
     fn may_write(&mut self, index: usize) -> bool {
@@ -752,7 +581,7 @@ impl Observer for LabObserver {
 
     fn negotiated(&mut self, at: Instant, lines: Vec<String>) {
         if self.explain_options {
-            let _ = self.tx.send(Message::Options { at, lines });
+            self.forward.send(Message::Options { at, lines });
         }
     }
 }
@@ -781,6 +610,7 @@ mod tests {
             pcap: PathBuf::from("x.pcap"),
             output: Output::Quiet,
             narration: Narration::default(),
+            server_side: None,
         }
     }
 

@@ -1,11 +1,26 @@
 //! The comments and explanations of whole runs, segment by segment.
 
+use std::time::Duration;
+
 use super::*;
+use crate::client::faults::{DropItem, ServerRetransmission};
+use crate::client::Loss;
 use crate::wire::{Flags, TcpOptions};
 use State::*;
 
 const ISS: u32 = 1000;
 const IRS: u32 = 0x9c3a_0001;
+
+/// A note on a segment lost on purpose while the RTO was `rto_ms`.
+fn lost(what: What, item: DropItem, rto_ms: u64) -> Note {
+    Note {
+        what,
+        lost: Some(Loss {
+            item,
+            rto: Duration::from_millis(rto_ms),
+        }),
+    }
+}
 
 /// A segment of a run with the client's ISN 1000 and the server's IRS.
 #[allow(clippy::too_many_arguments)]
@@ -37,7 +52,7 @@ fn seg(
         client: client.to_vec(),
         client_state,
         server_state: Some(server_state),
-        note: String::new(),
+        note: Note::default(),
         checksums_ok: true,
     }
 }
@@ -344,7 +359,7 @@ fn retransmissions_are_recognised_from_the_numbers() {
     let mut run = default_run();
     let mut again = run[0].clone();
     again.client.clear();
-    again.note = "retransmission #1".into();
+    again.note = Note::new(What::Sent(SendReason::Retransmission { attempt: 1 }));
     run.insert(1, again);
     let mut fin_again = run[10].clone();
     fin_again.client.clear();
@@ -386,18 +401,22 @@ fn retransmissions_are_recognised_from_the_numbers() {
 #[test]
 fn notes_that_add_something_travel_with_the_text() {
     let mut run = default_run();
-    run[3].note = "dropped on purpose (--drop data:1)".into();
-    run[4].note = "ignored: outside the receive window".into();
+    run[3].note = lost(What::Sent(SendReason::Data), DropItem::Data(1), 200);
+    run[4].note = Note::new(What::Received(Received::Ignored(
+        "outside the receive window",
+    )));
     let told = narrate(&run);
+    let dropped = "dropped on purpose (--drop data:1): recorded leaving, never delivered; the \
+                   client's RTO (200 ms) will resend it";
     assert!(
-        told[3].0.ends_with("; dropped on purpose (--drop data:1)"),
+        told[3].0.ends_with(&format!("; {dropped}")),
         "{}",
         told[3].0
     );
     assert!(
         told[3]
             .1
-            .ends_with("at once — dropped on purpose (--drop data:1) (RFC 9293 §3.8)."),
+            .ends_with(&format!("at once — {dropped} (RFC 9293 §3.8).")),
         "{}",
         told[3].1
     );
@@ -406,7 +425,7 @@ fn notes_that_add_something_travel_with_the_text() {
         "The client drops this segment without effect: outside the receive window (RFC 9293 §3.10.7.4)."
     );
     // A plain note is left out.
-    run[3].note = "data".into();
+    run[3].note = Note::new(What::Sent(SendReason::Data));
     assert!(!narrate(&run)[3].0.contains("data;"));
 }
 
@@ -501,11 +520,13 @@ fn half_close_and_simultaneous_close_get_their_sections() {
 #[test]
 fn arp_frames_are_commented_too() {
     assert_eq!(
-        arp_comment(C2S, "who has 198.18.0.1? tell 198.18.0.2"),
+        arp_comment(C2S, ArpOp::Request, "who has 198.18.0.1? tell 198.18.0.2"),
         "ARP request from the client: who has 198.18.0.1? tell 198.18.0.2 (the client needs the server's MAC before it can send)"
     );
-    assert!(arp_comment(S2C, "198.18.0.1 is at 02:00:00:00:00:01")
-        .starts_with("ARP reply from the server"));
+    assert!(
+        arp_comment(S2C, ArpOp::Reply, "198.18.0.1 is at 02:00:00:00:00:01")
+            .starts_with("ARP reply from the server")
+    );
 }
 
 #[test]
@@ -545,11 +566,8 @@ fn udp_datagrams_are_commented_without_tcp_words() {
 #[test]
 fn compound_notes_keep_only_what_adds_something() {
     let mut run = default_run();
-    run[7].note = "FIN: active close; dropped on purpose (--drop fin): recorded leaving, never \
-                   delivered; the client's RTO (2000 ms) will resend it"
-        .into();
-    run[10].note =
-        "ACK again from TIME-WAIT: this is why TIME-WAIT exists (RFC 9293 §3.10.7.4)".into();
+    run[7].note = lost(What::Sent(SendReason::Fin), DropItem::Fin, 2000);
+    run[10].note = Note::new(What::AckFromTimeWait);
     let told = narrate(&run);
     assert!(
         told[7].0.ends_with(
@@ -567,7 +585,10 @@ fn compound_notes_keep_only_what_adds_something() {
         told[10].0
     );
     assert!(!told[10].1.contains("§3.10.7.4"), "{}", told[10].1);
-    assert_eq!(informative_note("data"), None);
+    assert_eq!(
+        informative_note(&Note::new(What::Sent(SendReason::Data))),
+        None
+    );
     // A final ACK that never arrives does not close the server.
     run[10].server_state = Some(LastAck);
     let told = narrate(&run);
@@ -577,10 +598,6 @@ fn compound_notes_keep_only_what_adds_something() {
             .contains("the server's socket closes when this ACK reaches it"),
         "{}",
         told[10].1
-    );
-    assert_eq!(
-        retransmission_attempt("SYN: active open; retransmission #3"),
-        Some(3)
     );
 }
 
@@ -600,7 +617,7 @@ fn a_held_fin_makes_the_clients_fin_cross_it() {
         Established,
         FinWait1,
     );
-    held.note = "the server's FIN, held: simultaneous close".into();
+    held.note = Note::new(What::FinHeld);
     run.push(held);
     run.push(seg(
         C2S,
@@ -636,7 +653,7 @@ fn a_held_fin_makes_the_clients_fin_cross_it() {
     assert!(
         told[7]
             .0
-            .ends_with("; the server's FIN, held: simultaneous close"),
+            .ends_with("; the server's FIN, held: simultaneous close, our FIN goes first as if the two crossed on the wire"),
         "{}",
         told[7].0
     );
@@ -662,9 +679,12 @@ fn a_retransmission_that_is_finally_taken_says_so() {
     let mut run = default_run();
     run[1].client.clear();
     run[1].client_state = SynSent;
-    run[1].note = "dropped on purpose (--drop synack): ignored once".into();
+    run[1].note = lost(What::Nothing, DropItem::SynAck, 1000);
     let mut again = default_run()[1].clone();
-    again.note = "SYN-ACK: the server's kernel retransmitted it".into();
+    again.note = Note::new(What::ServerRetransmission(ServerRetransmission::Of {
+        item: DropItem::SynAck,
+        after: Duration::from_millis(1003),
+    }));
     run.insert(2, again);
     let told = narrate(&run);
     assert!(
@@ -690,7 +710,7 @@ fn go_back_n_and_zero_window_probes_are_told_for_what_they_are() {
     // its ACK releases the second (go-back-N); later a probe of a zero
     // window.
     let mut run: Vec<SegmentLine> = default_run().into_iter().take(3).collect();
-    let data = |seq: u32, len: usize, note: &str| {
+    let data = |seq: u32, len: usize, reason: SendReason| {
         let mut s = seg(
             C2S,
             Flags::PSH_ACK,
@@ -701,12 +721,12 @@ fn go_back_n_and_zero_window_probes_are_told_for_what_they_are() {
             Established,
             Established,
         );
-        s.note = note.into();
+        s.note = Note::new(What::Sent(reason));
         s
     };
-    run.push(data(1, 100, "data"));
-    run.push(data(101, 100, "data"));
-    run.push(data(1, 100, "retransmission #1"));
+    run.push(data(1, 100, SendReason::Data));
+    run.push(data(101, 100, SendReason::Data));
+    run.push(data(1, 100, SendReason::Retransmission { attempt: 1 }));
     run.push(seg(
         S2C,
         Flags::ACK,
@@ -717,12 +737,7 @@ fn go_back_n_and_zero_window_probes_are_told_for_what_they_are() {
         Established,
         Established,
     ));
-    run.push(data(
-        101,
-        100,
-        "retransmission (go-back-N): outstanding when the RTO expired, sent again now that \
-         the first one is acknowledged (RFC 5681 §3.1, RFC 2018)",
-    ));
+    run.push(data(101, 100, SendReason::GoBackN { sacked_skipped: 0 }));
     run.push(seg(
         S2C,
         Flags::ACK,
@@ -736,8 +751,10 @@ fn go_back_n_and_zero_window_probes_are_told_for_what_they_are() {
     run.push(data(
         201,
         1,
-        "zero-window probe #1: one byte into the server's zero window when the persist timer \
-         expired; next probe in 2000 ms unless the window opens (RFC 9293 §3.8.6.1)",
+        SendReason::WindowProbe {
+            attempt: 1,
+            next: Duration::from_secs(2),
+        },
     ));
     let told = narrate(&run);
     assert!(

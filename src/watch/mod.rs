@@ -20,8 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use crate::capture::analyze::{self, CloseKind, Connection, ConnectionReport, Key};
 use crate::capture::decap::{self, Checksum, TcpSegment};
 use crate::capture::link::{self, Network};
+use crate::client::{Direction, Note, What};
 use crate::narrate::{self, Narrator};
-use crate::report::{Direction, SegmentLine};
+use crate::report::SegmentLine;
 use crate::tcp::State;
 use crate::wire::Flags;
 
@@ -553,11 +554,11 @@ fn segment_line(s: &Segment, seg: &TcpSegment<'_>) -> SegmentLine {
         client: s.client.clone(),
         client_state: s.client_state.unwrap_or(State::Closed),
         server_state: s.server_state,
-        note: if s.retransmission {
-            "retransmission".into()
+        note: Note::new(if s.retransmission {
+            What::SeenAgain
         } else {
-            String::new()
-        },
+            What::Nothing
+        }),
         checksums_ok: seg.checksum != Checksum::Bad,
     }
 }

@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::{Datagram, End, Event, Segment, Summary};
-use crate::report::Direction;
+use crate::client::Direction;
 use crate::tcp::State;
 
 /// The text narration's widest line, in characters.

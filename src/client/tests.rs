@@ -6,8 +6,9 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::faults::ServerRetransmission;
 use super::*;
-use crate::wire::{Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
+use crate::wire::{ArpOp, ArpRepr, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
 
 const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
 const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);
@@ -294,15 +295,16 @@ impl Link for FakePeer {
 #[derive(Default)]
 struct Recorder {
     frames: Vec<FrameRecord>,
-    notes: Vec<String>,
+    /// The state changes no frame carried.
+    changes: Vec<(State, State)>,
 }
 
 impl Observer for Recorder {
     fn frame(&mut self, record: FrameRecord) {
         self.frames.push(record);
     }
-    fn note(&mut self, _at: Instant, text: String, _changes: Vec<(State, State)>) {
-        self.notes.push(text);
+    fn state_changed(&mut self, _at: Instant, changes: Vec<(State, State)>) {
+        self.changes.extend(changes);
     }
 }
 
@@ -321,11 +323,11 @@ impl Recorder {
     }
 
     /// The notes of every segment (sent and received), in order.
-    fn segment_notes(&self) -> Vec<String> {
+    fn segment_notes(&self) -> Vec<Note> {
         self.frames
             .iter()
             .filter_map(|r| match &r.kind {
-                FrameKind::Segment { note, .. } => Some(note.clone()),
+                FrameKind::Segment { note, .. } => Some(*note),
                 _ => None,
             })
             .collect()
@@ -354,20 +356,66 @@ fn params() -> ClientParams {
         remote_ip: SERVER_IP,
         conn,
         data: vec![b"hello".to_vec()],
-        udp: false,
         expect_reply: 5,
         timeout: Duration::from_secs(5),
         server_mac: None,
         wait_for_peer_close: false,
-        teardown: Teardown::Fin,
-        drops: DropSpec::none(),
     }
 }
 
-fn run(script: Script, params: ClientParams) -> (Result<Outcome, ClientError>, FakePeer, Recorder) {
+/// A run: what the client does, the faults injected, and whether it is
+/// the UDP exchange.
+struct Setup {
+    params: ClientParams,
+    faults: Faults,
+    udp: bool,
+}
+
+impl From<ClientParams> for Setup {
+    fn from(params: ClientParams) -> Setup {
+        Setup {
+            params,
+            faults: Faults::default(),
+            udp: false,
+        }
+    }
+}
+
+impl std::ops::Deref for Setup {
+    type Target = ClientParams;
+    fn deref(&self) -> &ClientParams {
+        &self.params
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut ClientParams {
+        &mut self.params
+    }
+}
+
+impl Setup {
+    fn run<L: Link, O: Observer>(
+        self,
+        link: &mut L,
+        observer: &mut O,
+    ) -> Result<Outcome, ClientError> {
+        let client = Client::new(link, observer, self.params, Instant::now()).faults(self.faults);
+        if self.udp {
+            client.run_datagrams()
+        } else {
+            client.run()
+        }
+    }
+}
+
+fn run(
+    script: Script,
+    setup: impl Into<Setup>,
+) -> (Result<Outcome, ClientError>, FakePeer, Recorder) {
     let mut peer = FakePeer::new(script);
     let mut recorder = Recorder::default();
-    let result = Client::new(&mut peer, &mut recorder, params, Instant::now()).run();
+    let result = setup.into().run(&mut peer, &mut recorder);
     (result, peer, recorder)
 }
 
@@ -395,7 +443,7 @@ fn test_three_way_handshake_data_and_four_way_teardown() {
             State::TimeWait
         ]
     );
-    assert_eq!(recorder.notes, ["TIME-WAIT → CLOSED"]);
+    assert_eq!(recorder.changes, [(State::TimeWait, State::Closed)]);
     // ARP first: request out, reply in.
     assert!(matches!(recorder.frames[0].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Request));
     assert!(matches!(recorder.frames[1].kind, FrameKind::Arp(ref a) if a.op == ArpOp::Reply));
@@ -577,7 +625,7 @@ fn an_interrupt_stops_the_loop() {
     struct Stopper;
     impl Observer for Stopper {
         fn frame(&mut self, _: FrameRecord) {}
-        fn note(&mut self, _: Instant, _: String, _: Vec<(State, State)>) {}
+        fn state_changed(&mut self, _: Instant, _: Vec<(State, State)>) {}
         fn interrupted(&self) -> bool {
             true
         }
@@ -601,8 +649,8 @@ impl Observer for Gate {
     fn frame(&mut self, record: FrameRecord) {
         self.recorder.frame(record);
     }
-    fn note(&mut self, at: Instant, text: String, changes: Vec<(State, State)>) {
-        self.recorder.note(at, text, changes);
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        self.recorder.state_changed(at, changes);
     }
     fn may_write(&mut self, index: usize) -> bool {
         let replies = self
@@ -712,7 +760,7 @@ fn the_negotiation_is_narrated_after_the_syn_ack() {
 
 #[test]
 fn udp_sends_one_datagram_per_write_and_no_segment() {
-    let mut p = params();
+    let mut p = Setup::from(params());
     p.udp = true;
     p.data = vec![b"hello".to_vec(), b"world".to_vec()];
     p.expect_reply = 10;
@@ -755,7 +803,7 @@ fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
         silent: true,
         ..Script::default()
     };
-    let mut p = params();
+    let mut p = Setup::from(params());
     p.udp = true;
     p.timeout = Duration::from_millis(100);
     let (result, peer, _) = run(script, p);
@@ -781,11 +829,11 @@ fn udp_without_a_reply_is_no_reply_not_a_retransmission() {
 // The close and loss scenarios (`--close simultaneous`, `--abort`,
 // `--half-close`, `--drop`).
 
-fn with(teardown: Teardown, drops: &str) -> ClientParams {
-    let mut p = params();
-    p.teardown = teardown;
+fn with(teardown: Teardown, drops: &str) -> Setup {
+    let mut p = Setup::from(params());
+    p.faults.teardown = teardown;
     if !drops.is_empty() {
-        p.drops = drops.parse().unwrap();
+        p.faults.drops = drops.parse().unwrap();
     }
     p
 }
@@ -817,7 +865,7 @@ fn crossing_fins_take_the_client_through_closing() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("held: simultaneous close")));
+        .any(|n| n.what == What::FinHeld));
 }
 
 #[test]
@@ -873,7 +921,7 @@ fn the_servers_rst_ends_an_abort_server_run_as_asked() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("the server aborted")));
+        .any(|n| n.what == What::ServerAborted));
 }
 
 #[test]
@@ -916,13 +964,7 @@ fn a_half_close_with_no_data_after_our_fin_fails() {
     let mut peer = FakePeer::new(Script::default());
     peer.reply = Vec::new();
     let mut recorder = Recorder::default();
-    let result = Client::new(
-        &mut peer,
-        &mut recorder,
-        with(Teardown::HalfClose, ""),
-        Instant::now(),
-    )
-    .run();
+    let result = with(Teardown::HalfClose, "").run(&mut peer, &mut recorder);
     assert!(
         matches!(&result, Err(ClientError::Scenario(why)) if why.contains("no data after our FIN")),
         "{result:?}"
@@ -953,15 +995,28 @@ fn dropped_syns_are_recorded_but_not_delivered_and_backed_off() {
     assert!(gaps[1] + slack >= Duration::from_millis(60), "{gaps:?}");
     assert!(gaps[1] > gaps[0], "the timer backs off: {gaps:?}");
     let notes = recorder.segment_notes();
-    assert!(
-        notes[0].contains("dropped on purpose (--drop syn)"),
+    let syn_lost = |rto| {
+        Some(Loss {
+            item: DropItem::Syn,
+            rto: Duration::from_millis(rto),
+        })
+    };
+    assert_eq!(notes[0].lost, syn_lost(30), "{notes:?}");
+    // The timer backed off before the retransmission left.
+    assert_eq!(
+        notes[1].what,
+        What::Retransmission {
+            attempt: 1,
+            rto: Duration::from_millis(60)
+        },
         "{notes:?}"
     );
+    assert_eq!(notes[1].lost, syn_lost(60), "{notes:?}");
     assert!(
-        notes[1].contains("retransmission #1") && notes[1].contains("60 ms"),
+        matches!(notes[2].what, What::Retransmission { attempt: 2, .. }),
         "{notes:?}"
     );
-    assert!(notes[2].contains("retransmission #2") && !notes[2].contains("dropped"));
+    assert_eq!(notes[2].lost, None);
 }
 
 #[test]
@@ -997,16 +1052,20 @@ fn ignored_server_segments_are_taken_when_the_server_resends_them() {
         ["SYN", "ACK", "PSH, ACK", "ACK", "FIN, ACK", "ACK"]
     );
     let notes = recorder.segment_notes();
-    for what in ["SYN-ACK:", "the server's data:", "the server's FIN:"] {
+    for item in [DropItem::SynAck, DropItem::DataReply, DropItem::ServerFin] {
         assert!(
-            notes
-                .iter()
-                .any(|n| n.starts_with(what) && n.contains("retransmitted")),
-            "{what} {notes:?}"
+            notes.iter().any(|n| matches!(
+                n.what,
+                What::ServerRetransmission(ServerRetransmission::Of { item: i, .. }) if i == item
+            )),
+            "{item} {notes:?}"
         );
     }
     assert_eq!(
-        notes.iter().filter(|n| n.contains("ignored once")).count(),
+        notes
+            .iter()
+            .filter(|n| n.lost.is_some_and(|l| !l.item.is_outgoing()))
+            .count(),
         3
     );
 }
@@ -1032,7 +1091,7 @@ fn a_lost_final_ack_is_repeated_from_time_wait() {
     assert!(recorder
         .segment_notes()
         .iter()
-        .any(|n| n.contains("why TIME-WAIT exists")));
+        .any(|n| n.what == What::AckFromTimeWait));
 }
 
 #[test]

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use crate::capture::writer::CaptureWriter;
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 use crate::narrate::{self, Narrator};
-use crate::report::{self, DatagramLine, Direction, LabEvent, SegmentLine, Style};
+use crate::report::{self, DatagramLine, LabEvent, SegmentLine, Style};
 use crate::server::{self, ServerEvent, Voice};
-use crate::tcp::State;
+use crate::tcp::{SendReason, State};
 use crate::wire::{ArpOp, SeqNumber};
 
-use super::client::{FrameKind, FrameRecord};
+use crate::client::{Direction, FrameKind, FrameRecord, Note, What};
 
 /// What the reporter prints.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +43,12 @@ pub enum Message {
         event: ServerEvent,
         state: Option<State>,
     },
+    /// The client's state changes that no frame carried.
+    StateChanged {
+        at: Instant,
+        changes: Vec<(State, State)>,
+    },
+    /// A line about the client (the lab's refusal, as asked).
     Note {
         at: Instant,
         text: String,
@@ -220,29 +226,30 @@ enum Seed {
 /// What the ladder shows beside a segment's arrow, from the client's note
 /// on it: the losses of `--drop` and the retransmissions, which the arrow
 /// alone does not tell apart from the first copy.
-fn ladder_notes(note: &str) -> Vec<String> {
+fn ladder_notes(note: &Note) -> Vec<String> {
     let mut notes = Vec::new();
-    if note.starts_with("retransmission (go-back-N)") {
-        notes.push("retransmission (go-back-N)".to_string());
-    } else if note.starts_with("retransmission") || note.contains("retransmitted it") {
-        notes.push("retransmission".to_string());
+    match note.what {
+        What::Sent(SendReason::GoBackN { .. }) => {
+            notes.push("retransmission (go-back-N)".to_string());
+        }
+        What::Retransmission { .. }
+        | What::Sent(SendReason::Retransmission { .. })
+        | What::ServerRetransmission(_)
+        | What::SeenAgain => notes.push("retransmission".to_string()),
+        What::Sent(SendReason::WindowProbe { .. }) => {
+            notes.push("zero-window probe".to_string());
+        }
+        _ => {}
     }
-    if note.starts_with("zero-window probe") {
-        notes.push("zero-window probe".to_string());
-    }
-    if let Some(at) = note.find("dropped on purpose (--drop ") {
-        let item = note[at + "dropped on purpose (--drop ".len()..]
-            .split(')')
-            .next()
-            .unwrap_or_default();
-        let what = if note.contains("ignored once") {
-            "ignored once"
-        } else {
+    if let Some(loss) = note.lost {
+        let what = if loss.item.is_outgoing() {
             "lost"
+        } else {
+            "ignored once"
         };
-        notes.push(format!("{what}: --drop {item}"));
+        notes.push(format!("{what}: --drop {}", loss.item));
     }
-    if note.starts_with("ACK again from TIME-WAIT") {
+    if note.what == What::AckFromTimeWait {
         notes.push("ACK again from TIME-WAIT".to_string());
     }
     notes
@@ -275,6 +282,14 @@ impl ReporterState {
                     server_state: state,
                 });
                 Ok(())
+            }
+            Message::StateChanged { at, changes } => {
+                let text = changes
+                    .iter()
+                    .map(|(from, to)| format!("{from} → {to}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.handle(Message::Note { at, text, changes })
             }
             Message::Note { at, text, changes } => {
                 // Only a note that changed the client's state is a rung.
@@ -320,7 +335,7 @@ impl ReporterState {
                     ArpOp::Request => format!("who has {}? tell {}", arp.target_ip, arp.sender_ip),
                     ArpOp::Reply => format!("{} is at {}", arp.sender_ip, arp.sender_mac),
                 };
-                let comment = comments.then(|| narrate::arp_comment(dir, &text));
+                let comment = comments.then(|| narrate::arp_comment(dir, arp.op, &text));
                 let rung = Seed::Arrow {
                     way: way(dir),
                     label: format!("ARP {text}"),
@@ -688,41 +703,48 @@ fn signed_micros(at: Instant, base: Instant) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::ladder_notes;
+    use super::*;
+    use crate::client::faults::{DropItem, ServerRetransmission};
+    use crate::client::Loss;
 
     #[test]
     fn the_ladder_marks_losses_and_retransmissions() {
-        assert!(ladder_notes("").is_empty());
-        assert!(ladder_notes("the client's data").is_empty());
+        let ms = Duration::from_millis;
+        let lost = |item, what| Note {
+            what,
+            lost: Some(Loss {
+                item,
+                rto: ms(1000),
+            }),
+        };
+        assert!(ladder_notes(&Note::default()).is_empty());
+        assert!(ladder_notes(&Note::new(What::Sent(SendReason::Data))).is_empty());
         assert_eq!(
-            ladder_notes(
-                "the client's FIN; dropped on purpose (--drop fin): recorded leaving, never \
-                 delivered; the client's RTO (1000 ms) will resend it"
-            ),
+            ladder_notes(&lost(DropItem::Fin, What::Sent(SendReason::Fin))),
             ["lost: --drop fin"]
         );
+        let again = What::Retransmission {
+            attempt: 1,
+            rto: ms(2000),
+        };
         assert_eq!(
-            ladder_notes(
-                "retransmission #1: the RTO expired; the timer backs off to 2000 ms (RFC 6298 \
-                 §5.5); dropped on purpose (--drop syn): recorded leaving, never delivered"
-            ),
+            ladder_notes(&lost(DropItem::Syn, again)),
             ["retransmission", "lost: --drop syn"]
         );
         assert_eq!(
-            ladder_notes(
-                "dropped on purpose (--drop synack): ignored once, so the server's kernel must \
-                 retransmit it"
-            ),
+            ladder_notes(&lost(DropItem::SynAck, What::Nothing)),
             ["ignored once: --drop synack"]
         );
+        let synack_again = ServerRetransmission::Of {
+            item: DropItem::SynAck,
+            after: ms(1003),
+        };
         assert_eq!(
-            ladder_notes(
-                "SYN-ACK: the server's kernel retransmitted it 1003 ms after the one we dropped"
-            ),
+            ladder_notes(&Note::new(What::ServerRetransmission(synack_again))),
             ["retransmission"]
         );
         assert_eq!(
-            ladder_notes("ACK again from TIME-WAIT, 2·MSL timer restarted"),
+            ladder_notes(&Note::new(What::AckFromTimeWait)),
             ["ACK again from TIME-WAIT"]
         );
     }

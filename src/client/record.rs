@@ -1,0 +1,54 @@
+//! What the client engine tells its observer about every frame, as data:
+//! which way it went, when, its bytes and what it meant. The views (the
+//! narration, the ladder, the pcapng comments) read these; they depend on
+//! this vocabulary, never the other way round.
+
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::Note;
+use crate::tcp::State;
+use crate::wire::{ArpRepr, SegmentRepr, UdpRepr};
+
+/// Which way a frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    #[serde(rename = "c2s")]
+    ClientToServer,
+    #[serde(rename = "s2c")]
+    ServerToClient,
+}
+
+/// A frame that went in or out, and what it meant.
+#[derive(Clone, Debug)]
+pub struct FrameRecord {
+    pub dir: Direction,
+    pub at: Instant,
+    pub wall: SystemTime,
+    pub bytes: Vec<u8>,
+    pub kind: FrameKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum FrameKind {
+    Arp(ArpRepr),
+    Segment {
+        segment: SegmentRepr,
+        checksums_ok: bool,
+        /// The client's state changes this frame caused or came with.
+        changes: Vec<(State, State)>,
+        state_after: State,
+        /// Why it was sent or what it was, as data.
+        note: Note,
+    },
+    /// A UDP datagram of the exchange (`--udp`).
+    Datagram {
+        datagram: UdpRepr,
+        checksums_ok: bool,
+        /// Its number among the datagrams sent, or received, from 1.
+        number: usize,
+    },
+    /// Not for this connection (other protocols, other ports).
+    Noise,
+}

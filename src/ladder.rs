@@ -140,20 +140,9 @@ pub fn push_segment_label(
     push_number(label, u64::from(window));
 }
 
-/// `n` in decimal, without the formatting machinery.
-fn push_number(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+/// `n` in decimal, without the formatting machinery (itoa).
+fn push_number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// `us` µs as seconds with 6 decimals, right-aligned in 10 columns
@@ -163,27 +152,17 @@ fn push_seconds(out: &mut String, us: f64) {
         let _ = write!(out, "{:>10.6}", us / 1e6);
         return;
     }
-    // Right to left: 6 decimals, the point, the whole seconds.
-    let mut n = us as u64;
-    let mut text = [b' '; 32];
-    let mut i = text.len();
-    for _ in 0..6 {
-        i -= 1;
-        text[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    i -= 1;
-    text[i] = b'.';
-    loop {
-        i -= 1;
-        text[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(text.len() - 10);
-    out.push_str(std::str::from_utf8(&text[start..]).unwrap_or_default());
+    let n = us as u64;
+    let mut whole = itoa::Buffer::new();
+    let whole = whole.format(n / 1_000_000);
+    let mut frac = itoa::Buffer::new();
+    let frac = frac.format(n % 1_000_000);
+    // The whole seconds, the point and 6 decimals.
+    push_repeated(out, ' ', 10usize.saturating_sub(whole.len() + 7));
+    out.push_str(whole);
+    out.push('.');
+    push_repeated(out, '0', 6 - frac.len());
+    out.push_str(frac);
 }
 
 /// `text` padded with spaces to `width` characters.
@@ -197,8 +176,10 @@ fn push_padded(out: &mut String, text: &str, width: usize) {
 fn push_repeated(out: &mut String, c: char, n: usize) {
     const SPACES: &str = "                                                                ";
     const DASHES: &str = "────────────────────────────────────────────────────────────────";
+    const ZEROS: &str = "000000";
     let run = match c {
         ' ' => SPACES,
+        '0' => ZEROS,
         '─' => DASHES,
         _ => "",
     };
@@ -471,6 +452,9 @@ mod tests {
             1_000_000.0,
             1_234_567.0,
             86_400_000_000.0,
+            10_000_000_000_000.0,
+            999_999_999_999_999.0,
+            1_000_050.0,
             12.5,
             1e16,
             -3.0,

@@ -244,25 +244,46 @@ fn serde_plain<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// The ladder rows of one connection: a state is shown where it changed.
-fn rungs(c: &ConnectionReport) -> Vec<Rung> {
-    c.ladder
-        .iter()
-        .map(|row| Rung {
-            t_us: row.t_us as f64,
-            middle: Middle::Arrow {
-                way: match row.direction {
-                    Direction::C2s => Way::ClientToServer,
-                    Direction::S2c => Way::ServerToClient,
-                },
-                label: ladder::segment_label(row.flags, row.seq, row.ack, row.len, row.window),
-                color: ladder::Color::for_flags(row.flags),
-            },
-            client: row.client_state.map(Cell::changed),
-            server: row.server_state.map(Cell::changed),
-            notes: row.notes.iter().map(|n| n.to_string()).collect(),
-        })
-        .collect()
+/// The ladder of one connection, heading and rows, appended to `out`: a
+/// state is shown where it changed. One [`Rung`] is rewritten for each row
+/// (a big capture has a million of them).
+fn push_rungs(out: &mut String, c: &ConnectionReport, color: bool) {
+    ladder::push_heading(
+        out,
+        c.states.client.first().copied(),
+        c.states.server.first().copied(),
+    );
+    // One rung, rewritten for each row: its label keeps its buffer.
+    let mut rung = Rung {
+        t_us: 0.0,
+        middle: Middle::Arrow {
+            way: Way::ClientToServer,
+            label: String::with_capacity(64),
+            color: ladder::Color::Plain,
+        },
+        client: None,
+        server: None,
+        notes: Vec::new(),
+    };
+    let mut prev = c.ladder.first().map_or(0.0, |row| row.t_us as f64);
+    for row in &c.ladder {
+        rung.t_us = row.t_us as f64;
+        if let Middle::Arrow { way, label, color } = &mut rung.middle {
+            *way = match row.direction {
+                Direction::C2s => Way::ClientToServer,
+                Direction::S2c => Way::ServerToClient,
+            };
+            label.clear();
+            ladder::push_segment_label(label, row.flags, row.seq, row.ack, row.len, row.window);
+            *color = ladder::Color::for_flags(row.flags);
+        }
+        rung.client = row.client_state.map(Cell::changed);
+        rung.server = row.server_state.map(Cell::changed);
+        rung.notes.clear();
+        rung.notes.extend(row.notes.iter().map(|n| n.to_string()));
+        ladder::push_rung(out, &rung, prev, color);
+        prev = rung.t_us;
+    }
 }
 
 /// The ladder diagram of one connection: the client on the left, the
@@ -271,7 +292,9 @@ fn rungs(c: &ConnectionReport) -> Vec<Rung> {
 /// end's state when it changes (drawn by [`crate::ladder`], which the lab's
 /// `--ladder` shares).
 pub fn ladder(c: &ConnectionReport, style: Style) -> String {
-    let mut out = String::new();
+    // About 130 bytes a row (the arrow column is 58 characters, its
+    // dashes 3 bytes each).
+    let mut out = String::with_capacity(256 + c.ladder.len() * 136);
     let _ = writeln!(
         out,
         "connection #{}{}: {} → {} ({}, {})",
@@ -282,12 +305,7 @@ pub fn ladder(c: &ConnectionReport, style: Style) -> String {
         c.close.kind.name(),
         c.zeek.conn_state
     );
-    out.push_str(&ladder::render(
-        c.states.client.first().copied(),
-        c.states.server.first().copied(),
-        &rungs(c),
-        style.color,
-    ));
+    push_rungs(&mut out, c, style.color);
     if c.ladder_omitted > 0 {
         let _ = writeln!(out, "… {} more segment(s) not shown", c.ladder_omitted);
     }

@@ -111,36 +111,38 @@ pub fn segment_label(
     len: u32,
     window: u16,
 ) -> String {
-    // Written piece by piece: a big capture's ladders have a million rows.
     let mut label = String::with_capacity(48);
-    let _ = write!(label, "[{flags}]");
-    label.push_str(" seq=");
-    push_number(&mut label, u64::from(seq));
-    if let Some(ack) = ack {
-        label.push_str(" ack=");
-        push_number(&mut label, u64::from(ack));
-    }
-    label.push_str(" len=");
-    push_number(&mut label, u64::from(len));
-    label.push_str(" win=");
-    push_number(&mut label, u64::from(window));
+    push_segment_label(&mut label, flags, seq, ack, len, window);
     label
 }
 
-/// `n` in decimal, without the formatting machinery.
-fn push_number(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// [`segment_label`], appended to `label`.
+pub fn push_segment_label(
+    label: &mut String,
+    flags: crate::wire::Flags,
+    seq: u32,
+    ack: Option<u32>,
+    len: u32,
+    window: u16,
+) {
+    // Written piece by piece: a big capture's ladders have a million rows.
+    label.push('[');
+    flags.push_names(label);
+    label.push_str("] seq=");
+    push_number(label, u64::from(seq));
+    if let Some(ack) = ack {
+        label.push_str(" ack=");
+        push_number(label, u64::from(ack));
     }
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    label.push_str(" len=");
+    push_number(label, u64::from(len));
+    label.push_str(" win=");
+    push_number(label, u64::from(window));
+}
+
+/// `n` in decimal, without the formatting machinery (itoa).
+fn push_number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// `us` µs as seconds with 6 decimals, right-aligned in 10 columns
@@ -150,34 +152,44 @@ fn push_seconds(out: &mut String, us: f64) {
         let _ = write!(out, "{:>10.6}", us / 1e6);
         return;
     }
-    // Right to left: 6 decimals, the point, the whole seconds.
-    let mut n = us as u64;
-    let mut text = [b' '; 32];
-    let mut i = text.len();
-    for _ in 0..6 {
-        i -= 1;
-        text[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    i -= 1;
-    text[i] = b'.';
-    loop {
-        i -= 1;
-        text[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(text.len() - 10);
-    out.push_str(std::str::from_utf8(&text[start..]).unwrap_or_default());
+    let n = us as u64;
+    let mut whole = itoa::Buffer::new();
+    let whole = whole.format(n / 1_000_000);
+    let mut frac = itoa::Buffer::new();
+    let frac = frac.format(n % 1_000_000);
+    // The whole seconds, the point and 6 decimals.
+    push_repeated(out, ' ', 10usize.saturating_sub(whole.len() + 7));
+    out.push_str(whole);
+    out.push('.');
+    push_repeated(out, '0', 6 - frac.len());
+    out.push_str(frac);
 }
 
 /// `text` padded with spaces to `width` characters.
 fn push_padded(out: &mut String, text: &str, width: usize) {
     out.push_str(text);
-    for _ in text.chars().count()..width {
-        out.push(' ');
+    push_repeated(out, ' ', width.saturating_sub(text.chars().count()));
+}
+
+/// `c` `n` times: from a ready-made run of them for the arrow's dashes and
+/// the padding, one at a time beyond it.
+fn push_repeated(out: &mut String, c: char, n: usize) {
+    const SPACES: &str = "                                                                ";
+    const DASHES: &str = "────────────────────────────────────────────────────────────────";
+    const ZEROS: &str = "000000";
+    let run = match c {
+        ' ' => SPACES,
+        '0' => ZEROS,
+        '─' => DASHES,
+        _ => "",
+    };
+    let per = c.len_utf8();
+    if !run.is_empty() && n * per <= run.len() {
+        out.push_str(&run[..n * per]);
+    } else {
+        for _ in 0..n {
+            out.push(c);
+        }
     }
 }
 
@@ -204,23 +216,17 @@ fn push_middle(out: &mut String, m: &Middle) {
                 Way::ClientToServer => {
                     out.push_str(label);
                     out.push(' ');
-                    for _ in 0..dashes {
-                        out.push('─');
-                    }
+                    push_repeated(out, '─', dashes);
                     out.push('▶');
                 }
                 Way::ServerToClient => {
                     out.push('◀');
-                    for _ in 0..dashes {
-                        out.push('─');
-                    }
+                    push_repeated(out, '─', dashes);
                     out.push(' ');
                     out.push_str(label);
                 }
             }
-            for _ in (n + dashes + 2)..ARROW_WIDTH {
-                out.push(' ');
-            }
+            push_repeated(out, ' ', ARROW_WIDTH.saturating_sub(n + dashes + 2));
         }
         other => push_padded(out, &middle(other), ARROW_WIDTH),
     }
@@ -273,8 +279,24 @@ pub fn render(
     rungs: &[Rung],
     color: bool,
 ) -> String {
-    let state = |s: Option<State>| s.map_or_else(String::new, |s| s.name().to_string());
     let mut out = String::new();
+    push_heading(&mut out, initial_client, initial_server);
+    let mut prev = rungs.first().map_or(0.0, |r| r.t_us);
+    for rung in rungs {
+        push_rung(&mut out, rung, prev, color);
+        prev = rung.t_us;
+    }
+    out
+}
+
+/// The ladder's two heading lines: the column names, then the initial
+/// states.
+pub fn push_heading(
+    out: &mut String,
+    initial_client: Option<State>,
+    initial_server: Option<State>,
+) {
+    let state = |s: Option<State>| s.map_or_else(String::new, |s| s.name().to_string());
     let _ = writeln!(
         out,
         "{:>10} {:>10}  {} {} server",
@@ -292,39 +314,39 @@ pub fn render(
         pad("", ARROW_WIDTH),
         state(initial_server)
     );
-    let mut prev = rungs.first().map_or(0.0, |r| r.t_us);
-    for rung in rungs {
-        let cell = |out: &mut String, c: Option<Cell>, width: usize| match c {
-            Some(c) if c.changed => {
-                push_painted(out, color, "36", |o| push_padded(o, c.state.name(), width));
-            }
-            Some(c) => push_padded(out, c.state.name(), width),
-            None => push_padded(out, "", width),
-        };
-        let code = match &rung.middle {
-            Middle::Arrow { color, .. } => color.code(),
-            Middle::Event { .. } => "35",
-        };
-        push_seconds(&mut out, rung.t_us);
-        out.push(' ');
-        push_seconds(&mut out, (rung.t_us - prev).max(0.0));
-        out.push_str("  ");
-        cell(&mut out, rung.client, STATE_WIDTH);
-        out.push(' ');
-        push_painted(&mut out, color, code, |o| push_middle(o, &rung.middle));
-        out.push(' ');
-        cell(&mut out, rung.server, 0);
-        if !rung.notes.is_empty() {
-            push_painted(&mut out, color, "35", |o| {
-                o.push_str("  [");
-                o.push_str(&rung.notes.join(", "));
-                o.push(']');
-            });
+}
+
+/// One line of the ladder: `rung`, `prev_us` being the time of the rung
+/// before (the first rung's own time for the first).
+pub fn push_rung(out: &mut String, rung: &Rung, prev_us: f64, color: bool) {
+    let cell = |out: &mut String, c: Option<Cell>, width: usize| match c {
+        Some(c) if c.changed => {
+            push_painted(out, color, "36", |o| push_padded(o, c.state.name(), width));
         }
-        out.push('\n');
-        prev = rung.t_us;
+        Some(c) => push_padded(out, c.state.name(), width),
+        None => push_padded(out, "", width),
+    };
+    let code = match &rung.middle {
+        Middle::Arrow { color, .. } => color.code(),
+        Middle::Event { .. } => "35",
+    };
+    push_seconds(out, rung.t_us);
+    out.push(' ');
+    push_seconds(out, (rung.t_us - prev_us).max(0.0));
+    out.push_str("  ");
+    cell(out, rung.client, STATE_WIDTH);
+    out.push(' ');
+    push_painted(out, color, code, |o| push_middle(o, &rung.middle));
+    out.push(' ');
+    cell(out, rung.server, 0);
+    if !rung.notes.is_empty() {
+        push_painted(out, color, "35", |o| {
+            o.push_str("  [");
+            o.push_str(&rung.notes.join(", "));
+            o.push(']');
+        });
     }
-    out
+    out.push('\n');
 }
 
 /// Text that is safe inside a Mermaid message or note: no `;` (ends a
@@ -430,6 +452,9 @@ mod tests {
             1_000_000.0,
             1_234_567.0,
             86_400_000_000.0,
+            10_000_000_000_000.0,
+            999_999_999_999_999.0,
+            1_000_050.0,
             12.5,
             1e16,
             -3.0,

@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice};
+use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice};
 use serde::Serialize;
 
 use crate::capture::link::{self, Network, Skip, ETHER_TYPE_IPV4, ETHER_TYPE_IPV6};
@@ -245,6 +245,71 @@ fn release(p: Pending, out: &mut dyn FnMut(Position, TcpSegment<'_>)) -> u64 {
     0
 }
 
+/// An IPv4 header's addresses, the payload length it declares (past any
+/// options) and its fragment fields; `ip` is the whole packet.
+fn ipv4_fields(ip: &[u8], v4: &LaxIpv4Slice) -> (IpAddr, IpAddr, usize, Fragment) {
+    let header = v4.header();
+    let payload = v4.payload();
+    let header_len = usize::from(header.ihl()) * 4;
+    let total = usize::from(header.total_len());
+    let ext = offset_in(ip, payload.payload).saturating_sub(header_len);
+    // A zero total length (TSO) or a nonsense one: trust the slice.
+    let declared = if total >= header_len + ext && total != 0 {
+        total - header_len - ext
+    } else {
+        payload.payload.len()
+    };
+    let fragment = Fragment {
+        id: u32::from(header.identification()),
+        offset: usize::from(header.fragments_offset().value()) * 8,
+        more: header.more_fragments(),
+    };
+    (
+        IpAddr::V4(Ipv4Addr::from(header.source())),
+        IpAddr::V4(Ipv4Addr::from(header.destination())),
+        declared,
+        fragment,
+    )
+}
+
+/// An IPv6 header's addresses, the payload length it declares (past its
+/// extension headers) and its fragment header's fields, if any; `ip` is the
+/// whole packet.
+fn ipv6_fields(ip: &[u8], v6: &LaxIpv6Slice) -> (IpAddr, IpAddr, usize, Fragment) {
+    let header = v6.header();
+    let payload = v6.payload();
+    let declared_total = usize::from(header.payload_length());
+    let ext = offset_in(ip, payload.payload).saturating_sub(etherparse::Ipv6Header::LEN);
+    let declared = if declared_total != 0 && declared_total >= ext {
+        declared_total - ext
+    } else {
+        payload.payload.len()
+    };
+    let fragment = v6
+        .extensions()
+        .clone()
+        .into_iter()
+        .find_map(|e| match e {
+            Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                id: f.identification(),
+                offset: usize::from(f.fragment_offset().value()) * 8,
+                more: f.more_fragments(),
+            }),
+            _ => None,
+        })
+        .unwrap_or(Fragment {
+            id: 0,
+            offset: 0,
+            more: false,
+        });
+    (
+        IpAddr::V6(Ipv6Addr::from(header.source())),
+        IpAddr::V6(Ipv6Addr::from(header.destination())),
+        declared,
+        fragment,
+    )
+}
+
 /// A fragment of a datagram: identification, byte offset, more to come.
 struct Fragment {
     id: u32,
@@ -364,69 +429,11 @@ impl<'a> Decap<'a, '_> {
                 Some(_) => Skip::Malformed,
             });
         };
-        let (src, dst, declared, payload, fragment) = match &slice {
-            LaxIpSlice::Ipv4(v4) => {
-                let header = v4.header();
-                let payload = v4.payload();
-                let header_len = usize::from(header.ihl()) * 4;
-                let total = usize::from(header.total_len());
-                let ext = offset_in(ip, payload.payload).saturating_sub(header_len);
-                // A zero total length (TSO) or a nonsense one: trust the slice.
-                let declared = if total >= header_len + ext && total != 0 {
-                    total - header_len - ext
-                } else {
-                    payload.payload.len()
-                };
-                let fragment = Fragment {
-                    id: u32::from(header.identification()),
-                    offset: usize::from(header.fragments_offset().value()) * 8,
-                    more: header.more_fragments(),
-                };
-                (
-                    IpAddr::V4(Ipv4Addr::from(header.source())),
-                    IpAddr::V4(Ipv4Addr::from(header.destination())),
-                    declared,
-                    payload,
-                    fragment,
-                )
-            }
-            LaxIpSlice::Ipv6(v6) => {
-                let header = v6.header();
-                let payload = v6.payload();
-                let declared_total = usize::from(header.payload_length());
-                let ext =
-                    offset_in(ip, payload.payload).saturating_sub(etherparse::Ipv6Header::LEN);
-                let declared = if declared_total != 0 && declared_total >= ext {
-                    declared_total - ext
-                } else {
-                    payload.payload.len()
-                };
-                let fragment = v6
-                    .extensions()
-                    .clone()
-                    .into_iter()
-                    .find_map(|e| match e {
-                        Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
-                            id: f.identification(),
-                            offset: usize::from(f.fragment_offset().value()) * 8,
-                            more: f.more_fragments(),
-                        }),
-                        _ => None,
-                    })
-                    .unwrap_or(Fragment {
-                        id: 0,
-                        offset: 0,
-                        more: false,
-                    });
-                (
-                    IpAddr::V6(Ipv6Addr::from(header.source())),
-                    IpAddr::V6(Ipv6Addr::from(header.destination())),
-                    declared,
-                    payload,
-                    fragment,
-                )
-            }
+        let (src, dst, declared, fragment) = match &slice {
+            LaxIpSlice::Ipv4(v4) => ipv4_fields(ip, v4),
+            LaxIpSlice::Ipv6(v6) => ipv6_fields(ip, v6),
         };
+        let payload = slice.payload();
         let outer = (src, dst);
         if payload.fragmented {
             if payload.ip_number != IpNumber::TCP {

@@ -204,28 +204,7 @@ pub fn network(link_type: u32, frame: &[u8]) -> Result<Network<'_>, Skip> {
             None => Err(Skip::Truncated),
         },
         linktype::IPV4 | linktype::IPV6 => Ok(Network::Ip(frame)),
-        linktype::NULL | linktype::LOOP => {
-            let family = frame.get(..null::HEADER_LEN).ok_or(Skip::Truncated)?;
-            let family = [family[0], family[1], family[2], family[3]];
-            // NULL is in the writer's byte order, which the file does not
-            // say: the family is small, so the non-zero end tells.
-            let af = if link_type == linktype::LOOP {
-                u32::from_be_bytes(family)
-            } else {
-                let le = u32::from_le_bytes(family);
-                if le <= 0xffff {
-                    le
-                } else {
-                    u32::from_be_bytes(family)
-                }
-            };
-            let rest = &frame[null::HEADER_LEN..];
-            if af == null::AF_INET || null::AF_INET6.contains(&af) {
-                Ok(Network::Ip(rest))
-            } else {
-                Err(Skip::NotIp)
-            }
-        }
+        linktype::NULL | linktype::LOOP => null_loop(link_type, frame),
         linktype::LINUX_SLL => {
             let proto = read_u16(frame, sll::PROTOCOL).ok_or(Skip::Truncated)?;
             let rest = frame.get(sll::HEADER_LEN..).ok_or(Skip::Truncated)?;
@@ -247,56 +226,8 @@ pub fn network(link_type: u32, frame: &[u8]) -> Result<Network<'_>, Skip> {
             Some(_) => Ok(Network::Ppp(frame)),
             None => Err(Skip::Truncated),
         },
-        linktype::ARCNET_BSD | linktype::ARCNET_LINUX => {
-            let at = if link_type == linktype::ARCNET_BSD {
-                arcnet::BSD_PROTOCOL
-            } else {
-                arcnet::LINUX_PROTOCOL
-            };
-            let proto = *frame.get(at).ok_or(Skip::Truncated)?;
-            let mut data = at + 1;
-            if matches!(
-                proto,
-                arcnet::IP_RFC1201 | arcnet::ARP_RFC1201 | arcnet::RARP_RFC1201 | arcnet::IPV6
-            ) {
-                if frame.get(data) == Some(&arcnet::EXCEPTION) {
-                    data += arcnet::EXCEPTION_EXTRA;
-                }
-                data += arcnet::RFC1201_EXTRA;
-            }
-            let rest = frame.get(data..).ok_or(Skip::Truncated)?;
-            match proto {
-                arcnet::IP_RFC1201 | arcnet::IP_RFC1051 | arcnet::IPV6 => Ok(Network::Ip(rest)),
-                arcnet::ARP_RFC1201 | arcnet::RARP_RFC1201 | arcnet::ARP_RFC1051 => {
-                    Err(Skip::NotIp)
-                }
-                other => Err(Skip::Unopened("ARCNET protocol", u32::from(other))),
-            }
-        }
-        linktype::JUNIPER_ETHER => {
-            if frame.get(..juniper::MAGIC.len()) != Some(&juniper::MAGIC[..]) {
-                return Err(Skip::Malformed);
-            }
-            let flags = *frame.get(juniper::FLAGS).ok_or(Skip::Truncated)?;
-            let mut at = juniper::HEADER_LEN;
-            if flags & juniper::FLAG_EXT != 0 {
-                let ext =
-                    read_u16(frame, at..at + juniper::EXT_LEN_FIELD).ok_or(Skip::Truncated)?;
-                at += juniper::EXT_LEN_FIELD + usize::from(ext);
-            }
-            if flags & juniper::FLAG_NO_L2 != 0 {
-                let word = frame
-                    .get(at..at + juniper::NO_L2_PROTO_LEN)
-                    .ok_or(Skip::Truncated)?;
-                let proto = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-                let rest = &frame[at + juniper::NO_L2_PROTO_LEN..];
-                return match proto {
-                    juniper::PROTO_IPV4 | juniper::PROTO_IPV6 => Ok(Network::Ip(rest)),
-                    other => Err(Skip::Unopened("Juniper protocol", other)),
-                };
-            }
-            Ok(Network::Ethernet(frame.get(at..).ok_or(Skip::Truncated)?))
-        }
+        linktype::ARCNET_BSD | linktype::ARCNET_LINUX => arcnet(link_type, frame),
+        linktype::JUNIPER_ETHER => juniper_ether(frame),
         linktype::IPOIB => {
             let proto = read_u16(frame, ipoib::TYPE).ok_or(Skip::Truncated)?;
             let rest = frame.get(ipoib::HEADER_LEN..).ok_or(Skip::Truncated)?;
@@ -304,6 +235,83 @@ pub fn network(link_type: u32, frame: &[u8]) -> Result<Network<'_>, Skip> {
         }
         other => Err(Skip::UnsupportedLink(other)),
     }
+}
+
+/// BSD loopback (NULL, in the writer's byte order) or OpenBSD's LOOP (in
+/// network byte order): a 4-byte address family.
+fn null_loop(link_type: u32, frame: &[u8]) -> Result<Network<'_>, Skip> {
+    let family = frame.get(..null::HEADER_LEN).ok_or(Skip::Truncated)?;
+    let family = [family[0], family[1], family[2], family[3]];
+    // NULL is in the writer's byte order, which the file does not
+    // say: the family is small, so the non-zero end tells.
+    let af = if link_type == linktype::LOOP {
+        u32::from_be_bytes(family)
+    } else {
+        let le = u32::from_le_bytes(family);
+        if le <= 0xffff {
+            le
+        } else {
+            u32::from_be_bytes(family)
+        }
+    };
+    let rest = &frame[null::HEADER_LEN..];
+    if af == null::AF_INET || null::AF_INET6.contains(&af) {
+        Ok(Network::Ip(rest))
+    } else {
+        Err(Skip::NotIp)
+    }
+}
+
+/// ARCNET (BSD's or Linux's header): RFC 1201 or RFC 1051 encapsulation.
+fn arcnet(link_type: u32, frame: &[u8]) -> Result<Network<'_>, Skip> {
+    let at = if link_type == linktype::ARCNET_BSD {
+        arcnet::BSD_PROTOCOL
+    } else {
+        arcnet::LINUX_PROTOCOL
+    };
+    let proto = *frame.get(at).ok_or(Skip::Truncated)?;
+    let mut data = at + 1;
+    if matches!(
+        proto,
+        arcnet::IP_RFC1201 | arcnet::ARP_RFC1201 | arcnet::RARP_RFC1201 | arcnet::IPV6
+    ) {
+        if frame.get(data) == Some(&arcnet::EXCEPTION) {
+            data += arcnet::EXCEPTION_EXTRA;
+        }
+        data += arcnet::RFC1201_EXTRA;
+    }
+    let rest = frame.get(data..).ok_or(Skip::Truncated)?;
+    match proto {
+        arcnet::IP_RFC1201 | arcnet::IP_RFC1051 | arcnet::IPV6 => Ok(Network::Ip(rest)),
+        arcnet::ARP_RFC1201 | arcnet::RARP_RFC1201 | arcnet::ARP_RFC1051 => Err(Skip::NotIp),
+        other => Err(Skip::Unopened("ARCNET protocol", u32::from(other))),
+    }
+}
+
+/// Juniper's Ethernet link: its magic, flags and extensions, then an
+/// Ethernet frame, or an IP packet when the flags say there is no layer 2.
+fn juniper_ether(frame: &[u8]) -> Result<Network<'_>, Skip> {
+    if frame.get(..juniper::MAGIC.len()) != Some(&juniper::MAGIC[..]) {
+        return Err(Skip::Malformed);
+    }
+    let flags = *frame.get(juniper::FLAGS).ok_or(Skip::Truncated)?;
+    let mut at = juniper::HEADER_LEN;
+    if flags & juniper::FLAG_EXT != 0 {
+        let ext = read_u16(frame, at..at + juniper::EXT_LEN_FIELD).ok_or(Skip::Truncated)?;
+        at += juniper::EXT_LEN_FIELD + usize::from(ext);
+    }
+    if flags & juniper::FLAG_NO_L2 != 0 {
+        let word = frame
+            .get(at..at + juniper::NO_L2_PROTO_LEN)
+            .ok_or(Skip::Truncated)?;
+        let proto = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let rest = &frame[at + juniper::NO_L2_PROTO_LEN..];
+        return match proto {
+            juniper::PROTO_IPV4 | juniper::PROTO_IPV6 => Ok(Network::Ip(rest)),
+            other => Err(Skip::Unopened("Juniper protocol", other)),
+        };
+    }
+    Ok(Network::Ethernet(frame.get(at..).ok_or(Skip::Truncated)?))
 }
 
 /// An Ethernet II frame's EtherType and payload, past up to

@@ -418,13 +418,10 @@ fn private_dir(dir: &FileStat, me: u32) -> bool {
     (dir.st_uid == 0 || dir.st_uid == me) && dir.st_mode & 0o022 == 0
 }
 
-fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile, OutFileError> {
-    let (dir_path, name) = split(path).ok_or_else(|| OutFileError::NotAFile {
-        flag,
-        path: path.to_path_buf(),
-    })?;
-    let _as = me.assume()?;
-    let fail = |e: Errno| match (me, e) {
+/// The error for `path` (given as `flag`) when a call failed with `e`: a
+/// permission refused to the calling user is [`OutFileError::Denied`].
+fn open_error(flag: &'static str, path: &Path, me: &Identity, e: Errno) -> OutFileError {
+    match (me, e) {
         (Identity::Caller { .. }, Errno::EACCES | Errno::EPERM | Errno::EROFS) => {
             OutFileError::Denied {
                 flag,
@@ -438,17 +435,21 @@ fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile
             path: path.to_path_buf(),
             source: e.into(),
         },
-    };
-    // Intermediate components are followed as by any tool; the kernel
-    // checks them against the identity in force.
-    let dir = openat(
-        AT_FDCWD,
-        dir_path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(fail)?;
-    let dir_stat = fstat(&dir).map_err(fail)?;
+    }
+}
+
+/// Opens `name` in `dir` for writing: created new if it can be, else the
+/// existing file, and through a symbolic link only where
+/// [`may_follow`] allows. Returns the file and whether it was created.
+fn open_or_create(
+    dir: &OwnedFd,
+    dir_stat: &FileStat,
+    name: &OsStr,
+    flag: &'static str,
+    path: &Path,
+    me: &Identity,
+) -> Result<(OwnedFd, bool), OutFileError> {
+    let fail = |e: Errno| open_error(flag, path, me, e);
     let write = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
     let mode = Mode::from_bits_truncate(0o666);
     let mut created = false;
@@ -456,7 +457,7 @@ fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile
     // Bounded: each round loses a race with someone removing or creating
     // the name at the same moment.
     for _ in 0..3 {
-        match openat(&dir, name, write | OFlag::O_CREAT | OFlag::O_EXCL, mode) {
+        match openat(dir, name, write | OFlag::O_CREAT | OFlag::O_EXCL, mode) {
             Ok(new) => {
                 created = true;
                 fd = Some(new);
@@ -465,14 +466,14 @@ fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile
             Err(Errno::EEXIST) => {}
             Err(e) => return Err(fail(e)),
         }
-        match openat(&dir, name, write | OFlag::O_NOFOLLOW, Mode::empty()) {
+        match openat(dir, name, write | OFlag::O_NOFOLLOW, Mode::empty()) {
             Ok(existing) => {
                 fd = Some(existing);
                 break;
             }
             Err(Errno::ENOENT) => continue,
             Err(Errno::ELOOP) => {
-                let link = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(fail)?;
+                let link = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(fail)?;
                 let is_link =
                     SFlag::from_bits_truncate(link.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK;
                 if !is_link || !may_follow(dir_stat.st_uid, dir_stat.st_mode, link.st_uid, me.uid())
@@ -485,13 +486,34 @@ fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile
                 }
                 // Whether the kernel creates the target is not known: the
                 // file is never removed again.
-                fd = Some(openat(&dir, name, write | OFlag::O_CREAT, mode).map_err(fail)?);
+                fd = Some(openat(dir, name, write | OFlag::O_CREAT, mode).map_err(fail)?);
                 break;
             }
             Err(e) => return Err(fail(e)),
         }
     }
     let fd = fd.ok_or_else(|| fail(Errno::EAGAIN))?;
+    Ok((fd, created))
+}
+
+fn open_one(flag: &'static str, path: &Path, me: &Identity) -> Result<OutputFile, OutFileError> {
+    let (dir_path, name) = split(path).ok_or_else(|| OutFileError::NotAFile {
+        flag,
+        path: path.to_path_buf(),
+    })?;
+    let _as = me.assume()?;
+    let fail = |e: Errno| open_error(flag, path, me, e);
+    // Intermediate components are followed as by any tool; the kernel
+    // checks them against the identity in force.
+    let dir = openat(
+        AT_FDCWD,
+        dir_path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail)?;
+    let dir_stat = fstat(&dir).map_err(fail)?;
+    let (fd, created) = open_or_create(&dir, &dir_stat, name, flag, path, me)?;
     let stat = fstat(&fd).map_err(fail)?;
     let regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
     let links = stat.st_nlink as u64;

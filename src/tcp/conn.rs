@@ -11,6 +11,7 @@
 //! segment rules; every arm of the big match names the rule it follows.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::wire::{Flags, SegmentRepr, SeqNumber, TcpFlags, TcpOptions};
@@ -190,6 +191,15 @@ impl Event {
             })
             .collect()
     }
+}
+
+/// What §3.10.7.4's seventh step (the segment text) leaves for the next.
+struct TextOutcome {
+    /// The segment's FIN may still be processed: it carried no data past a
+    /// gap or after the peer's FIN.
+    fin_in_order: bool,
+    /// The data calls for an ACK.
+    need_ack: bool,
 }
 
 /// An operation that the current state does not allow (RFC 9293 §3.10).
@@ -639,17 +649,12 @@ impl Connection {
         forced: Option<SendReason>,
         events: &mut Vec<Event>,
     ) -> bool {
-        // Going back after an RTO: pass over what the peer already SACKed.
-        let mut skipped = 0;
+        let skipped = if forced.is_none() {
+            self.skip_sacked()
+        } else {
+            0
+        };
         let recovering = |nxt: SeqNumber| self.recover.is_some_and(|r| nxt < r);
-        if recovering(self.snd_nxt) && forced.is_none() {
-            for &(left, right) in &self.sacked {
-                if left <= self.snd_nxt && self.snd_nxt < right {
-                    skipped += (right - self.snd_nxt) as u32;
-                    self.snd_nxt = right;
-                }
-            }
-        }
         // A go-back-N segment ends where the next SACKed block starts.
         let sacked_edge = recovering(self.snd_nxt)
             .then(|| self.sacked.iter().map(|b| b.0).find(|l| *l > self.snd_nxt))
@@ -706,6 +711,32 @@ impl Connection {
             None if fin => SendReason::Fin,
             None => SendReason::Data,
         };
+        self.record_sent(now, end, again);
+        let segment = self.stamp(now, seg);
+        events.push(Event::Send { segment, reason });
+        true
+    }
+
+    /// Going back after an RTO: moves SND.NXT over what the peer already
+    /// SACKed. Returns how many octets were passed over.
+    fn skip_sacked(&mut self) -> u32 {
+        let mut skipped = 0;
+        if self.recover.is_some_and(|r| self.snd_nxt < r) {
+            for &(left, right) in &self.sacked {
+                if left <= self.snd_nxt && self.snd_nxt < right {
+                    skipped += (right - self.snd_nxt) as u32;
+                    self.snd_nxt = right;
+                }
+            }
+        }
+        skipped
+    }
+
+    /// A segment ending at `end` went out (`again`: it had gone out
+    /// before): advances SND.NXT and SND.MAX, starts an RTT sample for new
+    /// data (Karn: none after a retransmission) and arms the retransmission
+    /// timer.
+    fn record_sent(&mut self, now: Instant, end: SeqNumber, again: bool) {
         self.snd_nxt = end;
         if end > self.snd_max {
             self.snd_max = end;
@@ -716,9 +747,6 @@ impl Connection {
         if self.retransmit_at.is_none() {
             self.retransmit_at = Some(now + self.rto);
         }
-        let segment = self.stamp(now, seg);
-        events.push(Event::Send { segment, reason });
-        true
     }
 
     /// RFC 9293 §3.10.7: processes one segment that arrived for this
@@ -789,30 +817,7 @@ impl Connection {
             self.acknowledge(now, ack);
         }
         if self.snd_una > self.cfg.iss {
-            // "If SND.UNA > ISS (our SYN has been ACKed), change the
-            // connection state to ESTABLISHED, form an ACK segment."
-            self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
-            self.max_snd_wnd = self.snd_wnd;
-            self.snd_wl1 = seg.seq;
-            self.snd_wl2 = self.snd_una;
-            if self.srtt.is_none() {
-                // RFC 6298 §5.7: the SYN was retransmitted, so no RTT
-                // sample (Karn); "the RTO MUST be re-initialized to 3
-                // seconds when data transmission begins".
-                self.rto = self.cfg.fallback_rto;
-            }
-            self.set_state(State::Established, events);
-            let ack = self.stamp(
-                now,
-                SegmentRepr {
-                    flags: Flags::ACK,
-                    ..self.segment_base()
-                },
-            );
-            events.push(Event::Send {
-                segment: ack,
-                reason: SendReason::HandshakeAck,
-            });
+            self.complete_handshake(now, seg, events);
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment".
             self.set_state(State::SynReceived, events);
@@ -828,6 +833,34 @@ impl Connection {
         }
     }
 
+    /// RFC 9293 §3.10.7.3, SYN-SENT, fourth step, once our SYN is ACKed:
+    /// "If SND.UNA > ISS (our SYN has been ACKed), change the connection
+    /// state to ESTABLISHED, form an ACK segment."
+    fn complete_handshake(&mut self, now: Instant, seg: &SegmentRepr, events: &mut Vec<Event>) {
+        self.snd_wnd = u32::from(seg.window); // not scaled on a SYN
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = self.snd_una;
+        if self.srtt.is_none() {
+            // RFC 6298 §5.7: the SYN was retransmitted, so no RTT
+            // sample (Karn); "the RTO MUST be re-initialized to 3
+            // seconds when data transmission begins".
+            self.rto = self.cfg.fallback_rto;
+        }
+        self.set_state(State::Established, events);
+        let ack = self.stamp(
+            now,
+            SegmentRepr {
+                flags: Flags::ACK,
+                ..self.segment_base()
+            },
+        );
+        events.push(Event::Send {
+            segment: ack,
+            reason: SendReason::HandshakeAck,
+        });
+    }
+
     /// RFC 9293 §3.10.7.4, every synchronized state.
     fn on_segment_synchronized(
         &mut self,
@@ -835,9 +868,35 @@ impl Connection {
         seg: &SegmentRepr,
         events: &mut Vec<Event>,
     ) {
-        let mut need_ack = false;
+        // RFC 9293 §3.10.7.4 in its order; the third step (security) does
+        // not apply, and each step may drop the segment.
+        if self.check_sequence(now, seg, events).is_break()
+            || self.check_rst(now, seg, events).is_break()
+            || self.check_syn(now, seg, events).is_break()
+        {
+            return;
+        }
+        let ControlFlow::Continue(fin_acked) = self.check_ack(now, seg, events) else {
+            return;
+        };
+        let text = self.process_text(seg, events);
+        let fin_ack = self.check_fin(now, seg, fin_acked, text.fin_in_order, events);
+        if text.need_ack || fin_ack {
+            self.send_ack(now, events, SendReason::Ack);
+        }
+        // What the ACK (or the window update) released.
+        self.output(now, events);
+    }
 
-        // First, check the sequence number.
+    /// §3.10.7.4 first: check the sequence number. An unacceptable
+    /// segment is dropped, and unless it is a RST it gets
+    /// "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>".
+    fn check_sequence(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        events: &mut Vec<Event>,
+    ) -> ControlFlow<()> {
         if !self.acceptable(seg) {
             if seg.flags.rst() {
                 events.push(Event::Ignored {
@@ -852,43 +911,70 @@ impl Connection {
                 }
                 self.send_ack(now, events, SendReason::DuplicateAck);
             }
-            return;
+            return ControlFlow::Break(());
         }
         self.remember_timestamp(seg);
+        ControlFlow::Continue(())
+    }
 
-        // Second, check the RST bit (with RFC 5961 §3.2: only an exact match
-        // resets, anything else in the window gets a challenge ACK).
-        if seg.flags.rst() {
-            if seg.seq == self.rcv_nxt {
-                self.clear_timers();
-                let state = self.state;
-                if !matches!(state, State::Closing | State::LastAck | State::TimeWait) {
-                    events.push(Event::Reset { state });
-                }
-                self.set_state(State::Closed, events);
-            } else {
-                self.send_ack(now, events, SendReason::ChallengeAck);
-            }
-            return;
+    /// §3.10.7.4 second: check the RST bit (with RFC 5961 §3.2: only an
+    /// exact match resets, anything else in the window gets a challenge
+    /// ACK).
+    fn check_rst(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        events: &mut Vec<Event>,
+    ) -> ControlFlow<()> {
+        if !seg.flags.rst() {
+            return ControlFlow::Continue(());
         }
+        if seg.seq == self.rcv_nxt {
+            self.clear_timers();
+            let state = self.state;
+            if !matches!(state, State::Closing | State::LastAck | State::TimeWait) {
+                events.push(Event::Reset { state });
+            }
+            self.set_state(State::Closed, events);
+        } else {
+            self.send_ack(now, events, SendReason::ChallengeAck);
+        }
+        ControlFlow::Break(())
+    }
 
-        // Fourth, a SYN in a synchronized state: RFC 5961 §4.2 challenge ACK.
+    /// §3.10.7.4 fourth: a SYN in a synchronized state gets an RFC 5961
+    /// §4.2 challenge ACK.
+    fn check_syn(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        events: &mut Vec<Event>,
+    ) -> ControlFlow<()> {
         if seg.flags.syn() {
             self.send_ack(now, events, SendReason::ChallengeAck);
-            return;
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
 
-        // Fifth, the ACK field: "if the ACK bit is off, drop the segment".
+    /// §3.10.7.4 fifth: check the ACK field ("if the ACK bit is off, drop
+    /// the segment"). Continues with whether our FIN is now acknowledged.
+    fn check_ack(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        events: &mut Vec<Event>,
+    ) -> ControlFlow<(), bool> {
         let Some(ack) = seg.ack_number() else {
             events.push(Event::Ignored {
                 why: "no ACK bit in a synchronized state",
             });
-            return;
+            return ControlFlow::Break(());
         };
         if ack > self.ack_limit() {
             // "If the ACK acks something not yet sent, send an ACK, drop."
             self.send_ack(now, events, SendReason::DuplicateAck);
-            return;
+            return ControlFlow::Break(());
         }
         match self.state {
             // SYN-RECEIVED: an acceptable ACK completes the simultaneous open.
@@ -908,7 +994,7 @@ impl Connection {
                         segment: rst,
                         reason: SendReason::ResetUnacceptableAck,
                     });
-                    return;
+                    return ControlFlow::Break(());
                 }
             }
             _ => {
@@ -937,45 +1023,63 @@ impl Connection {
             // enter the CLOSED state".
             State::LastAck if fin_acked => {
                 self.set_state(State::Closed, events);
-                return;
+                return ControlFlow::Break(());
             }
             _ => {}
         }
+        ControlFlow::Continue(fin_acked)
+    }
 
-        // Seventh, the segment text: ours to read in ESTABLISHED,
-        // FIN-WAIT-1 and FIN-WAIT-2. Only data that starts at RCV.NXT (after
-        // trimming what we already have) is taken; later data is not queued.
-        let mut fin_in_order = seg.flags.fin();
-        if !seg.payload.is_empty() {
-            let already = (self.rcv_nxt - seg.seq).max(0) as usize;
-            if seg.seq > self.rcv_nxt {
-                events.push(Event::Ignored {
-                    why: "out-of-order data (not queued)",
-                });
-                fin_in_order = false;
-                need_ack = true;
-            } else if matches!(
-                self.state,
-                State::Established | State::FinWait1 | State::FinWait2
-            ) {
-                if already < seg.payload.len() {
-                    let fresh = seg.payload[already..].to_vec();
-                    self.rcv_nxt = self.rcv_nxt + fresh.len();
-                    events.push(Event::Received(fresh));
-                }
-                need_ack = true;
-            } else {
-                fin_in_order = false;
-                events.push(Event::Ignored {
-                    why: "data after the peer's FIN",
-                });
-            }
+    /// §3.10.7.4 seventh: process the segment text, ours to read in
+    /// ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2. Only data that starts at
+    /// RCV.NXT (after trimming what we already have) is taken; later data
+    /// is not queued.
+    fn process_text(&mut self, seg: &SegmentRepr, events: &mut Vec<Event>) -> TextOutcome {
+        let mut out = TextOutcome {
+            fin_in_order: seg.flags.fin(),
+            need_ack: false,
+        };
+        if seg.payload.is_empty() {
+            return out;
         }
+        let already = (self.rcv_nxt - seg.seq).max(0) as usize;
+        if seg.seq > self.rcv_nxt {
+            events.push(Event::Ignored {
+                why: "out-of-order data (not queued)",
+            });
+            out.fin_in_order = false;
+            out.need_ack = true;
+        } else if matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            if already < seg.payload.len() {
+                let fresh = seg.payload[already..].to_vec();
+                self.rcv_nxt = self.rcv_nxt + fresh.len();
+                events.push(Event::Received(fresh));
+            }
+            out.need_ack = true;
+        } else {
+            out.fin_in_order = false;
+            events.push(Event::Ignored {
+                why: "data after the peer's FIN",
+            });
+        }
+        out
+    }
 
-        // Eighth, the FIN bit, when it is the next thing we expect.
+    /// §3.10.7.4 eighth: check the FIN bit, when it is the next thing we
+    /// expect. Returns whether the FIN calls for an ACK.
+    fn check_fin(
+        &mut self,
+        now: Instant,
+        seg: &SegmentRepr,
+        fin_acked: bool,
+        fin_in_order: bool,
+        events: &mut Vec<Event>,
+    ) -> bool {
         if fin_in_order && seg.seq + seg.payload.len() == self.rcv_nxt {
             self.rcv_nxt = self.rcv_nxt + 1;
-            need_ack = true;
             events.push(Event::PeerClosed);
             match self.state {
                 // "ESTABLISHED STATE: Enter the CLOSE-WAIT state."
@@ -990,6 +1094,7 @@ impl Connection {
                 State::TimeWait => self.time_wait_until = Some(now + self.cfg.time_wait),
                 _ => {}
             }
+            true
         } else if seg.flags.fin() && seg.payload.is_empty() && seg.seq > self.rcv_nxt {
             // A FIN beyond a gap (the data before it was lost): not
             // processed; RFC 5681 §4.2, an out-of-order segment is ACKed at
@@ -997,13 +1102,10 @@ impl Connection {
             events.push(Event::Ignored {
                 why: "out-of-order FIN (the data before it is missing)",
             });
-            need_ack = true;
+            true
+        } else {
+            false
         }
-        if need_ack {
-            self.send_ack(now, events, SendReason::Ack);
-        }
-        // What the ACK (or the window update) released.
-        self.output(now, events);
     }
 
     /// RFC 2018 §3: the peer holds the blocks of `seg`'s SACK option; keep

@@ -234,62 +234,8 @@ pub fn json(event: &Event, ladder: bool) -> String {
             "client": client.to_string(),
             "server": server.to_string(),
         }),
-        Event::Segment(s) => {
-            let mut v = json!({
-                "event": "segment",
-                "conn": s.conn,
-                "t_ns": s.t_ns,
-                "dir": dir_name(s.dir),
-                "src": s.src.to_string(),
-                "dst": s.dst.to_string(),
-                "flags": s.flags.to_string(),
-                "seq": s.seq,
-                "seq_rel": s.seq_rel,
-                "ack": s.ack,
-                "ack_rel": s.ack_rel,
-                "len": s.len,
-                "win": s.window,
-                "delivered": true,
-                "retransmission": s.retransmission,
-                "client": transitions_json(&s.client),
-                "server": transitions_json(&s.server),
-                "client_state": s.client_state.map(State::name),
-                "server_state": s.server_state.map(State::name),
-            });
-            if let Some(sentence) = &s.explain {
-                v["explain"] = json!(sentence);
-            }
-            v
-        }
-        Event::End(end) => {
-            let r = &end.report;
-            let names = |states: &[State]| states.iter().map(|s| s.name()).collect::<Vec<_>>();
-            let mut v = json!({
-                "event": "connection_end",
-                "conn": end.conn,
-                "t_ns": end.t_ns,
-                "reason": end.reason.name(),
-                "client": format!("{}", std::net::SocketAddr::new(r.client.ip, r.client.port)),
-                "server": format!("{}", std::net::SocketAddr::new(r.server.ip, r.server.port)),
-                "close": r.close.kind.name(),
-                "first_closer": r.close.first_closer,
-                "handshake_complete": r.handshake.complete,
-                "packets": r.packets,
-                "bytes": r.bytes,
-                "retransmissions": r.retransmissions,
-                "duration_us": r.duration_us,
-                "conn_state": r.zeek.conn_state,
-                "history": r.zeek.history,
-                "client_states": names(&r.states.client),
-                "server_states": names(&r.states.server),
-            });
-            if ladder {
-                let text =
-                    crate::inspect_report::ladder(r, crate::inspect_report::Style { color: false });
-                v["ladder"] = json!(text);
-            }
-            v
-        }
+        Event::Segment(s) => segment_json(s),
+        Event::End(end) => end_json(end, ladder),
         Event::Datagram(d) => json!({
             "event": "datagram",
             "flow": d.flow,
@@ -302,6 +248,65 @@ pub fn json(event: &Event, ladder: bool) -> String {
         }),
     };
     value.to_string()
+}
+
+/// A segment event's JSON object.
+fn segment_json(s: &Segment) -> Value {
+    let mut v = json!({
+        "event": "segment",
+        "conn": s.conn,
+        "t_ns": s.t_ns,
+        "dir": dir_name(s.dir),
+        "src": s.src.to_string(),
+        "dst": s.dst.to_string(),
+        "flags": s.flags.to_string(),
+        "seq": s.seq,
+        "seq_rel": s.seq_rel,
+        "ack": s.ack,
+        "ack_rel": s.ack_rel,
+        "len": s.len,
+        "win": s.window,
+        "delivered": true,
+        "retransmission": s.retransmission,
+        "client": transitions_json(&s.client),
+        "server": transitions_json(&s.server),
+        "client_state": s.client_state.map(State::name),
+        "server_state": s.server_state.map(State::name),
+    });
+    if let Some(sentence) = &s.explain {
+        v["explain"] = json!(sentence);
+    }
+    v
+}
+
+/// A connection end's JSON object, with its ladder text if `ladder`.
+fn end_json(end: &End, ladder: bool) -> Value {
+    let r = &end.report;
+    let names = |states: &[State]| states.iter().map(|s| s.name()).collect::<Vec<_>>();
+    let mut v = json!({
+        "event": "connection_end",
+        "conn": end.conn,
+        "t_ns": end.t_ns,
+        "reason": end.reason.name(),
+        "client": format!("{}", std::net::SocketAddr::new(r.client.ip, r.client.port)),
+        "server": format!("{}", std::net::SocketAddr::new(r.server.ip, r.server.port)),
+        "close": r.close.kind.name(),
+        "first_closer": r.close.first_closer,
+        "handshake_complete": r.handshake.complete,
+        "packets": r.packets,
+        "bytes": r.bytes,
+        "retransmissions": r.retransmissions,
+        "duration_us": r.duration_us,
+        "conn_state": r.zeek.conn_state,
+        "history": r.zeek.history,
+        "client_states": names(&r.states.client),
+        "server_states": names(&r.states.server),
+    });
+    if ladder {
+        let text = crate::inspect_report::ladder(r, crate::inspect_report::Style { color: false });
+        v["ladder"] = json!(text);
+    }
+    v
 }
 
 /// The last JSON line.

@@ -261,29 +261,7 @@ impl Filter {
                     either(dir, is(IP_SRC), is(IP_DST)),
                 ])
             }
-            Filter::Port(dir, port) => {
-                // X = the IPv4 header's length; the ports are the first
-                // four bytes after it, in TCP and UDP alike.
-                let is = |offset| {
-                    test(
-                        vec![
-                            stmt(op::LDX | op::B | op::MSH, IP),
-                            stmt(op::LD | op::H | op::IND, offset),
-                        ],
-                        op::JEQ,
-                        u32::from(*port),
-                    )
-                };
-                Node::And(vec![
-                    ethertype(ETHERTYPE_IPV4),
-                    Node::Or(vec![
-                        test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_TCP)),
-                        test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_UDP)),
-                    ]),
-                    first_fragment(),
-                    either(dir, is(IP), is(IP + 2)),
-                ])
-            }
+            Filter::Port(dir, port) => port4(dir, *port),
             Filter::ArpHost(addr) => {
                 let is = |offset| test(vec![load(op::W, offset)], op::JEQ, u32::from(*addr));
                 Node::And(vec![
@@ -291,49 +269,7 @@ impl Filter {
                     Node::Or(vec![is(ARP_SPA), is(ARP_TPA)]),
                 ])
             }
-            Filter::IcmpUnreachableAbout { from, to } => {
-                // Offsets after the ICMP header, with X = the outer IPv4
-                // header's length.
-                let quoted = IP + ICMP_QUOTE;
-                let ind = |size, offset, value: u32| {
-                    test(
-                        vec![
-                            stmt(op::LDX | op::B | op::MSH, IP),
-                            stmt(op::LD | size | op::IND, offset),
-                        ],
-                        op::JEQ,
-                        value,
-                    )
-                };
-                // X = the outer header's length + the quoted header's:
-                // A = [X + quoted] & 0xf, × 4, + X.
-                let port = |offset, value: u16| {
-                    test(
-                        vec![
-                            stmt(op::LDX | op::B | op::MSH, IP),
-                            stmt(op::LD | op::B | op::IND, quoted),
-                            stmt(op::ALU | op::AND | op::K, 0x0f),
-                            stmt(op::ALU | op::LSH | op::K, 2),
-                            stmt(op::ALU | op::ADD | op::X, 0),
-                            stmt(op::MISC | op::TAX, 0),
-                            stmt(op::LD | op::H | op::IND, quoted + offset),
-                        ],
-                        op::JEQ,
-                        u32::from(value),
-                    )
-                };
-                Node::And(vec![
-                    ethertype(ETHERTYPE_IPV4),
-                    test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_ICMP)),
-                    first_fragment(),
-                    ind(op::B, IP, ICMP_DEST_UNREACHABLE),
-                    ind(op::B, quoted + 9, u32::from(PROTO_TCP)),
-                    ind(op::W, quoted + 12, u32::from(*from.ip())),
-                    ind(op::W, quoted + 16, u32::from(*to.ip())),
-                    port(0, from.port()),
-                    port(2, to.port()),
-                ])
-            }
+            Filter::IcmpUnreachableAbout { from, to } => icmp_unreachable_about(from, to),
             Filter::Ipv6 => ethertype(ETHERTYPE_IPV6),
             Filter::Ip6Proto(proto) => {
                 let proto = u32::from(*proto);
@@ -350,25 +286,7 @@ impl Filter {
                     ]),
                 ])
             }
-            Filter::Host6(dir, addr) => {
-                let words = addr.octets();
-                let is = |base: u32| {
-                    Node::And(
-                        words
-                            .chunks(4)
-                            .zip((0u32..).step_by(4))
-                            .map(|(w, at)| {
-                                let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
-                                test(vec![load(op::W, base + at)], op::JEQ, word)
-                            })
-                            .collect(),
-                    )
-                };
-                Node::And(vec![
-                    ethertype(ETHERTYPE_IPV6),
-                    either(dir, is(IP6_SRC), is(IP6_DST)),
-                ])
-            }
+            Filter::Host6(dir, addr) => host6(dir, addr),
             Filter::Port6(dir, port) => {
                 let is = |offset| test(vec![load(op::H, offset)], op::JEQ, u32::from(*port));
                 Node::And(vec![
@@ -384,32 +302,7 @@ impl Filter {
                     either(dir, is(IP6_PAYLOAD), is(IP6_PAYLOAD + 2)),
                 ])
             }
-            Filter::Icmp6Type(kind) => {
-                let (icmp6, kind) = (u32::from(PROTO_ICMPV6), u32::from(*kind));
-                // After a Hop-by-Hop header: X = its length, (len + 1) × 8
-                // (RFC 8200 §4.3), the type at 54 + X.
-                let after_hop_by_hop = vec![
-                    load(op::B, IP6_PAYLOAD + 1),
-                    stmt(op::ALU | op::ADD | op::K, 1),
-                    stmt(op::ALU | op::LSH | op::K, 3),
-                    stmt(op::MISC | op::TAX, 0),
-                    stmt(op::LD | op::B | op::IND, IP6_PAYLOAD),
-                ];
-                Node::And(vec![
-                    ethertype(ETHERTYPE_IPV6),
-                    Node::Or(vec![
-                        Node::And(vec![
-                            test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, icmp6),
-                            test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, kind),
-                        ]),
-                        Node::And(vec![
-                            test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, NH_HOP_BY_HOP),
-                            test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, icmp6),
-                            test(after_hop_by_hop, op::JEQ, kind),
-                        ]),
-                    ]),
-                ])
-            }
+            Filter::Icmp6Type(kind) => icmp6_type(*kind),
             Filter::And(parts) => Node::And(parts.iter().map(Filter::lower).collect()),
             Filter::Or(parts) => Node::Or(parts.iter().map(Filter::lower).collect()),
             Filter::Not(inner) => Node::Not(Box::new(inner.lower())),
@@ -438,6 +331,127 @@ fn stmt(code: u16, k: u32) -> Insn {
         jf: 0,
         k,
     }
+}
+
+/// `[src|dst] port N` over IPv4: TCP or UDP, a first fragment, the port.
+fn port4(dir: &Dir, port: u16) -> Node {
+    // X = the IPv4 header's length; the ports are the first
+    // four bytes after it, in TCP and UDP alike.
+    let is = |offset| {
+        test(
+            vec![
+                stmt(op::LDX | op::B | op::MSH, IP),
+                stmt(op::LD | op::H | op::IND, offset),
+            ],
+            op::JEQ,
+            u32::from(port),
+        )
+    };
+    Node::And(vec![
+        ethertype(ETHERTYPE_IPV4),
+        Node::Or(vec![
+            test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_TCP)),
+            test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_UDP)),
+        ]),
+        first_fragment(),
+        either(dir, is(IP), is(IP + 2)),
+    ])
+}
+
+/// An ICMP destination unreachable about the TCP connection `from` → `to`
+/// (the quoted IPv4 and TCP headers name it).
+fn icmp_unreachable_about(from: &SocketAddrV4, to: &SocketAddrV4) -> Node {
+    // Offsets after the ICMP header, with X = the outer IPv4
+    // header's length.
+    let quoted = IP + ICMP_QUOTE;
+    let ind = |size, offset, value: u32| {
+        test(
+            vec![
+                stmt(op::LDX | op::B | op::MSH, IP),
+                stmt(op::LD | size | op::IND, offset),
+            ],
+            op::JEQ,
+            value,
+        )
+    };
+    // X = the outer header's length + the quoted header's:
+    // A = [X + quoted] & 0xf, × 4, + X.
+    let port = |offset, value: u16| {
+        test(
+            vec![
+                stmt(op::LDX | op::B | op::MSH, IP),
+                stmt(op::LD | op::B | op::IND, quoted),
+                stmt(op::ALU | op::AND | op::K, 0x0f),
+                stmt(op::ALU | op::LSH | op::K, 2),
+                stmt(op::ALU | op::ADD | op::X, 0),
+                stmt(op::MISC | op::TAX, 0),
+                stmt(op::LD | op::H | op::IND, quoted + offset),
+            ],
+            op::JEQ,
+            u32::from(value),
+        )
+    };
+    Node::And(vec![
+        ethertype(ETHERTYPE_IPV4),
+        test(vec![load(op::B, IP_PROTO)], op::JEQ, u32::from(PROTO_ICMP)),
+        first_fragment(),
+        ind(op::B, IP, ICMP_DEST_UNREACHABLE),
+        ind(op::B, quoted + 9, u32::from(PROTO_TCP)),
+        ind(op::W, quoted + 12, u32::from(*from.ip())),
+        ind(op::W, quoted + 16, u32::from(*to.ip())),
+        port(0, from.port()),
+        port(2, to.port()),
+    ])
+}
+
+/// `ip6 [src|dst] host A`: the four words of the address.
+fn host6(dir: &Dir, addr: &Ipv6Addr) -> Node {
+    let words = addr.octets();
+    let is = |base: u32| {
+        Node::And(
+            words
+                .chunks(4)
+                .zip((0u32..).step_by(4))
+                .map(|(w, at)| {
+                    let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                    test(vec![load(op::W, base + at)], op::JEQ, word)
+                })
+                .collect(),
+        )
+    };
+    Node::And(vec![
+        ethertype(ETHERTYPE_IPV6),
+        either(dir, is(IP6_SRC), is(IP6_DST)),
+    ])
+}
+
+/// `icmp6[icmp6type] == N`: directly after the IPv6 header or after a
+/// Hop-by-Hop header (MLD reports carry one).
+fn icmp6_type(kind: u8) -> Node {
+    let (icmp6, kind) = (u32::from(PROTO_ICMPV6), u32::from(kind));
+    // After a Hop-by-Hop header: X = its length, (len + 1) × 8
+    // (RFC 8200 §4.3), the type at 54 + X.
+    let after_hop_by_hop = vec![
+        load(op::B, IP6_PAYLOAD + 1),
+        stmt(op::ALU | op::ADD | op::K, 1),
+        stmt(op::ALU | op::LSH | op::K, 3),
+        stmt(op::MISC | op::TAX, 0),
+        stmt(op::LD | op::B | op::IND, IP6_PAYLOAD),
+    ];
+    Node::And(vec![
+        ethertype(ETHERTYPE_IPV6),
+        Node::Or(vec![
+            Node::And(vec![
+                test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, icmp6),
+                test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, kind),
+            ]),
+            Node::And(vec![
+                test(vec![load(op::B, IP6_NEXT_HEADER)], op::JEQ, NH_HOP_BY_HOP),
+                test(vec![load(op::B, IP6_PAYLOAD)], op::JEQ, icmp6),
+                test(after_hop_by_hop, op::JEQ, kind),
+            ]),
+        ]),
+    ])
 }
 
 fn load(size: u16, offset: u32) -> Insn {

@@ -369,34 +369,7 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
     };
     let (src_mac, dst_mac) = (mac(eth.source()), mac(eth.destination()));
     match (&sliced.net, &sliced.transport) {
-        (Some(NetSlice::Arp(arp)), _) => {
-            let packet = arp.to_packet();
-            let Ok(arp) = packet.try_eth_ipv4() else {
-                return Ok(Frame::Other {
-                    ether_type: EtherType::ARP.0,
-                });
-            };
-            let op = match arp.operation {
-                ArpOperation::REQUEST => ArpOp::Request,
-                ArpOperation::REPLY => ArpOp::Reply,
-                _ => {
-                    return Ok(Frame::Other {
-                        ether_type: EtherType::ARP.0,
-                    })
-                }
-            };
-            Ok(Frame::Arp {
-                src_mac,
-                dst_mac,
-                arp: ArpRepr {
-                    op,
-                    sender_mac: mac(arp.sender_mac),
-                    sender_ip: Ipv4Addr::from(arp.sender_ipv4),
-                    target_mac: mac(arp.target_mac),
-                    target_ip: Ipv4Addr::from(arp.target_ipv4),
-                },
-            })
-        }
+        (Some(NetSlice::Arp(arp)), _) => Ok(arp_frame(arp, src_mac, dst_mac)),
         (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) => {
             let (ip, ip_ok) = ipv4_repr(ip.header());
             let (src, dst) = (ip.src.octets(), ip.dst.octets());
@@ -446,6 +419,37 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, WireError> {
         _ => Ok(Frame::Other {
             ether_type: eth.ether_type().0,
         }),
+    }
+}
+
+/// An ARP frame; one not for Ethernet and IPv4, or neither a request nor a
+/// reply, is [`Frame::Other`].
+fn arp_frame(arp: &etherparse::ArpPacketSlice, src_mac: MacAddr, dst_mac: MacAddr) -> Frame {
+    let packet = arp.to_packet();
+    let Ok(arp) = packet.try_eth_ipv4() else {
+        return Frame::Other {
+            ether_type: EtherType::ARP.0,
+        };
+    };
+    let op = match arp.operation {
+        ArpOperation::REQUEST => ArpOp::Request,
+        ArpOperation::REPLY => ArpOp::Reply,
+        _ => {
+            return Frame::Other {
+                ether_type: EtherType::ARP.0,
+            }
+        }
+    };
+    Frame::Arp {
+        src_mac,
+        dst_mac,
+        arp: ArpRepr {
+            op,
+            sender_mac: mac(arp.sender_mac),
+            sender_ip: Ipv4Addr::from(arp.sender_ipv4),
+            target_mac: mac(arp.target_mac),
+            target_ip: Ipv4Addr::from(arp.target_ipv4),
+        },
     }
 }
 

@@ -44,9 +44,11 @@ impl Flags {
     }
 }
 
-impl fmt::Display for Flags {
-    /// Wireshark's spelling: `SYN, ACK`, `FIN, ACK`, `PSH, ACK`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Flags {
+    /// Wireshark's spelling of the flags (as `Display` writes them),
+    /// appended to `out` without the formatting machinery: a big capture's
+    /// ladder spells a million of them.
+    pub fn push_names(self, out: &mut String) {
         const NAMES: [(u8, &str); 8] = [
             (TcpFlags::FIN, "FIN"),
             (TcpFlags::SYN, "SYN"),
@@ -61,16 +63,24 @@ impl fmt::Display for Flags {
         for (bit, name) in NAMES {
             if self.has(bit) {
                 if !first {
-                    f.write_str(", ")?;
+                    out.push_str(", ");
                 }
-                f.write_str(name)?;
+                out.push_str(name);
                 first = false;
             }
         }
         if first {
-            f.write_str("<none>")?;
+            out.push_str("<none>");
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for Flags {
+    /// Wireshark's spelling: `SYN, ACK`, `FIN, ACK`, `PSH, ACK`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = String::with_capacity(24);
+        self.push_names(&mut names);
+        f.write_str(&names)
     }
 }
 

@@ -427,7 +427,6 @@ impl Connection {
     /// Feeds one segment of this connection.
     pub fn on_segment(&mut self, frame: u64, ts_ns: u64, seg: &TcpSegment<'_>) {
         let d = self.side_of(seg);
-        let p = 1 - d;
         self.last_ns = self.last_ns.max(ts_ns);
         let f = seg.flags;
         let (syn, ack, fin, rst) = (f.syn(), f.ack(), f.fin(), f.rst());
@@ -439,8 +438,48 @@ impl Connection {
             self.offloaded += 1;
         }
         self.completeness |= completeness_bits(syn, ack, fin, rst, len > 0);
+        self.set_bases(d, seg);
+        self.count_bytes(d, seg);
+        self.track_handshake(d, ts_ns, seg);
+        // Window scaling, once both SYNs are known.
+        if syn {
+            self.update_window_scaling();
+        }
+        let verdict = self.wireshark_verdict(d, ts_ns, seg);
+        self.count(verdict, seg.checksum == Checksum::Bad);
+        self.track_close(d, seg);
+        // Zeek.
+        {
+            let (me, peer) = self.me_and_peer(d);
+            zeek::on_segment(&mut me.zeek, &mut peer.zeek, syn, ack, fin, rst);
+        }
+        self.record_history(d, seg, verdict);
 
-        // Relative-number bases, Wireshark's way.
+        // RFC 9293 states of both ends.
+        let before = (self.sides[0].state(), self.sides[1].state());
+        self.update_states(d, seg);
+        let after = (self.sides[0].state(), self.sides[1].state());
+
+        if self.options.ladder {
+            self.add_row(frame, ts_ns, d, seg, verdict, before, after);
+        }
+    }
+
+    /// Side `d` and its peer, both mutable.
+    fn me_and_peer(&mut self, d: usize) -> (&mut Side, &mut Side) {
+        let (a, b) = self.sides.split_at_mut(1);
+        if d == 0 {
+            (&mut a[0], &mut b[0])
+        } else {
+            (&mut b[0], &mut a[0])
+        }
+    }
+
+    /// Relative-number bases, Wireshark's way: the first segment of a side
+    /// (its SYN, or one before its first byte) and the first ACK of it.
+    fn set_bases(&mut self, d: usize, seg: &TcpSegment<'_>) {
+        let p = 1 - d;
+        let syn = seg.flags.syn();
         if self.sides[d].base.is_none() {
             self.sides[d].base = Some(if syn {
                 seg.seq
@@ -448,25 +487,31 @@ impl Connection {
                 SeqNumber(seg.seq.0.wrapping_sub(1))
             });
         }
-        if ack && self.sides[p].base.is_none() {
+        if seg.flags.ack() && self.sides[p].base.is_none() {
             self.sides[p].base = Some(SeqNumber(seg.ack.0.wrapping_sub(1)));
         }
+    }
 
-        // Counters and unique bytes.
-        {
-            let side = &mut self.sides[d];
-            side.packets += 1;
-            side.wire_bytes += u64::from(len);
-            if len > 0 {
-                let start = side.offset_of(seg.seq) + u64::from(syn);
-                let end = start + u64::from(len);
-                side.high = side.high.max(end);
-                side.unique.insert(start, end);
-            }
+    /// Counters and unique bytes of side `d`.
+    fn count_bytes(&mut self, d: usize, seg: &TcpSegment<'_>) {
+        let len = seg.payload_len;
+        let side = &mut self.sides[d];
+        side.packets += 1;
+        side.wire_bytes += u64::from(len);
+        if len > 0 {
+            let start = side.offset_of(seg.seq) + u64::from(seg.flags.syn());
+            let end = start + u64::from(len);
+            side.high = side.high.max(end);
+            side.unique.insert(start, end);
         }
+    }
 
-        // The handshake.
-        if syn {
+    /// The handshake: each side's ISN and SYNs, who opened, and when the
+    /// third segment completed it.
+    fn track_handshake(&mut self, d: usize, ts_ns: u64, seg: &TcpSegment<'_>) {
+        let p = 1 - d;
+        let ack = seg.flags.ack();
+        if seg.flags.syn() {
             let side = &mut self.sides[d];
             if side.isn == Some(seg.seq) {
                 side.syns += 1;
@@ -496,44 +541,40 @@ impl Connection {
         {
             self.opening.complete_ns = Some(ts_ns);
         }
+    }
+
+    /// Wireshark's verdict on the segment (the `seq::flag` bits).
+    fn wireshark_verdict(&mut self, d: usize, ts_ns: u64, seg: &TcpSegment<'_>) -> u32 {
         let first_rtt = match (self.opening.last_syn_ns, self.opening.complete_ns) {
             (Some(syn_ns), Some(done)) => Some(done.saturating_sub(syn_ns)),
             _ => None,
         };
+        let f = seg.flags;
+        let (fwd, rev) = self.me_and_peer(d);
+        seq::analyze(
+            &mut fwd.flow,
+            &mut rev.flow,
+            &seq::Seg {
+                seq: seg.seq.0,
+                ack: seg.ack.0,
+                seglen: seg.payload_len,
+                syn: f.syn(),
+                fin: f.fin(),
+                rst: f.rst(),
+                ack_flag: f.ack(),
+                window: u32::from(seg.window),
+                now_ns: ts_ns,
+            },
+            first_rtt,
+        )
+    }
 
-        // Window scaling, once both SYNs are known.
-        if syn {
-            self.update_window_scaling();
-        }
-
-        // Wireshark's verdict.
-        let verdict = {
-            let (a, b) = self.sides.split_at_mut(1);
-            let (fwd, rev) = if d == 0 {
-                (&mut a[0], &mut b[0])
-            } else {
-                (&mut b[0], &mut a[0])
-            };
-            seq::analyze(
-                &mut fwd.flow,
-                &mut rev.flow,
-                &seq::Seg {
-                    seq: seg.seq.0,
-                    ack: seg.ack.0,
-                    seglen: len,
-                    syn,
-                    fin,
-                    rst,
-                    ack_flag: ack,
-                    window: u32::from(seg.window),
-                    now_ns: ts_ns,
-                },
-                first_rtt,
-            )
-        };
-        self.count(verdict, seg.checksum == Checksum::Bad);
-
-        // The close: ACK of the peer's FIN first, then our own FIN.
+    /// The close: ACK of the peer's FIN first, then our own FIN; and who
+    /// reset first.
+    fn track_close(&mut self, d: usize, seg: &TcpSegment<'_>) {
+        let p = 1 - d;
+        let f = seg.flags;
+        let (ack, fin, rst) = (f.ack(), f.fin(), f.rst());
         if ack {
             if let Some(peer_fin) = self.sides[p].fin {
                 if seg.ack > peer_fin && !self.sides[p].fin_acked {
@@ -545,7 +586,7 @@ impl Connection {
             }
         }
         if fin && self.sides[d].fin.is_none() {
-            let fin_seq = seg.seq + len as usize;
+            let fin_seq = seg.seq + seg.payload_len as usize;
             self.sides[d].fin = Some(fin_seq);
             match self.sides[p].fin {
                 None => self.first_fin = Some(d),
@@ -567,27 +608,6 @@ impl Connection {
             }
             self.any_rst = true;
             self.sides[d].rst = true;
-        }
-
-        // Zeek.
-        {
-            let (a, b) = self.sides.split_at_mut(1);
-            let (me, peer) = if d == 0 {
-                (&mut a[0], &mut b[0])
-            } else {
-                (&mut b[0], &mut a[0])
-            };
-            zeek::on_segment(&mut me.zeek, &mut peer.zeek, syn, ack, fin, rst);
-        }
-        self.record_history(d, seg, verdict);
-
-        // RFC 9293 states of both ends.
-        let before = (self.sides[0].state(), self.sides[1].state());
-        self.update_states(d, seg);
-        let after = (self.sides[0].state(), self.sides[1].state());
-
-        if self.options.ladder {
-            self.add_row(frame, ts_ns, d, seg, verdict, before, after);
         }
     }
 
@@ -681,63 +701,70 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7: what sending (for `d`) and receiving (for the
-    /// other end) this segment does to each end, as far as the wire shows.
+    /// other end) this segment does to each end, as far as the wire shows:
+    /// first the sender's state, then the receiver's.
     fn update_states(&mut self, d: usize, seg: &TcpSegment<'_>) {
+        self.update_sender_state(d, seg);
+        self.update_receiver_state(d, seg);
+    }
+
+    /// The state of side `d`, which sent the segment.
+    fn update_sender_state(&mut self, d: usize, seg: &TcpSegment<'_>) {
+        let f = seg.flags;
+        let (syn, ack, fin, rst) = (f.syn(), f.ack(), f.fin(), f.rst());
+        let peer_fin = self.sides[1 - d].fin;
+        let s = &mut self.sides[d];
+        match (s.state(), syn, ack) {
+            // A SYN from CLOSED: an active OPEN.
+            (None | Some(State::Closed), true, false) => {
+                if s.state().is_none() {
+                    s.enter(State::Closed);
+                }
+                s.enter(State::SynSent);
+            }
+            // A SYN-ACK answers a SYN in LISTEN (or crosses ours).
+            (None | Some(State::Listen) | Some(State::SynSent), true, true) => {
+                if s.state().is_none() {
+                    s.enter(State::Listen);
+                }
+                s.enter(State::SynReceived);
+            }
+            // Mid-stream: it was already synchronized.
+            (None, false, _) if !rst => s.enter(State::Established),
+            _ => {}
+        }
+        if rst {
+            if s.state() == Some(State::Listen) || s.state().is_none() {
+                // Nobody listened: a refused SYN.
+                s.path.clear();
+            }
+            s.enter(State::Closed);
+        } else if fin {
+            // A FIN that does not acknowledge the peer's FIN was sent
+            // before that FIN arrived: the FINs crossed (§3.10.7.4,
+            // simultaneous close), so this end was in FIN-WAIT-1 and
+            // went to CLOSING, not CLOSE-WAIT.
+            let crossed = peer_fin.is_some_and(|pf| !(ack && seg.ack > pf));
+            match s.state() {
+                Some(State::Established | State::SynReceived) => s.enter(State::FinWait1),
+                Some(State::CloseWait) if crossed => {
+                    s.path.pop();
+                    s.enter(State::FinWait1);
+                    s.enter(State::Closing);
+                }
+                Some(State::CloseWait) => s.enter(State::LastAck),
+                _ => {}
+            }
+        }
+    }
+
+    /// The state of the peer of side `d`, which receives the segment.
+    fn update_receiver_state(&mut self, d: usize, seg: &TcpSegment<'_>) {
         let p = 1 - d;
         let f = seg.flags;
         let (syn, ack, fin, rst) = (f.syn(), f.ack(), f.fin(), f.rst());
         let peer_isn = self.sides[p].isn;
-        let peer_fin = self.sides[p].fin;
         let my_fin = self.sides[d].fin;
-
-        // The sender.
-        {
-            let s = &mut self.sides[d];
-            match (s.state(), syn, ack) {
-                // A SYN from CLOSED: an active OPEN.
-                (None | Some(State::Closed), true, false) => {
-                    if s.state().is_none() {
-                        s.enter(State::Closed);
-                    }
-                    s.enter(State::SynSent);
-                }
-                // A SYN-ACK answers a SYN in LISTEN (or crosses ours).
-                (None | Some(State::Listen) | Some(State::SynSent), true, true) => {
-                    if s.state().is_none() {
-                        s.enter(State::Listen);
-                    }
-                    s.enter(State::SynReceived);
-                }
-                // Mid-stream: it was already synchronized.
-                (None, false, _) if !rst => s.enter(State::Established),
-                _ => {}
-            }
-            if rst {
-                if s.state() == Some(State::Listen) || s.state().is_none() {
-                    // Nobody listened: a refused SYN.
-                    s.path.clear();
-                }
-                s.enter(State::Closed);
-            } else if fin {
-                // A FIN that does not acknowledge the peer's FIN was sent
-                // before that FIN arrived: the FINs crossed (§3.10.7.4,
-                // simultaneous close), so this end was in FIN-WAIT-1 and
-                // went to CLOSING, not CLOSE-WAIT.
-                let crossed = peer_fin.is_some_and(|pf| !(ack && seg.ack > pf));
-                match s.state() {
-                    Some(State::Established | State::SynReceived) => s.enter(State::FinWait1),
-                    Some(State::CloseWait) if crossed => {
-                        s.path.pop();
-                        s.enter(State::FinWait1);
-                        s.enter(State::Closing);
-                    }
-                    Some(State::CloseWait) => s.enter(State::LastAck),
-                    _ => {}
-                }
-            }
-        }
-
-        // The receiver.
         let r = &mut self.sides[p];
         if rst {
             if r.state()
@@ -832,79 +859,15 @@ impl Connection {
 
     /// The report, with the client decided; `ended` says why now.
     pub fn finish_as(self, ended: Ended) -> ConnectionReport {
-        let (client, rule) = if let Some(d) = self.opening.syn_from {
-            (d, ClientRule::Syn)
-        } else if let Some(d) = self.opening.synack_from {
-            (1 - d, ClientRule::SynAck)
-        } else if self.sides[0].endpoint.port != self.sides[1].endpoint.port {
-            let higher = usize::from(self.sides[1].endpoint.port > self.sides[0].endpoint.port);
-            (higher, ClientRule::Port)
-        } else {
-            (0, ClientRule::FirstPacket)
-        };
+        let (client, rule) = self.client_side();
         let server = 1 - client;
         let (c, s) = (&self.sides[client], &self.sides[server]);
         let per = |f: &dyn Fn(&Side) -> u64| PerDirection {
             c2s: f(c),
             s2c: f(s),
         };
-        let side_of = |d: usize| {
-            if d == client {
-                Closer::Client
-            } else {
-                Closer::Server
-            }
-        };
-
-        let offered = |side: &Side| {
-            side.offered.map(|o| Offered {
-                mss: o.mss,
-                window_scale: o.wscale,
-                sack_permitted: o.sack_permitted,
-                timestamps: o.timestamps.is_some(),
-            })
-        };
-        let complete = self.opening.complete_ns.is_some();
-        let rtt_us = match (self.opening.last_syn_ns, self.opening.complete_ns) {
-            // Rounded to the nearest µs, as tshark shows it.
-            (Some(a), Some(b)) => Some((b.saturating_sub(a) + 500) / 1000),
-            _ => None,
-        };
-        let handshake = Handshake {
-            complete,
-            rtt_us,
-            syn_retransmissions: if c.sent_syn_ack {
-                0
-            } else {
-                c.syns.saturating_sub(1)
-            },
-            synack_retransmissions: if s.sent_syn_ack {
-                s.syns.saturating_sub(1)
-            } else {
-                0
-            },
-            client_options: offered(c),
-            server_options: offered(s),
-        };
-
-        let done = self.fin_exchange_done();
-        let kind = match (self.rst_first, self.fin_kind) {
-            (Some(d), _) => {
-                if d == client {
-                    CloseKind::RstClient
-                } else {
-                    CloseKind::RstServer
-                }
-            }
-            (None, Some(kind)) if done => kind,
-            _ => CloseKind::None,
-        };
-        let first_closer = match kind {
-            CloseKind::Simultaneous => Some(Closer::Both),
-            CloseKind::RstClient => Some(Closer::Client),
-            CloseKind::RstServer => Some(Closer::Server),
-            _ => self.first_fin.map(side_of),
-        };
+        let handshake = self.handshake(client);
+        let close = self.close(client);
 
         let flipped = client != 0;
         let history = self.history.render(client, flipped);
@@ -934,7 +897,7 @@ impl Connection {
             bytes: per(&|x| x.unique.total()),
             wire_bytes: per(&|x| x.wire_bytes),
             handshake,
-            close: Close { kind, first_closer },
+            close,
             retransmissions: self.retransmissions,
             anomalies: self.anomalies,
             zeek: Zeek {
@@ -954,6 +917,88 @@ impl Connection {
             continued: self.continued,
             ended,
         }
+    }
+
+    /// Which side is the client, and by which rule: the SYN's sender, the
+    /// peer of the SYN-ACK's sender, the higher port, or the first packet's
+    /// sender.
+    fn client_side(&self) -> (usize, ClientRule) {
+        if let Some(d) = self.opening.syn_from {
+            (d, ClientRule::Syn)
+        } else if let Some(d) = self.opening.synack_from {
+            (1 - d, ClientRule::SynAck)
+        } else if self.sides[0].endpoint.port != self.sides[1].endpoint.port {
+            let higher = usize::from(self.sides[1].endpoint.port > self.sides[0].endpoint.port);
+            (higher, ClientRule::Port)
+        } else {
+            (0, ClientRule::FirstPacket)
+        }
+    }
+
+    /// The handshake as seen with `client` as the client side.
+    fn handshake(&self, client: usize) -> Handshake {
+        let (c, s) = (&self.sides[client], &self.sides[1 - client]);
+        let offered = |side: &Side| {
+            side.offered.map(|o| Offered {
+                mss: o.mss,
+                window_scale: o.wscale,
+                sack_permitted: o.sack_permitted,
+                timestamps: o.timestamps.is_some(),
+            })
+        };
+        let complete = self.opening.complete_ns.is_some();
+        let rtt_us = match (self.opening.last_syn_ns, self.opening.complete_ns) {
+            // Rounded to the nearest µs, as tshark shows it.
+            (Some(a), Some(b)) => Some((b.saturating_sub(a) + 500) / 1000),
+            _ => None,
+        };
+        Handshake {
+            complete,
+            rtt_us,
+            syn_retransmissions: if c.sent_syn_ack {
+                0
+            } else {
+                c.syns.saturating_sub(1)
+            },
+            synack_retransmissions: if s.sent_syn_ack {
+                s.syns.saturating_sub(1)
+            } else {
+                0
+            },
+            client_options: offered(c),
+            server_options: offered(s),
+        }
+    }
+
+    /// How the connection closed, and who closed first, with `client` as
+    /// the client side.
+    fn close(&self, client: usize) -> Close {
+        let side_of = |d: usize| {
+            if d == client {
+                Closer::Client
+            } else {
+                Closer::Server
+            }
+        };
+        let done = self.fin_exchange_done();
+        let kind = match (self.rst_first, self.fin_kind) {
+            (Some(d), _) => {
+                if d == client {
+                    CloseKind::RstClient
+                } else {
+                    CloseKind::RstServer
+                }
+            }
+            (None, Some(kind)) if done => kind,
+            _ => CloseKind::None,
+        };
+        let first_closer = match kind {
+            CloseKind::Simultaneous => Some(Closer::Both),
+            CloseKind::RstClient => Some(Closer::Client),
+            CloseKind::RstServer => Some(Closer::Server),
+            _ => self.first_fin.map(side_of),
+        };
+        Close { kind, first_closer }
     }
 }
 

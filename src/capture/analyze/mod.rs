@@ -774,45 +774,13 @@ impl Tracker {
         let live = match self.live.get_mut(&key) {
             Some(live) => live,
             None => {
-                let continues = self.tombs.remove(&key).filter(|t| {
-                    ts_ns.saturating_sub(t.last_ns) < TOMBSTONE_TTL_NS
-                        && !(fresh_syn && t.is_reused_by(seg))
-                });
-                let live = match continues {
-                    Some(tomb) => Live::Full(Box::new(Connection::resume(
-                        &tomb,
-                        frame,
-                        ts_ns,
-                        seg,
-                        self.options,
-                    ))),
-                    None => {
-                        let index = self.next_index;
-                        self.next_index += 1;
-                        if let Some(syn) = owned_syn(seg) {
-                            self.live.insert(
-                                key,
-                                Live::Attempt(Box::new(Attempt {
-                                    index,
-                                    syns: vec![(frame, ts_ns, syn)],
-                                })),
-                            );
-                            self.count_and_sweep(ts_ns, done);
-                            return;
-                        }
-                        Live::Full(Box::new(Connection::new(
-                            index,
-                            frame,
-                            ts_ns,
-                            seg,
-                            self.options,
-                        )))
-                    }
-                };
+                let live = self.begin(key, frame, ts_ns, seg);
                 self.live.entry(key).or_insert(live)
             }
         };
         let Live::Full(conn) = live else {
+            // A new attempt: its SYN is kept.
+            self.count_and_sweep(ts_ns, done);
             return;
         };
         conn.on_segment(frame, ts_ns, seg);
@@ -820,6 +788,41 @@ impl Tracker {
             done(conn.report_close());
         }
         self.count_and_sweep(ts_ns, done);
+    }
+
+    /// What a segment of no live connection begins: the connection a
+    /// recent tombstone leaves off (unless a SYN reuses its ports), an
+    /// attempt (a SYN), or a connection seen from its middle.
+    fn begin(&mut self, key: Key, frame: u64, ts_ns: u64, seg: &TcpSegment<'_>) -> Live {
+        let fresh_syn = seg.flags.syn() && !seg.flags.ack();
+        let continues = self.tombs.remove(&key).filter(|t| {
+            ts_ns.saturating_sub(t.last_ns) < TOMBSTONE_TTL_NS
+                && !(fresh_syn && t.is_reused_by(seg))
+        });
+        if let Some(tomb) = continues {
+            return Live::Full(Box::new(Connection::resume(
+                &tomb,
+                frame,
+                ts_ns,
+                seg,
+                self.options,
+            )));
+        }
+        let index = self.next_index;
+        self.next_index += 1;
+        if let Some(syn) = owned_syn(seg) {
+            return Live::Attempt(Box::new(Attempt {
+                index,
+                syns: vec![(frame, ts_ns, syn)],
+            }));
+        }
+        Live::Full(Box::new(Connection::new(
+            index,
+            frame,
+            ts_ns,
+            seg,
+            self.options,
+        )))
     }
 
     /// Counts a packet; sweeps when it is time.
@@ -931,6 +934,83 @@ pub fn run<R: std::io::Read>(
     run_with_progress(reader, options, done, &mut |_| {})
 }
 
+/// Counts a frame of `link_type` in `link_types` (`last_link`: the entry
+/// of the frame before, the one to try first).
+fn count_link_type(
+    link_types: &mut Vec<LinkTypeCount>,
+    last_link: &mut Option<usize>,
+    link_type: u32,
+) {
+    let slot = match *last_link {
+        Some(i) if link_types[i].link_type == link_type => i,
+        _ => {
+            let i = link_types
+                .iter()
+                .position(|l| l.link_type == link_type)
+                .unwrap_or_else(|| {
+                    let name = link_type_name(link_type);
+                    link_types.push(LinkTypeCount {
+                        link_type,
+                        name,
+                        packets: 0,
+                        supported: name != "unsupported",
+                    });
+                    link_types.len() - 1
+                });
+            *last_link = Some(i);
+            i
+        }
+    };
+    link_types[slot].packets += 1;
+}
+
+/// The warnings about what was read past: `held` fragmented datagrams not
+/// captured whole, `orphans` fragments without their first, frames of
+/// unsupported link types, and the `skips` (kind, count, first frame).
+fn read_past(
+    held: u64,
+    orphans: u64,
+    link_types: &[LinkTypeCount],
+    skips: Vec<(crate::capture::link::Skip, u64, u64)>,
+) -> Vec<String> {
+    use crate::capture::link::Skip;
+    let mut warnings = Vec::new();
+    if held > 0 {
+        warnings.push(format!(
+            "{held} fragmented TCP datagram(s) not captured whole: their first fragment's \
+             segment is counted with the bytes it carries"
+        ));
+    }
+    if orphans > 0 {
+        warnings.push(format!(
+            "{orphans} IP fragment(s) of TCP datagrams whose first fragment was not captured"
+        ));
+    }
+    for l in link_types {
+        if !l.supported {
+            warnings.push(format!(
+                "{} frame(s) of link type {} skipped (not decoded)",
+                l.packets, l.link_type
+            ));
+        }
+    }
+    for (skip, count, first) in skips {
+        let what = match skip {
+            Skip::Truncated => "with a link, IP or TCP header cut short".to_string(),
+            Skip::Malformed => "with a malformed header".to_string(),
+            Skip::Fragment => "that are later IP fragments (no TCP header: the first \
+                               fragment's segment is tracked)"
+                .to_string(),
+            Skip::Unopened(what, code) => {
+                format!("in an encapsulation not opened ({what} 0x{code:04x})")
+            }
+            _ => "skipped".to_string(),
+        };
+        warnings.push(format!("{count} frame(s) {what}, first: frame {first}"));
+    }
+    warnings
+}
+
 /// [`run`], calling `progress` with the byte offset reached every
 /// [`PROGRESS_EVERY`] packets.
 pub fn run_with_progress<R: std::io::Read>(
@@ -961,27 +1041,7 @@ pub fn run_with_progress<R: std::io::Read>(
             }
         };
         packets += 1;
-        let slot = match last_link {
-            Some(i) if link_types[i].link_type == record.link_type => i,
-            _ => {
-                let i = link_types
-                    .iter()
-                    .position(|l| l.link_type == record.link_type)
-                    .unwrap_or_else(|| {
-                        let name = link_type_name(record.link_type);
-                        link_types.push(LinkTypeCount {
-                            link_type: record.link_type,
-                            name,
-                            packets: 0,
-                            supported: name != "unsupported",
-                        });
-                        link_types.len() - 1
-                    });
-                last_link = Some(i);
-                i
-            }
-        };
-        link_types[slot].packets += 1;
+        count_link_type(&mut link_types, &mut last_link, record.link_type);
         // Several segments when the frame carries sFlow samples; none
         // while a fragmented datagram is incomplete.
         let at = decap::Position {
@@ -1018,39 +1078,7 @@ pub fn run_with_progress<R: std::io::Read>(
     let connections = tracker.connections();
     tracker.finish(done);
     let mut warnings = reader.warnings();
-    if held > 0 {
-        warnings.push(format!(
-            "{held} fragmented TCP datagram(s) not captured whole: their first fragment's \
-             segment is counted with the bytes it carries"
-        ));
-    }
-    if orphans > 0 {
-        warnings.push(format!(
-            "{orphans} IP fragment(s) of TCP datagrams whose first fragment was not captured"
-        ));
-    }
-    for l in &link_types {
-        if !l.supported {
-            warnings.push(format!(
-                "{} frame(s) of link type {} skipped (not decoded)",
-                l.packets, l.link_type
-            ));
-        }
-    }
-    for (skip, count, first) in skips {
-        let what = match skip {
-            Skip::Truncated => "with a link, IP or TCP header cut short".to_string(),
-            Skip::Malformed => "with a malformed header".to_string(),
-            Skip::Fragment => "that are later IP fragments (no TCP header: the first \
-                               fragment's segment is tracked)"
-                .to_string(),
-            Skip::Unopened(what, code) => {
-                format!("in an encapsulation not opened ({what} 0x{code:04x})")
-            }
-            _ => "skipped".to_string(),
-        };
-        warnings.push(format!("{count} frame(s) {what}, first: frame {first}"));
-    }
+    warnings.extend(read_past(held, orphans, &link_types, skips));
     FileSummary {
         packets,
         connections,

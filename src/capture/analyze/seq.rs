@@ -106,78 +106,7 @@ fn le(a: u32, b: u32) -> bool {
 /// `rev`) and updates both; `first_rtt_ns` is the handshake RTT once known.
 pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &Seg, first_rtt_ns: Option<u64>) -> u32 {
     use flag::*;
-    let mut f = 0u32;
-    let no_syn_fin_rst = !(s.syn || s.fin || s.rst);
-
-    'fwd: {
-        // ZERO WINDOW PROBE: one byte at the next expected sequence number
-        // while the other side's window is zero.
-        if s.seglen == 1 && s.seq == fwd.nextseq && rev.window == 0 {
-            f |= ZERO_WINDOW_PROBE;
-            break 'fwd;
-        }
-        // ZERO WINDOW: a zero window on anything but SYN/FIN/RST.
-        if s.window == 0 && no_syn_fin_rst {
-            f |= ZERO_WINDOW;
-        }
-        // LOST PACKET: beyond the highest sequence number seen (not RST).
-        if fwd.nextseq != 0 && gt(s.seq, fwd.nextseq) && !s.rst {
-            f |= LOST_PACKET;
-        }
-        // KEEP ALIVE: 0 or 1 byte, one before the next expected number.
-        if (s.seglen == 0 || s.seglen == 1)
-            && s.seq == fwd.nextseq.wrapping_sub(1)
-            && no_syn_fin_rst
-        {
-            f |= KEEP_ALIVE;
-        }
-        // WINDOW UPDATE: nothing new but the window.
-        if s.seglen == 0
-            && s.window != 0
-            && s.window != fwd.window
-            && s.seq == fwd.nextseq
-            && s.ack == fwd.lastack
-            && no_syn_fin_rst
-        {
-            f |= WINDOW_UPDATE;
-        }
-        // WINDOW FULL: data up to the right edge of the other side's
-        // advertised window.
-        if s.seglen > 0 && no_syn_fin_rst && rev.win_scale != WindowScale::Unknown {
-            let shift = match rev.win_scale {
-                WindowScale::Shift(n) if !rev.window_on_syn => u32::from(n.min(14)),
-                _ => 0,
-            };
-            let edge = rev.lastack.wrapping_add(rev.window << shift);
-            if s.seq.wrapping_add(s.seglen) == edge {
-                f |= WINDOW_FULL;
-            }
-        }
-        let repeats = s.seglen == 0
-            && s.window == fwd.window
-            && s.seq == fwd.nextseq
-            && s.ack == fwd.lastack
-            && no_syn_fin_rst;
-        // KEEP ALIVE ACK: a repeat right after a keep-alive.
-        if repeats && s.window != 0 && rev.last_flags & KEEP_ALIVE != 0 {
-            f |= KEEP_ALIVE_ACK;
-            break 'fwd;
-        }
-        // ZERO WINDOW PROBE ACK: a zero-window repeat after a probe.
-        if repeats && s.window == 0 && rev.last_flags & ZERO_WINDOW_PROBE != 0 {
-            f |= ZERO_WINDOW_PROBE_ACK;
-            break 'fwd;
-        }
-        // DUPLICATE ACK: window, seq and ack as before, no data.
-        if repeats && s.window != 0 {
-            fwd.dupacknum = if fwd.dupacknum == -1 {
-                1
-            } else {
-                fwd.dupacknum.saturating_add(1)
-            };
-            f |= DUPLICATE_ACK;
-        }
-    }
+    let mut f = window_flags(fwd, rev, s);
 
     // A new ACK number resets the duplicate count.
     if s.ack != fwd.lastack {
@@ -200,51 +129,141 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &Seg, first_rtt_ns: Option<u64
 
     // RETRANSMISSION / FAST RETRANSMISSION / SPURIOUS / OUT-OF-ORDER:
     // data, SYN or FIN that does not advance the sequence number.
-    'retrans: {
-        if !(s.seglen > 0 || s.syn || s.fin) || f & KEEP_ALIVE != 0 {
-            break 'retrans;
-        }
-        let mut not_advanced = fwd.nextseq != 0 && lt(s.seq, fwd.nextseq);
-        // More than one byte right after a possible zero-window probe
-        // adds data: not a retransmission.
-        if s.seglen > 1 && fwd.nextseq.wrapping_sub(1) == s.seq {
-            not_advanced = false;
-        }
-        // SPURIOUS: everything in it was acknowledged already.
-        if s.seglen > 0 && rev.lastack != 0 && le(s.seq.wrapping_add(s.seglen), rev.lastack) {
-            f |= SPURIOUS_RETRANSMISSION;
-            break 'retrans;
-        }
-        // FAST: the other side sent ≥2 duplicate ACKs for this sequence
-        // number within the last 20 ms.
-        let since_ack = s.now_ns.wrapping_sub(rev.lastack_time_ns);
-        if not_advanced
-            && rev.dupacknum >= 2
-            && rev.lastack == s.seq
-            && since_ack < FAST_RETRANSMISSION_WINDOW_NS
-        {
-            f |= FAST_RETRANSMISSION;
-            break 'retrans;
-        }
-        // OUT-OF-ORDER: soon after the highest segment, and not simply
-        // repeating it.
-        let since_next = s.now_ns.wrapping_sub(fwd.nextseq_time_ns);
-        let threshold = first_rtt_ns
-            .filter(|rtt| *rtt != 0)
-            .unwrap_or(DEFAULT_OOO_THRESHOLD_NS);
-        let end = s
-            .seq
-            .wrapping_add(s.seglen)
-            .wrapping_add(u32::from(s.syn || s.fin));
-        if not_advanced && since_next < threshold && fwd.nextseq != end {
-            f |= OUT_OF_ORDER;
-            break 'retrans;
-        }
-        if not_advanced {
-            f |= RETRANSMISSION;
+    f |= retransmission_flags(fwd, rev, s, f & KEEP_ALIVE != 0, first_rtt_ns);
+    record(fwd, s, f);
+    f
+}
+
+/// The flags that compare the segment with the last one in its direction
+/// and the other side's window: zero window (probe), lost packet,
+/// keep-alive, window update and full, duplicate ACK. Counts a duplicate
+/// ACK in `fwd`.
+fn window_flags(fwd: &mut Flow, rev: &Flow, s: &Seg) -> u32 {
+    use flag::*;
+    let mut f = 0u32;
+    let no_syn_fin_rst = !(s.syn || s.fin || s.rst);
+    // ZERO WINDOW PROBE: one byte at the next expected sequence number
+    // while the other side's window is zero.
+    if s.seglen == 1 && s.seq == fwd.nextseq && rev.window == 0 {
+        return f | ZERO_WINDOW_PROBE;
+    }
+    // ZERO WINDOW: a zero window on anything but SYN/FIN/RST.
+    if s.window == 0 && no_syn_fin_rst {
+        f |= ZERO_WINDOW;
+    }
+    // LOST PACKET: beyond the highest sequence number seen (not RST).
+    if fwd.nextseq != 0 && gt(s.seq, fwd.nextseq) && !s.rst {
+        f |= LOST_PACKET;
+    }
+    // KEEP ALIVE: 0 or 1 byte, one before the next expected number.
+    if (s.seglen == 0 || s.seglen == 1) && s.seq == fwd.nextseq.wrapping_sub(1) && no_syn_fin_rst {
+        f |= KEEP_ALIVE;
+    }
+    // WINDOW UPDATE: nothing new but the window.
+    if s.seglen == 0
+        && s.window != 0
+        && s.window != fwd.window
+        && s.seq == fwd.nextseq
+        && s.ack == fwd.lastack
+        && no_syn_fin_rst
+    {
+        f |= WINDOW_UPDATE;
+    }
+    // WINDOW FULL: data up to the right edge of the other side's
+    // advertised window.
+    if s.seglen > 0 && no_syn_fin_rst && rev.win_scale != WindowScale::Unknown {
+        let shift = match rev.win_scale {
+            WindowScale::Shift(n) if !rev.window_on_syn => u32::from(n.min(14)),
+            _ => 0,
+        };
+        let edge = rev.lastack.wrapping_add(rev.window << shift);
+        if s.seq.wrapping_add(s.seglen) == edge {
+            f |= WINDOW_FULL;
         }
     }
+    let repeats = s.seglen == 0
+        && s.window == fwd.window
+        && s.seq == fwd.nextseq
+        && s.ack == fwd.lastack
+        && no_syn_fin_rst;
+    // KEEP ALIVE ACK: a repeat right after a keep-alive.
+    if repeats && s.window != 0 && rev.last_flags & KEEP_ALIVE != 0 {
+        return f | KEEP_ALIVE_ACK;
+    }
+    // ZERO WINDOW PROBE ACK: a zero-window repeat after a probe.
+    if repeats && s.window == 0 && rev.last_flags & ZERO_WINDOW_PROBE != 0 {
+        return f | ZERO_WINDOW_PROBE_ACK;
+    }
+    // DUPLICATE ACK: window, seq and ack as before, no data.
+    if repeats && s.window != 0 {
+        fwd.dupacknum = if fwd.dupacknum == -1 {
+            1
+        } else {
+            fwd.dupacknum.saturating_add(1)
+        };
+        f |= DUPLICATE_ACK;
+    }
+    f
+}
 
+/// RETRANSMISSION, FAST RETRANSMISSION, SPURIOUS RETRANSMISSION or
+/// OUT-OF-ORDER (at most one): data, SYN or FIN that does not advance the
+/// sequence number (`keep_alive`: already judged a keep-alive).
+fn retransmission_flags(
+    fwd: &Flow,
+    rev: &Flow,
+    s: &Seg,
+    keep_alive: bool,
+    first_rtt_ns: Option<u64>,
+) -> u32 {
+    use flag::*;
+    if !(s.seglen > 0 || s.syn || s.fin) || keep_alive {
+        return 0;
+    }
+    let mut not_advanced = fwd.nextseq != 0 && lt(s.seq, fwd.nextseq);
+    // More than one byte right after a possible zero-window probe
+    // adds data: not a retransmission.
+    if s.seglen > 1 && fwd.nextseq.wrapping_sub(1) == s.seq {
+        not_advanced = false;
+    }
+    // SPURIOUS: everything in it was acknowledged already.
+    if s.seglen > 0 && rev.lastack != 0 && le(s.seq.wrapping_add(s.seglen), rev.lastack) {
+        return SPURIOUS_RETRANSMISSION;
+    }
+    // FAST: the other side sent ≥2 duplicate ACKs for this sequence
+    // number within the last 20 ms.
+    let since_ack = s.now_ns.wrapping_sub(rev.lastack_time_ns);
+    if not_advanced
+        && rev.dupacknum >= 2
+        && rev.lastack == s.seq
+        && since_ack < FAST_RETRANSMISSION_WINDOW_NS
+    {
+        return FAST_RETRANSMISSION;
+    }
+    // OUT-OF-ORDER: soon after the highest segment, and not simply
+    // repeating it.
+    let since_next = s.now_ns.wrapping_sub(fwd.nextseq_time_ns);
+    let threshold = first_rtt_ns
+        .filter(|rtt| *rtt != 0)
+        .unwrap_or(DEFAULT_OOO_THRESHOLD_NS);
+    let end = s
+        .seq
+        .wrapping_add(s.seglen)
+        .wrapping_add(u32::from(s.syn || s.fin));
+    if not_advanced && since_next < threshold && fwd.nextseq != end {
+        return OUT_OF_ORDER;
+    }
+    if not_advanced {
+        RETRANSMISSION
+    } else {
+        0
+    }
+}
+
+/// Remembers the segment (judged `f`) in its direction: the next and the
+/// highest sequence numbers, the window and the ACK it carried.
+fn record(fwd: &mut Flow, s: &Seg, f: u32) {
+    use flag::*;
     let mut nextseq = s.seq.wrapping_add(s.seglen);
     if s.syn || s.fin {
         nextseq = nextseq.wrapping_add(1);
@@ -262,7 +281,6 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &Seg, first_rtt_ns: Option<u64
     fwd.lastack = s.ack;
     fwd.lastack_time_ns = s.now_ns;
     fwd.last_flags = f;
-    f
 }
 
 #[cfg(test)]

@@ -131,9 +131,14 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             let _ = writeln!(io::stdout().lock(), "{}", server::format_event(event));
         }
     });
-    let server = server::Server::bind(config, sink)?;
-    server::stop_on_signals(server.stopper())
+    // Caught before the bind: a signal while the server starts is held
+    // until the server can stop on it (exit 0 with the summary).
+    let signals = server::catch_stop_signals()
         .context("installing the SIGINT, SIGTERM and SIGHUP handlers")?;
+    let server = server::Server::bind(config, sink)?;
+    signals
+        .stop(server.stopper())
+        .context("starting the signal thread")?;
     server.run();
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@
 //! ([`ServerEvent`]).
 //!
 //! Stopping ([`Stopper::stop`], wired to SIGINT, SIGTERM and SIGHUP by
-//! [`stop_on_signals`]) wakes the blocked `accept` by shutting the
+//! [`catch_stop_signals`]) wakes the blocked `accept` by shutting the
 //! listening socket down, lets open clients finish within
 //! [`Config::grace`], then shuts the stragglers' sockets down. Every
 //! client's events reach the sink before the summary: the run waits for
@@ -113,29 +113,46 @@ impl Stopper {
     }
 }
 
-/// Stops `stopper`'s server on the first SIGINT, SIGTERM or SIGHUP (a
-/// closed terminal); a second one exits at once with status 130.
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal) caught from now on:
+/// install them before the socket is bound, so a signal that comes while
+/// the server starts is held, not the default action that kills it.
+pub struct StopSignals(signal_hook::iterator::Signals);
+
+/// Catches the stop signals; [`StopSignals::stop`] then hands them to a
+/// server.
 ///
 /// # Errors
 ///
 /// Installing the signal handlers failed.
-pub fn stop_on_signals(stopper: Stopper) -> io::Result<()> {
+pub fn catch_stop_signals() -> io::Result<StopSignals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            for _ in signals.forever().take(2) {
-                seen += 1;
-                if seen == 1 {
-                    stopper.stop();
-                } else {
-                    std::process::exit(130);
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map(StopSignals)
+}
+
+impl StopSignals {
+    /// Stops `stopper`'s server on the first signal caught (also one that
+    /// came before this call); a second one exits at once with status 130.
+    ///
+    /// # Errors
+    ///
+    /// Starting the thread that waits for them failed.
+    pub fn stop(self, stopper: Stopper) -> io::Result<()> {
+        let mut signals = self.0;
+        thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut seen = 0;
+                for _ in signals.forever().take(2) {
+                    seen += 1;
+                    if seen == 1 {
+                        stopper.stop();
+                    } else {
+                        std::process::exit(130);
+                    }
                 }
-            }
-        })?;
-    Ok(())
+            })?;
+        Ok(())
+    }
 }
 
 /// A listening `synack serve`.

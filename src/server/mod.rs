@@ -28,6 +28,6 @@ pub use config::{
 };
 pub use event::{ClientId, Event, ServerEvent, Sink, Summary};
 pub use lab::{LabServer, Notify};
-pub use listener::{listen, stop_on_signals, Server, Stopper};
+pub use listener::{catch_stop_signals, listen, Server, StopSignals, Stopper};
 pub use render::{describe, format_event, format_json, Voice};
 pub use reply::{Answer, Budget, Reply, Responder, Response};

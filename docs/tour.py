@@ -206,6 +206,9 @@ WIRE = re.compile(r"\[(?:SYN|ACK|FIN|RST|PSH|UDP)|\bARP\b")
 NARRATION_SERVER = re.compile(r"\| [A-Z?][A-Z0-9-]*(?: → [A-Z0-9-]+)*")
 LADDER_SERVER = re.compile(r"(─▶|win=\d+) [A-Z][A-Z0-9-]*")
 COMMENT_SERVER = re.compile(r"; server [A-Z0-9 →-]+$")
+# The kernel's sample of the server's state, said when it is ahead of the wire:
+# whether the look-up beats the server application's close() is a race.
+KERNEL_AHEAD = re.compile(r" ?\(the kernel is already in [A-Z0-9-]+: the server application called close\(\)\)")
 # The acknowledgment number of a data segment, in the ladder and in the narration.
 DATA_ACK = (re.compile(r"(\[PSH, ACK\] seq=\d+) ack=\d+"), re.compile(r"(\[PSH,ACK\] \S+ / \S+) \S+ / \S+"))
 GROUPS = ("client's segment", "server's segment", "server app line", "line")
@@ -231,6 +234,7 @@ def normalise(block: str) -> list[list[str]]:
         line = re.sub(r"─+", "─", line)
         line = " ".join(line.split())
         line = COMMENT_SERVER.sub("; server S", line)
+        line = KERNEL_AHEAD.sub("", line)
         if not line or line == "…":  # where a stretch left out falls is racy too
             continue
         if line.startswith("↳") and last is not None:

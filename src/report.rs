@@ -20,11 +20,24 @@ fn arrow(dir: Direction) -> &'static str {
     }
 }
 
+/// Which end of the connection a row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Client,
+    Server,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// One TCP segment as the narration shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct SegmentLine {
-    /// Microseconds since the first SYN (negative before it).
-    pub t_us: f64,
+    /// Nanoseconds since the first SYN, on the client's clock (negative
+    /// before it).
+    pub t_ns: i64,
     pub dir: Direction,
     #[serde(serialize_with = "flags_text")]
     pub flags: Flags,
@@ -40,12 +53,34 @@ pub struct SegmentLine {
     pub win: u16,
     #[serde(serialize_with = "options_text")]
     pub options: TcpOptions,
+    /// It reached the receiver's TCP when it was recorded (not lost on
+    /// purpose, not held).
+    pub delivered: bool,
+    /// Held to stage crossing FINs: the receiver takes it on a later
+    /// `process` row.
+    #[serde(skip_serializing_if = "is_false")]
+    pub held: bool,
+    /// Sequence space its sender had sent before.
+    pub retransmission: bool,
     /// The client's state changes this segment caused (or that sent it).
     pub client: Vec<(State, State)>,
+    /// The server's state changes this segment caused, inferred from what
+    /// the server sent and received (RFC 9293 §3.10.7).
+    pub server: Vec<(State, State)>,
     /// The client's state after the segment.
     pub client_state: State,
-    /// The server socket's state as the kernel reported it, when asked.
+    /// The server's state after the segment, as inferred (`None` while not
+    /// known: a server of `connect` before it answered).
     pub server_state: Option<State>,
+    /// The server socket's state as the kernel reported it, sampled when
+    /// the client handled the segment: a cross-check, ahead of the wire
+    /// when the application already called `close()`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_server_state: Option<State>,
+    /// The text says once that the kernel is ahead of the wire (the first
+    /// row where it is).
+    #[serde(skip)]
+    pub tell_kernel_ahead: bool,
     /// Why it was sent, or what it did (worded by [`note_text`]).
     #[serde(serialize_with = "note_json")]
     pub note: Note,
@@ -56,8 +91,8 @@ pub struct SegmentLine {
 /// One UDP datagram as the narration shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct DatagramLine {
-    /// Microseconds since the first datagram.
-    pub t_us: f64,
+    /// Nanoseconds since the first datagram.
+    pub t_ns: i64,
     pub dir: Direction,
     pub src_port: u16,
     pub dst_port: u16,
@@ -101,28 +136,48 @@ pub enum LabEvent {
     },
     /// An ARP frame.
     Arp {
-        t_us: f64,
+        t_ns: i64,
         dir: Direction,
         text: String,
     },
     Segment(SegmentLine),
     /// A UDP datagram (`--udp`).
     Datagram(DatagramLine),
-    /// A socket call of the server, with the kernel's view of its socket.
-    Server {
-        t_us: f64,
+    /// A socket call of an application: the client's own (connect, send,
+    /// close, abort) or the server's. The server's transitions sit on
+    /// segment rows only; the kernel's view of its socket is a sample.
+    App {
+        t_ns: i64,
+        side: Side,
         call: String,
-        server_state: Option<State>,
+        client: Vec<(State, State)>,
+        server: Vec<(State, State)>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kernel_server_state: Option<State>,
+    },
+    /// A timer of one side expired (`rto`, `time-wait-end`).
+    Timer {
+        t_ns: i64,
+        side: Side,
+        what: &'static str,
+        client: Vec<(State, State)>,
+        server: Vec<(State, State)>,
+    },
+    /// A side took a segment that was held before (crossing FINs).
+    Process {
+        t_ns: i64,
+        client: Vec<(State, State)>,
+        server: Vec<(State, State)>,
     },
     /// Anything else worth a line.
     Note {
-        t_us: f64,
+        t_ns: i64,
         text: String,
     },
     /// `--explain`: what the segment just before did, in one sentence, and
     /// the RFC 9293 sections it follows (`["3.5", "3.4.1"]`).
     Explain {
-        t_us: f64,
+        t_ns: i64,
         dir: Direction,
         /// The segment's flags (none for a UDP datagram).
         #[serde(serialize_with = "opt_flags_text")]
@@ -140,10 +195,11 @@ pub enum LabEvent {
 /// The end of a run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
-    /// SYN sent → SYN-ACK received, µs.
-    pub handshake_rtt_us: Option<f64>,
-    /// First SYN → the client's last segment, µs.
-    pub cycle_us: Option<f64>,
+    /// SYN sent → SYN-ACK received, ns.
+    pub handshake_rtt_ns: Option<u64>,
+    /// First SYN → the last ACK of the teardown (the segment that closed
+    /// the last side still waiting for one), ns.
+    pub cycle_ns: Option<u64>,
     pub bytes_c2s: usize,
     pub bytes_s2c: usize,
     pub frames: usize,
@@ -160,6 +216,10 @@ pub struct Summary {
     pub time_wait_entered: bool,
     /// The connection was refused (the `--refused` scenario).
     pub refused: bool,
+    /// The server's state at the end of the run, as inferred (TIME-WAIT
+    /// when it closed first: its kernel holds that 60 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_final_state: Option<State>,
     pub pcap: String,
 }
 
@@ -193,8 +253,27 @@ fn options_short(opts: &TcpOptions, verbose: bool) -> String {
     text
 }
 
-fn time(t_us: f64) -> String {
-    format!("{t_us:>10.0} µs")
+fn time(t_ns: i64) -> String {
+    format!("{:>10.0} µs", t_ns as f64 / 1e3)
+}
+
+/// `A → B → C`, or nothing without changes.
+fn chain(changes: &[(State, State)]) -> Option<String> {
+    let (first, _) = changes.first()?;
+    let mut text = first.to_string();
+    for (_, to) in changes {
+        let _ = write!(text, " → {to}");
+    }
+    Some(text)
+}
+
+/// What the kernel's sampled state adds to a row whose inferred state it
+/// is ahead of: the application already called `close()`.
+pub fn kernel_ahead(model: Option<State>, kernel: Option<State>) -> Option<String> {
+    let kernel = kernel?;
+    crate::tcp::peer::closed_ahead_of_wire(model, Some(kernel)).then(|| {
+        format!("the kernel is already in {kernel}: the server application called close()")
+    })
 }
 
 /// The heading printed above the segment lines.
@@ -208,7 +287,7 @@ pub fn header() -> String {
         "ack (rel/raw)",
         "len",
         "win",
-        "client | server (kernel)"
+        "client | server"
     )
 }
 
@@ -223,8 +302,8 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             "lab ready in {:.1} ms: a private network namespace with {server} ⇄ {client}",
             *setup_us as f64 / 1000.0
         ),
-        LabEvent::Arp { t_us, dir, text } => {
-            format!("{}  {:<15}  ARP        {text}", time(*t_us), arrow(*dir))
+        LabEvent::Arp { t_ns, dir, text } => {
+            format!("{}  {:<15}  ARP        {text}", time(*t_ns), arrow(*dir))
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
         LabEvent::Datagram(d) => {
@@ -234,7 +313,7 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             };
             let mut line = format!(
                 "{}  {}  {:<10} {:<45} {:>4}         datagram #{} {:?}",
-                time(d.t_us),
+                time(d.t_ns),
                 paint(style, dir_color, &format!("{:<15}", arrow(d.dir))),
                 "[UDP]",
                 format!("port {} → {}", d.src_port, d.dst_port),
@@ -247,20 +326,70 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
             }
             line
         }
-        LabEvent::Server {
-            t_us,
+        LabEvent::App {
+            t_ns,
+            side,
             call,
-            server_state,
+            client,
+            kernel_server_state,
+            ..
         } => {
-            let state = server_state.map(|s| format!("  [{s}]")).unwrap_or_default();
+            let who = match side {
+                Side::Client => "client app",
+                Side::Server => "server app",
+            };
+            let mut line = format!("{}  {:<15}  {}", time(*t_ns), who, paint(style, "35", call));
+            if let Some(states) = chain(client) {
+                let _ = write!(line, "  {}", paint(style, "1", &states));
+            }
+            if let (true, Some(state)) = (style.verbose, kernel_server_state) {
+                let _ = write!(line, "  [kernel: {state}]");
+            }
+            line
+        }
+        LabEvent::Timer {
+            t_ns,
+            side,
+            what,
+            client,
+            server,
+        } => {
+            let who = match side {
+                Side::Client => "client",
+                Side::Server => "server",
+            };
+            let states = chain(client).or_else(|| chain(server)).unwrap_or_default();
+            let what = match *what {
+                "time-wait-end" => "the TIME-WAIT timer expired:",
+                "rto" => "the retransmission timer expired",
+                other => other,
+            };
             format!(
-                "{}  {:<15}  {}{state}",
-                time(*t_us),
-                "server app",
-                paint(style, "35", call)
+                "{}  {:<15}  {what} {}",
+                time(*t_ns),
+                who,
+                paint(style, "1", &states)
+            )
+            .trim_end()
+            .to_string()
+        }
+        LabEvent::Process {
+            t_ns,
+            client,
+            server,
+        } => {
+            let (who, states) = match chain(client) {
+                Some(states) => ("client", states),
+                None => ("server", chain(server).unwrap_or_default()),
+            };
+            format!(
+                "{}  {:<15}  takes the held FIN now: {}",
+                time(*t_ns),
+                who,
+                paint(style, "1", &states)
             )
         }
-        LabEvent::Note { t_us, text } => format!("{}  {text}", time(*t_us)),
+        LabEvent::Note { t_ns, text } => format!("{}  {text}", time(*t_ns)),
         LabEvent::Explain { text, rfc9293, .. } => format!(
             "{:>13}  {}",
             "",
@@ -285,14 +414,14 @@ fn explanation(text: &str, sections: &[&str]) -> String {
 pub fn format_explain_alone(event: &LabEvent) -> Option<String> {
     match event {
         LabEvent::Explain {
-            t_us,
+            t_ns,
             dir,
             flags,
             text,
             rfc9293,
         } => Some(format!(
             "{}  {:<15}  {:<10} {}",
-            time(*t_us),
+            time(*t_ns),
             arrow(*dir),
             flags.map_or_else(
                 || "[UDP]".to_string(),
@@ -310,26 +439,24 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
         (Some(rel), Some(raw)) => format!("{rel} / {raw}"),
         _ => "-".to_string(),
     };
-    let client = if seg.client.is_empty() {
-        seg.client_state.to_string()
-    } else {
-        let mut text = seg.client[0].0.to_string();
-        for (_, to) in &seg.client {
-            let _ = write!(text, " → {to}");
-        }
-        paint(style, "1", &text)
+    let client = match chain(&seg.client) {
+        Some(text) => paint(style, "1", &text),
+        None => seg.client_state.to_string(),
     };
-    let server = seg
-        .server_state
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "?".to_string());
+    let server = match chain(&seg.server) {
+        Some(text) => paint(style, "1", &text),
+        None => seg
+            .server_state
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "?".to_string()),
+    };
     let dir_color = match seg.dir {
         Direction::ClientToServer => "36",
         Direction::ServerToClient => "33",
     };
     let mut line = format!(
         "{}  {}  {:<10} {:<22} {:<22} {:>4} {:>6}  {client} | {server}",
-        time(seg.t_us),
+        time(seg.t_ns),
         paint(style, dir_color, &format!("{:<15}", arrow(seg.dir))),
         format!("[{}]", compact_flags(seg.flags)),
         seq,
@@ -347,6 +474,12 @@ fn format_segment(seg: &SegmentLine, style: Style) -> String {
     }
     if !seg.checksums_ok {
         line.push_str("  (bad checksum)");
+    }
+    if let (true, Some(ahead)) = (
+        seg.tell_kernel_ahead,
+        kernel_ahead(seg.server_state, seg.kernel_server_state),
+    ) {
+        let _ = write!(line, "  ({ahead})");
     }
     line
 }
@@ -546,11 +679,19 @@ fn compact_flags(flags: Flags) -> String {
 
 fn format_summary(s: &Summary) -> String {
     let mut out = String::from("summary:");
-    if let Some(rtt) = s.handshake_rtt_us {
-        let _ = write!(out, "\n  handshake RTT (SYN → SYN-ACK)   {rtt:.0} µs");
+    if let Some(rtt) = s.handshake_rtt_ns {
+        let _ = write!(
+            out,
+            "\n  handshake RTT (SYN → SYN-ACK)   {:.0} µs",
+            rtt as f64 / 1e3
+        );
     }
-    if let Some(cycle) = s.cycle_us {
-        let _ = write!(out, "\n  whole cycle (SYN → last ACK)    {cycle:.0} µs");
+    if let Some(cycle) = s.cycle_ns {
+        let _ = write!(
+            out,
+            "\n  whole cycle (SYN → last ACK)    {:.0} µs",
+            cycle as f64 / 1e3
+        );
     }
     let _ = write!(
         out,
@@ -598,6 +739,12 @@ fn format_summary(s: &Summary) -> String {
         }
         None => {}
     }
+    if s.server_final_state == Some(State::TimeWait) {
+        let _ = write!(
+            out,
+            "\n  server ended in                 TIME-WAIT (it closed first; its kernel holds TIME-WAIT 60 s, past the end of this run)"
+        );
+    }
     let _ = write!(out, "\n  pcap                            {}", s.pcap);
     out
 }
@@ -614,7 +761,7 @@ mod tests {
 
     fn syn_ack() -> SegmentLine {
         SegmentLine {
-            t_us: 41.4,
+            t_ns: 41_400,
             dir: Direction::ServerToClient,
             flags: Flags::SYN_ACK,
             seq: 1_723_412_341,
@@ -630,9 +777,15 @@ mod tests {
                 wscale: Some(7),
                 ..TcpOptions::default()
             },
+            delivered: true,
+            held: false,
+            retransmission: false,
             client: vec![(State::SynSent, State::Established)],
+            server: Vec::new(),
             client_state: State::Established,
             server_state: Some(State::SynReceived),
+            kernel_server_state: None,
+            tell_kernel_ahead: false,
             note: Note::new(What::Received(Received::SynAck)),
             checksums_ok: true,
         }
@@ -682,7 +835,7 @@ mod tests {
     #[test]
     fn explanations_follow_their_segment_or_stand_alone() {
         let event = LabEvent::Explain {
-            t_us: 0.0,
+            t_ns: 0,
             dir: Direction::ClientToServer,
             flags: Some(Flags::SYN),
             text: "The SYN opens the connection".into(),
@@ -707,7 +860,7 @@ mod tests {
     #[test]
     fn a_datagram_line_names_ports_length_and_text() {
         let d = DatagramLine {
-            t_us: 29.4,
+            t_ns: 29_400,
             dir: Direction::ClientToServer,
             src_port: 43610,
             dst_port: 8080,
@@ -740,8 +893,8 @@ mod tests {
     fn the_summary_names_the_pcap_and_time_wait() {
         let text = format_text(
             &LabEvent::Summary(Summary {
-                handshake_rtt_us: Some(38.0),
-                cycle_us: Some(412.0),
+                handshake_rtt_ns: Some(38_000),
+                cycle_ns: Some(412_000),
                 bytes_c2s: 5,
                 bytes_s2c: 13,
                 frames: 10,
@@ -752,6 +905,7 @@ mod tests {
                 time_wait_ms: 1000,
                 time_wait_entered: true,
                 refused: false,
+                server_final_state: None,
                 pcap: "synack-lab.pcap".into(),
             }),
             Style::default(),

@@ -88,10 +88,10 @@ fn nobody_runs_the_lab_in_a_user_namespace_and_owns_the_pcap() {
     // SYN, SYN-ACK, ACK, data and FIN all seen (1+2+4+8+16).
     assert_eq!(frames.last().map(|f| f.completeness), Some(31));
     assert_eq!(frames[3].len, 5, "hello");
-    // The same narration as root's, with the server's kernel view.
+    // The same narration as root's: both ends' changes on their rows.
     for part in [
         "SYN-SENT → ESTABLISHED | SYN-RECEIVED",
-        "FIN-WAIT-2 → TIME-WAIT | LAST-ACK",
+        "FIN-WAIT-2 → TIME-WAIT | CLOSE-WAIT → LAST-ACK",
         "handshake RTT",
     ] {
         assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");

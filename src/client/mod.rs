@@ -23,7 +23,7 @@ mod record;
 mod udp;
 
 pub use note::{Loss, Note, Received, What};
-pub use record::{Direction, FrameKind, FrameRecord};
+pub use record::{ClientCall, Direction, FrameKind, FrameRecord};
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
@@ -94,6 +94,9 @@ pub trait Observer {
     /// What the handshake agreed, explained line by line, right after the
     /// SYN-ACK.
     fn negotiated(&mut self, _at: Instant, _lines: Vec<String>) {}
+    /// The client's application made a socket call, right before the
+    /// segments it causes.
+    fn call(&mut self, _at: Instant, _call: ClientCall) {}
 }
 
 /// How a run ended badly.
@@ -265,7 +268,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let start = Instant::now();
         let deadline = start + self.params.timeout;
         self.resolve_server(deadline)?;
-        let events = self.conn.connect(Instant::now())?;
+        let now = Instant::now();
+        self.observer.call(now, ClientCall::Connect);
+        let events = self.conn.connect(now)?;
         self.dispatch(events, None)?;
         let mut writes_sent = 0;
         for _ in 0..MAX_TURNS {
@@ -296,7 +301,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 State::Established if !data_sent && self.observer.may_write(writes_sent) => {
                     let data = self.params.data[writes_sent].clone();
                     writes_sent += 1;
-                    let events = self.conn.send(Instant::now(), &data)?;
+                    let now = Instant::now();
+                    self.observer.call(now, ClientCall::Send(data.len()));
+                    let events = self.conn.send(now, &data)?;
                     self.outcome.bytes_sent += data.len();
                     self.dispatch(events, None)?;
                 }
@@ -369,10 +376,18 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             Closing::WhenQuiet { abort, .. } => abort,
             Closing::AsParams => false,
         };
+        let now = Instant::now();
         let events = if abort || self.faults.teardown() == Teardown::AbortClient {
-            self.conn.abort(Instant::now())
+            self.observer.call(now, ClientCall::Abort);
+            self.conn.abort(now)
         } else {
-            self.conn.close(Instant::now())?
+            let call = if self.faults.teardown() == Teardown::HalfClose {
+                ClientCall::ShutdownWrite
+            } else {
+                ClientCall::Close
+            };
+            self.observer.call(now, call);
+            self.conn.close(now)?
         };
         self.dispatch(events, None)
     }
@@ -529,7 +544,9 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let kind = self.segment_kind(segment.clone(), checksums_ok, Vec::new(), note);
         self.received(rx, kind);
         self.close_sent = true;
-        let events = self.conn.close(Instant::now())?;
+        let now = Instant::now();
+        self.observer.call(now, ClientCall::Close);
+        let events = self.conn.close(now)?;
         self.dispatch(events, None)?;
         let events = self.conn.on_segment(Instant::now(), &segment);
         // The state change (FIN-WAIT-1 → CLOSING) goes on the ACK's line.

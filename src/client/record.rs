@@ -20,6 +20,23 @@ pub enum Direction {
     ServerToClient,
 }
 
+/// A socket call of the client's application, as the engine makes it:
+/// the calls a tutorial's client would write (RFC 9293 §3.10: OPEN, SEND,
+/// CLOSE, ABORT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCall {
+    /// `connect()`: the active open.
+    Connect,
+    /// `send()` of this many bytes.
+    Send(usize),
+    /// `close()`: the FIN once everything sent before it.
+    Close,
+    /// `shutdown(SHUT_WR)`: the FIN, and the client keeps reading.
+    ShutdownWrite,
+    /// `close()` with `SO_LINGER` 0: RST instead of FIN.
+    Abort,
+}
+
 /// A frame that went in or out, and what it meant.
 #[derive(Clone, Debug)]
 pub struct FrameRecord {

@@ -26,12 +26,12 @@ use pnet::datalink;
 
 use crate::capture::writer::Interface;
 use crate::client::{
-    self, random_u32, Client, ClientError, ClientParams, Closing, Direction, FrameKind,
+    self, random_u32, Client, ClientCall, ClientError, ClientParams, Closing, Direction, FrameKind,
     FrameRecord, Note, Observer, What,
 };
 use crate::net::link::PnetLink;
 use crate::net::sockinfo::SockDiag;
-use crate::report::{LabEvent, Summary};
+use crate::report::Summary;
 use crate::session::{
     self, Forwarder, KernelView, Message, Narration, Output, Outputs, Session, SessionError,
 };
@@ -564,11 +564,7 @@ impl ConnectObserver {
     /// A line of explanation, printed right after the frame it explains
     /// (the reporter's notes speak for the client, so this is an event).
     fn explain(&self, at: Instant, text: String) {
-        let t_us = self.first_syn.map_or(0.0, |syn| {
-            at.saturating_duration_since(syn).as_secs_f64() * 1e6
-        });
-        self.forward
-            .send(Message::Event(LabEvent::Note { t_us, text }));
+        self.forward.send(Message::Said { at, text });
     }
 }
 
@@ -666,6 +662,10 @@ impl Observer for ConnectObserver {
 
     fn interrupted(&self) -> bool {
         self.forward.interrupted()
+    }
+
+    fn call(&mut self, at: Instant, call: ClientCall) {
+        self.forward.call(at, call);
     }
 }
 

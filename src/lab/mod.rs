@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use crate::capture::writer::Interface;
 use crate::client::faults::{DropItem, DropSpec, Faults, Teardown};
 use crate::client::{
-    ephemeral_port, random_u32, Client, ClientError, ClientParams, FrameRecord, Observer, Outcome,
+    ephemeral_port, random_u32, Client, ClientCall, ClientError, ClientParams, FrameRecord,
+    Observer, Outcome,
 };
 use crate::framing::{self, Framing, FramingError};
 use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
@@ -410,12 +411,10 @@ fn run_with(
                 server.join();
             }
             if cfg.udp {
-                send(Message::Event(LabEvent::Note {
-                    t_us: outcome
-                        .first_syn_at
-                        .map_or(0.0, |first| micros(Instant::now() - first)),
+                send(Message::Said {
+                    at: Instant::now(),
                     text: udp_epilogue(writes.len(), &outcome),
-                }));
+                });
             }
             outcome
         }
@@ -462,7 +461,7 @@ fn run_with(
     let mut summary = session.summary(&outcome, cfg.time_wait, cfg.refused);
     if cfg.udp {
         // Over UDP there is no cycle to time: no SYN, no last ACK.
-        summary.cycle_us = None;
+        summary.cycle_ns = None;
     }
     Ok(session.finish(summary)?)
 }
@@ -536,10 +535,6 @@ fn exchange<L: Link, O: Observer>(
 /// The client's SYN timer when the SYN-ACK is dropped on purpose.
 pub const SYNACK_DROP_SYN_RTO: Duration = Duration::from_secs(3);
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 /// The interface the client's capture names.
 fn client_interface() -> Interface {
     Interface {
@@ -583,6 +578,10 @@ impl Observer for LabObserver {
         if self.explain_options {
             self.forward.send(Message::Options { at, lines });
         }
+    }
+
+    fn call(&mut self, at: Instant, call: ClientCall) {
+        self.forward.call(at, call);
     }
 }
 

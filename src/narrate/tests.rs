@@ -39,7 +39,7 @@ fn seg(
         Direction::ServerToClient => (IRS, ISS),
     };
     SegmentLine {
-        t_us: 0.0,
+        t_ns: 0,
         dir,
         flags,
         seq: own.wrapping_add(seq_rel),
@@ -49,9 +49,15 @@ fn seg(
         len,
         win: 501,
         options: TcpOptions::default(),
+        delivered: true,
+        held: false,
+        retransmission: false,
         client: client.to_vec(),
+        server: Vec::new(),
         client_state,
         server_state: Some(server_state),
+        kernel_server_state: None,
+        tell_kernel_ahead: false,
         note: Note::default(),
         checksums_ok: true,
     }
@@ -545,7 +551,7 @@ fn without_the_kernel_view_the_server_part_is_left_out() {
 #[test]
 fn udp_datagrams_are_commented_without_tcp_words() {
     let d = crate::report::DatagramLine {
-        t_us: 0.0,
+        t_ns: 0,
         dir: C2S,
         src_port: 40000,
         dst_port: 8080,

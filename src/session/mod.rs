@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capture::writer::{CaptureWriter, Format, Interface};
-use crate::client::{ClientError, FrameKind, FrameRecord, Observer, Outcome};
+use crate::client::{ClientCall, ClientError, FrameKind, FrameRecord, Observer, Outcome};
 use crate::net::outfile::{self, OutFileError, Receipt};
 use crate::net::sockinfo::SockDiag;
 use crate::report::{LabEvent, Summary};
@@ -288,13 +288,15 @@ impl Session {
 
     /// The summary of a completed exchange: what the client measured.
     pub fn summary(&self, outcome: &Outcome, time_wait: Duration, refused: bool) -> Summary {
-        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Summary {
-            handshake_rtt_us: outcome.handshake_rtt.map(micros),
-            cycle_us: outcome
+            handshake_rtt_ns: outcome.handshake_rtt.map(nanos),
+            // The reporter sets the time of the last ACK of the teardown;
+            // the client's last segment stands in until then.
+            cycle_ns: outcome
                 .first_syn_at
                 .zip(outcome.last_sent_at)
-                .map(|(first, last)| micros(last - first)),
+                .map(|(first, last)| nanos(last - first)),
             bytes_c2s: outcome.bytes_sent,
             bytes_s2c: outcome.bytes_received,
             frames: outcome.frames,
@@ -309,6 +311,7 @@ impl Session {
             },
             time_wait_entered: outcome.time_wait_entered,
             refused,
+            server_final_state: None,
             pcap: self.pcap.display().to_string(),
         }
     }
@@ -415,6 +418,11 @@ impl Forwarder {
     pub fn send(&self, msg: Message) {
         let _ = self.tx.send(msg);
     }
+
+    /// The client's application made a socket call.
+    pub fn call(&self, at: Instant, call: ClientCall) {
+        self.send(Message::ClientCall { at, call });
+    }
 }
 
 impl Observer for Forwarder {
@@ -435,5 +443,9 @@ impl Observer for Forwarder {
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
+    }
+
+    fn call(&mut self, at: Instant, call: ClientCall) {
+        Forwarder::call(self, at, call);
     }
 }

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use crate::capture::writer::CaptureWriter;
 use crate::ladder::{self, Cell, Middle, Rung, Way};
 use crate::narrate::{self, Narrator};
-use crate::report::{self, DatagramLine, LabEvent, SegmentLine, Style};
+use crate::report::{self, DatagramLine, LabEvent, SegmentLine, Side, Style};
 use crate::server::{self, ServerEvent, Voice};
-use crate::tcp::{SendReason, State};
+use crate::tcp::{PeerModel, SendReason, State};
 use crate::wire::{ArpOp, SeqNumber};
 
-use crate::client::{Direction, FrameKind, FrameRecord, Note, What};
+use crate::client::{ClientCall, Direction, FrameKind, FrameRecord, Note, What};
 
 /// What the reporter prints.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +47,16 @@ pub enum Message {
     StateChanged {
         at: Instant,
         changes: Vec<(State, State)>,
+    },
+    /// A socket call of the client's application.
+    ClientCall {
+        at: Instant,
+        call: ClientCall,
+    },
+    /// A line of the command's own, at its time.
+    Said {
+        at: Instant,
+        text: String,
     },
     /// A line about the client (the lab's refusal, as asked).
     Note {
@@ -136,7 +146,10 @@ impl Reporter {
                     header_printed: false,
                     narrator: Narrator::new(),
                     rungs: (extras.ladder || extras.mermaid.is_some()).then(Vec::new),
-                    last_server: extras.server_initial,
+                    server: PeerModel::new(extras.server_initial),
+                    held_fin: false,
+                    teardown_done_at: None,
+                    kernel_ahead_told: None,
                     ladder_printed: false,
                     stdout_error: None,
                     extras,
@@ -185,8 +198,17 @@ struct ReporterState {
     /// The ladder's rows so far, in time order (when a ladder or a Mermaid
     /// diagram was asked for).
     rungs: Option<Vec<Rung>>,
-    /// The server's state on the last rung.
-    last_server: Option<State>,
+    /// The server's state, inferred from the segments it sent and
+    /// received.
+    server: PeerModel,
+    /// The server's FIN was held (crossing FINs): the client's next state
+    /// changes are its taking it.
+    held_fin: bool,
+    /// When the last row that closed a side's teardown happened (the last
+    /// ACK of the teardown, or a RST).
+    teardown_done_at: Option<Instant>,
+    /// The kernel state the text last said was ahead of the wire.
+    kernel_ahead_told: Option<State>,
     ladder_printed: bool,
     /// The first failure of stdout; nothing is printed after it, the
     /// capture goes on.
@@ -199,7 +221,7 @@ struct ReporterState {
 struct Held {
     at: Instant,
     seq: u64,
-    make: Box<dyn FnOnce(f64) -> LabEvent + Send>,
+    make: Box<dyn FnOnce(i64) -> LabEvent + Send>,
     rung: Option<Seed>,
 }
 
@@ -212,7 +234,7 @@ enum Seed {
         color: ladder::Color,
         /// None for frames that are not TCP.
         client: Option<Cell>,
-        server: Option<State>,
+        server: Option<Cell>,
         /// Shown beside the arrow: a loss on purpose, a retransmission.
         notes: Vec<String>,
     },
@@ -276,20 +298,55 @@ impl ReporterState {
                     text: call.clone(),
                     client: None,
                 };
-                self.emit_with(at, Some(rung), move |t_us| LabEvent::Server {
-                    t_us,
+                self.emit_with(at, Some(rung), move |t_ns| LabEvent::App {
+                    t_ns,
+                    side: Side::Server,
                     call,
-                    server_state: state,
+                    client: Vec::new(),
+                    server: Vec::new(),
+                    kernel_server_state: state,
                 });
                 Ok(())
             }
+            Message::ClientCall { at, call } => {
+                let text = client_call_text(call);
+                let rung = Seed::Event {
+                    client_side: true,
+                    text: text.clone(),
+                    client: None,
+                };
+                self.emit_with(at, Some(rung), move |t_ns| LabEvent::App {
+                    t_ns,
+                    side: Side::Client,
+                    call: text,
+                    client: Vec::new(),
+                    server: Vec::new(),
+                    kernel_server_state: None,
+                });
+                Ok(())
+            }
+            Message::Said { at, text } => {
+                self.emit_at(at, move |t_ns| LabEvent::Note { t_ns, text });
+                Ok(())
+            }
             Message::StateChanged { at, changes } => {
-                let text = changes
-                    .iter()
-                    .map(|(from, to)| format!("{from} → {to}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.handle(Message::Note { at, text, changes })
+                let what = match changes.first() {
+                    Some((State::TimeWait, _)) => "time-wait-end",
+                    _ => "rto",
+                };
+                let rung = changes.last().map(|(_, to)| Seed::Event {
+                    client_side: true,
+                    text: chain_text(&changes),
+                    client: Some(Cell::changed(*to)),
+                });
+                self.emit_with(at, rung, move |t_ns| LabEvent::Timer {
+                    t_ns,
+                    side: Side::Client,
+                    what,
+                    client: changes,
+                    server: Vec::new(),
+                });
+                Ok(())
             }
             Message::Note { at, text, changes } => {
                 // Only a note that changed the client's state is a rung.
@@ -298,24 +355,33 @@ impl ReporterState {
                     text: text.clone(),
                     client: Some(Cell::changed(*to)),
                 });
-                self.emit_with(at, rung, move |t_us| LabEvent::Note {
-                    t_us,
+                self.emit_with(at, rung, move |t_ns| LabEvent::Note {
+                    t_ns,
                     text: format!("client {text}"),
                 });
                 Ok(())
             }
             Message::Options { at, lines } => {
                 for line in lines {
-                    self.emit_at(at, move |t_us| LabEvent::Note {
-                        t_us,
+                    self.emit_at(at, move |t_ns| LabEvent::Note {
+                        t_ns,
                         text: format!("  agreed: {line}"),
                     });
                 }
                 Ok(())
             }
-            Message::Event(event) => {
+            Message::Event(mut event) => {
                 self.print_ready(true);
-                if matches!(event, LabEvent::Summary(_)) {
+                if let LabEvent::Summary(summary) = &mut event {
+                    // A run with a cycle to time (not UDP, not refused)
+                    // ends it at the last ACK of the teardown.
+                    if let (Some(first), Some(done), Some(_)) =
+                        (self.first_syn, self.teardown_done_at, summary.cycle_ns)
+                    {
+                        summary.cycle_ns = Some(nanos_between(done, first));
+                    }
+                    summary.server_final_state = self.server.state();
+                    self.print_server_epilogue();
                     self.print_ladder()?;
                 }
                 self.print(&event);
@@ -344,8 +410,8 @@ impl ReporterState {
                     server: None,
                     notes: Vec::new(),
                 };
-                self.emit_with(at, Some(rung), move |t_us| LabEvent::Arp {
-                    t_us,
+                self.emit_with(at, Some(rung), move |t_ns| LabEvent::Arp {
+                    t_ns,
                     dir,
                     text,
                 });
@@ -378,8 +444,53 @@ impl ReporterState {
                 };
                 let rel =
                     |n: SeqNumber, base: Option<SeqNumber>| base.map_or(0, |b| n.relative_to(b));
+                let lost = note.lost.is_some();
+                let held = note.what == What::FinHeld;
+                let delivered = !lost && !held;
+                let mut client = changes;
+                let (server, server_again) = match dir {
+                    Direction::ClientToServer if delivered => {
+                        (self.server.received(&segment), false)
+                    }
+                    Direction::ClientToServer => (Vec::new(), false),
+                    Direction::ServerToClient => {
+                        let sent = self.server.sent(&segment);
+                        (sent.changes, sent.retransmission)
+                    }
+                };
+                if dir == Direction::ClientToServer
+                    && self.held_fin
+                    && !segment.flags.fin()
+                    && !client.is_empty()
+                {
+                    // The client takes the server's held FIN now: its
+                    // changes are that, not this ACK's.
+                    self.held_fin = false;
+                    let taken = std::mem::take(&mut client);
+                    self.emit_at(at, move |t_ns| LabEvent::Process {
+                        t_ns,
+                        client: taken,
+                        server: Vec::new(),
+                    });
+                }
+                if held {
+                    self.held_fin = true;
+                }
+                let closes = |c: &[(State, State)]| {
+                    c.iter()
+                        .any(|(_, to)| matches!(to, State::Closed | State::TimeWait))
+                };
+                if closes(&client) || closes(&server) {
+                    self.teardown_done_at = Some(at);
+                }
+                let retransmission = server_again || is_retransmission(&note);
+                let ahead = report::kernel_ahead(self.server.state(), server_state);
+                let tell_kernel_ahead = ahead.is_some() && self.kernel_ahead_told != server_state;
+                if tell_kernel_ahead {
+                    self.kernel_ahead_told = server_state;
+                }
                 let line = SegmentLine {
-                    t_us: 0.0,
+                    t_ns: 0,
                     dir,
                     flags: segment.flags,
                     seq: segment.seq.0,
@@ -389,9 +500,15 @@ impl ReporterState {
                     len: segment.payload.len(),
                     win: segment.window,
                     options: segment.options,
-                    client: changes,
+                    delivered,
+                    held,
+                    retransmission,
+                    client,
+                    server,
                     client_state: state_after,
-                    server_state,
+                    server_state: self.server.state(),
+                    kernel_server_state: server_state,
+                    tell_kernel_ahead,
                     note,
                     checksums_ok,
                 };
@@ -412,16 +529,19 @@ impl ReporterState {
                         state: line.client_state,
                         changed: !line.client.is_empty(),
                     }),
-                    server: line.server_state,
+                    server: line.server_state.map(|state| Cell {
+                        state,
+                        changed: !line.server.is_empty(),
+                    }),
                     notes: ladder_notes(&line.note),
                 };
                 let flags = line.flags;
-                self.emit_with(at, Some(rung), move |t_us| {
-                    LabEvent::Segment(SegmentLine { t_us, ..line })
+                self.emit_with(at, Some(rung), move |t_ns| {
+                    LabEvent::Segment(SegmentLine { t_ns, ..line })
                 });
                 if let Some(exp) = explanation {
-                    self.emit_at(at, move |t_us| LabEvent::Explain {
-                        t_us,
+                    self.emit_at(at, move |t_ns| LabEvent::Explain {
+                        t_ns,
                         dir,
                         flags: Some(flags),
                         text: exp.text,
@@ -440,7 +560,7 @@ impl ReporterState {
                     self.first_syn.get_or_insert(at);
                 }
                 let line = DatagramLine {
-                    t_us: 0.0,
+                    t_ns: 0,
                     dir,
                     src_port: datagram.src_port,
                     dst_port: datagram.dst_port,
@@ -462,12 +582,12 @@ impl ReporterState {
                     server: None,
                     notes: Vec::new(),
                 };
-                self.emit_with(at, Some(rung), move |t_us| {
-                    LabEvent::Datagram(DatagramLine { t_us, ..line })
+                self.emit_with(at, Some(rung), move |t_ns| {
+                    LabEvent::Datagram(DatagramLine { t_ns, ..line })
                 });
                 if let Some(exp) = explanation {
-                    self.emit_at(at, move |t_us| LabEvent::Explain {
-                        t_us,
+                    self.emit_at(at, move |t_ns| LabEvent::Explain {
+                        t_ns,
                         dir,
                         flags: None,
                         text: exp.text,
@@ -480,7 +600,7 @@ impl ReporterState {
         }
     }
 
-    fn emit_at(&mut self, at: Instant, make: impl FnOnce(f64) -> LabEvent + Send + 'static) {
+    fn emit_at(&mut self, at: Instant, make: impl FnOnce(i64) -> LabEvent + Send + 'static) {
         self.emit_with(at, None, make);
     }
 
@@ -489,7 +609,7 @@ impl ReporterState {
         &mut self,
         at: Instant,
         rung: Option<Seed>,
-        make: impl FnOnce(f64) -> LabEvent + Send + 'static,
+        make: impl FnOnce(i64) -> LabEvent + Send + 'static,
     ) {
         self.held.push(Held {
             at,
@@ -513,22 +633,13 @@ impl ReporterState {
                 client,
                 server,
                 notes,
-            } => {
-                let server = server.map(|state| Cell {
-                    state,
-                    changed: self.last_server != Some(state),
-                });
-                if let Some(cell) = server {
-                    self.last_server = Some(cell.state);
-                }
-                Rung {
-                    t_us,
-                    middle: Middle::Arrow { way, label, color },
-                    client,
-                    server,
-                    notes,
-                }
-            }
+            } => Rung {
+                t_us,
+                middle: Middle::Arrow { way, label, color },
+                client,
+                server,
+                notes,
+            },
             Seed::Event {
                 client_side,
                 text,
@@ -542,6 +653,23 @@ impl ReporterState {
             },
         };
         rungs.push(rung);
+    }
+
+    /// The server's story when the run ends before it does: its kernel
+    /// holds TIME-WAIT for 60 s after it closed first.
+    fn print_server_epilogue(&mut self) {
+        if self.server.state() != Some(State::TimeWait) {
+            return;
+        }
+        let t_ns = self
+            .first_syn
+            .map_or(0, |first| signed_nanos(Instant::now(), first));
+        self.print(&LabEvent::Note {
+            t_ns,
+            text: "server: its kernel holds TIME-WAIT 60 s (2·MSL, Linux's TCP_TIMEWAIT_LEN), \
+                   past the end of this run"
+                .to_string(),
+        });
     }
 
     /// Prints the ladder (once), and writes the Mermaid diagram.
@@ -600,11 +728,11 @@ impl ReporterState {
                 .count()
         };
         for held in self.held.drain(..ready).collect::<Vec<_>>() {
-            let t_us = signed_micros(held.at, base);
+            let t_ns = signed_nanos(held.at, base);
             if let Some(seed) = held.rung {
-                self.add_rung(t_us, seed);
+                self.add_rung(t_ns as f64 / 1e3, seed);
             }
-            let event = (held.make)(t_us);
+            let event = (held.make)(t_ns);
             self.print(&event);
         }
     }
@@ -642,7 +770,7 @@ impl ReporterState {
                     LabEvent::Segment(_)
                         | LabEvent::Datagram(_)
                         | LabEvent::Arp { .. }
-                        | LabEvent::Server { .. }
+                        | LabEvent::App { .. }
                 );
                 if is_frame && !self.header_printed {
                     self.header_printed = true;
@@ -693,12 +821,52 @@ fn way(dir: Direction) -> Way {
     }
 }
 
-fn signed_micros(at: Instant, base: Instant) -> f64 {
+fn signed_nanos(at: Instant, base: Instant) -> i64 {
+    let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     if at >= base {
-        (at - base).as_secs_f64() * 1e6
+        ns(at - base)
     } else {
-        -((base - at).as_secs_f64() * 1e6)
+        -ns(base - at)
     }
+}
+
+fn nanos_between(later: Instant, earlier: Instant) -> u64 {
+    u64::try_from(later.saturating_duration_since(earlier).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `A → B → C`.
+fn chain_text(changes: &[(State, State)]) -> String {
+    let mut text = changes
+        .first()
+        .map(|(from, _)| from.to_string())
+        .unwrap_or_default();
+    for (_, to) in changes {
+        text.push_str(&format!(" → {to}"));
+    }
+    text
+}
+
+/// The client's socket call as the narration words it.
+fn client_call_text(call: ClientCall) -> String {
+    match call {
+        ClientCall::Connect => "connect()".to_string(),
+        ClientCall::Send(len) => format!("send() {len} bytes"),
+        ClientCall::Close => "close()".to_string(),
+        ClientCall::ShutdownWrite => "shutdown(SHUT_WR): FIN, and keep reading".to_string(),
+        ClientCall::Abort => "close() with SO_LINGER 0: abort".to_string(),
+    }
+}
+
+/// The client's note says it sent, or the server's kernel sent, sequence
+/// space again.
+fn is_retransmission(note: &Note) -> bool {
+    matches!(
+        note.what,
+        What::Retransmission { .. }
+            | What::Sent(SendReason::Retransmission { .. } | SendReason::GoBackN { .. })
+            | What::ServerRetransmission(_)
+            | What::SeenAgain
+    )
 }
 
 #[cfg(test)]

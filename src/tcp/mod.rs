@@ -3,6 +3,7 @@
 
 mod conn;
 mod info;
+pub mod peer;
 mod state;
 
 pub use conn::{
@@ -11,6 +12,7 @@ pub use conn::{
     MAX_RTO, MAX_WSCALE, TIMESTAMPS_OPTION_LEN,
 };
 pub use info::TcpInfo;
+pub use peer::PeerModel;
 pub use state::State;
 
 #[cfg(test)]

@@ -541,7 +541,7 @@ fn narrate_segment(
 /// and both ends' inferred states.
 fn segment_line(s: &Segment, seg: &TcpSegment<'_>) -> SegmentLine {
     SegmentLine {
-        t_us: s.t_ns as f64 / 1000.0,
+        t_ns: i64::try_from(s.t_ns).unwrap_or(i64::MAX),
         dir: s.dir,
         flags: s.flags,
         seq: s.seq,
@@ -551,9 +551,15 @@ fn segment_line(s: &Segment, seg: &TcpSegment<'_>) -> SegmentLine {
         len: s.len as usize,
         win: s.window,
         options: seg.options,
+        delivered: true,
+        held: false,
+        retransmission: s.retransmission,
         client: s.client.clone(),
+        server: s.server.clone(),
         client_state: s.client_state.unwrap_or(State::Closed),
         server_state: s.server_state,
+        kernel_server_state: None,
+        tell_kernel_ahead: false,
         note: Note::new(if s.retransmission {
             What::SeenAgain
         } else {

@@ -351,6 +351,24 @@ impl ReporterState {
                 });
                 comment
             }
+            FrameKind::Ndp { ip, ndp } => {
+                let text = narrate::ndp_text(&ip, &ndp);
+                let comment = comments.then(|| narrate::ndp_comment(dir, &ndp, &text));
+                let rung = Seed::Arrow {
+                    way: way(dir),
+                    label: format!("NDP {text}"),
+                    color: ladder::Color::Other,
+                    client: None,
+                    server: None,
+                    notes: Vec::new(),
+                };
+                self.emit_with(at, Some(rung), move |t_us| LabEvent::Ndp {
+                    t_us,
+                    dir,
+                    text,
+                });
+                comment
+            }
             FrameKind::Segment {
                 segment,
                 checksums_ok,
@@ -642,6 +660,7 @@ impl ReporterState {
                     LabEvent::Segment(_)
                         | LabEvent::Datagram(_)
                         | LabEvent::Arp { .. }
+                        | LabEvent::Ndp { .. }
                         | LabEvent::Server { .. }
                 );
                 if is_frame && !self.header_printed {

@@ -356,7 +356,13 @@ impl ReporterState {
                 let comment = comments.then(|| narrate::ndp_comment(dir, &ndp, &text));
                 let rung = Seed::Arrow {
                     way: way(dir),
-                    label: format!("NDP {text}"),
+                    // The ladder's arrows are short: NS/NA, as tshark's
+                    // Info column abbreviates them.
+                    label: format!(
+                        "NDP {}",
+                        text.replace("Neighbor Solicitation:", "NS")
+                            .replace("Neighbor Advertisement:", "NA")
+                    ),
                     color: ladder::Color::Other,
                     client: None,
                     server: None,

@@ -180,8 +180,15 @@ pub struct LabArgs {
     ])]
     pub udp: bool,
 
+    /// The same lab over IPv6: the server on 2001:2::1, synack's client
+    /// playing 2001:2::2, Neighbor Discovery instead of ARP, MSS 1440
+    /// (every scenario but --udp and --count).
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+
     /// The MSS the client announces in its SYN (and keeps to itself): the
-    /// largest segment the server may send it [default: 1460].
+    /// largest segment the server may send it; 1440 with -6 [default:
+    /// 1460].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(48..))]
     pub mss: Option<u16>,
 

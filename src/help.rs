@@ -58,6 +58,7 @@ const PAGES: &[Page] = &[
                     "sticky",
                     "framing",
                     "udp",
+                    "ipv6",
                     "reply",
                     "close",
                     "abort",

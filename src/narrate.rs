@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use crate::client::{Direction, Note, Received, What};
 use crate::report::{self, DatagramLine, NotePart, SegmentLine};
 use crate::tcp::{SendReason, State};
-use crate::wire::{ArpOp, SeqNumber};
+use crate::wire::{ArpOp, Ipv6Repr, NdpRepr, SeqNumber};
 
 /// Who sent a segment.
 fn sender(dir: Direction) -> &'static str {
@@ -400,6 +400,41 @@ fn server_states(seg: &SegmentLine, ctx: &Context) -> Option<String> {
         Some(before) if before != after => format!("server {before} → {after}"),
         _ => format!("server {after}"),
     })
+}
+
+/// A Neighbor Discovery frame in the words of ARP's narration:
+/// "who has 2001:2::1? tell 2001:2::2", "2001:2::1 is at 02:…".
+pub fn ndp_text(ip: &Ipv6Repr, ndp: &NdpRepr) -> String {
+    match ndp {
+        NdpRepr::NeighborSolicit { target, .. } => {
+            format!("Neighbor Solicitation: who has {target}? tell {}", ip.src)
+        }
+        NdpRepr::NeighborAdvert {
+            target, target_mac, ..
+        } => match target_mac {
+            Some(mac) => format!("Neighbor Advertisement: {target} is at {mac}"),
+            None => format!("Neighbor Advertisement: {target}"),
+        },
+    }
+}
+
+/// The pcapng comment of a Neighbor Discovery frame (`text` as the
+/// narration shows it).
+pub fn ndp_comment(dir: Direction, ndp: &NdpRepr, text: &str) -> String {
+    let solicit = matches!(ndp, NdpRepr::NeighborSolicit { .. });
+    match dir {
+        Direction::ClientToServer if solicit => format!(
+            "{text} (the client needs the server's MAC before it can send; IPv6 asks the \
+             target's solicited-node multicast group, RFC 4861 §7.2.2)"
+        ),
+        Direction::ClientToServer => format!(
+            "{text} (no kernel owns the client's address, so synack answers, RFC 4861 §7.2.4)"
+        ),
+        Direction::ServerToClient if solicit => {
+            format!("{text} (the server must find where to send to the client)")
+        }
+        Direction::ServerToClient => text.to_string(),
+    }
 }
 
 /// The pcapng comment of an ARP frame (`text` as the narration shows it).

@@ -140,6 +140,12 @@ pub enum LabEvent {
         dir: Direction,
         text: String,
     },
+    /// A Neighbor Discovery frame (IPv6's ARP, `lab -6`).
+    Ndp {
+        t_ns: i64,
+        dir: Direction,
+        text: String,
+    },
     Segment(SegmentLine),
     /// A UDP datagram (`--udp`).
     Datagram(DatagramLine),
@@ -304,6 +310,9 @@ pub fn format_text(event: &LabEvent, style: Style) -> String {
         ),
         LabEvent::Arp { t_ns, dir, text } => {
             format!("{}  {:<15}  ARP        {text}", time(*t_ns), arrow(*dir))
+        }
+        LabEvent::Ndp { t_ns, dir, text } => {
+            format!("{}  {:<15}  NDP        {text}", time(*t_ns), arrow(*dir))
         }
         LabEvent::Segment(seg) => format_segment(seg, style),
         LabEvent::Datagram(d) => {

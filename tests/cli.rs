@@ -168,6 +168,7 @@ fn the_lab_help_explains_the_data_and_option_flags() {
         "--sticky",
         "--framing <FRAMING>",
         "--udp",
+        "-6, --ipv6",
         "--mss <N>",
         "--wscale <N>",
         "--no-wscale",

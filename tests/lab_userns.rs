@@ -162,3 +162,40 @@ fn a_zero_user_namespace_limit_names_the_setting_and_sudo() {
     );
     assert!(!pcap.exists(), "no pcap when the lab could not start");
 }
+
+#[test]
+fn nobody_runs_the_ipv6_lab_in_a_user_namespace() {
+    require_root!();
+    require_tool!("tshark");
+    let (uid, gid) = nobody();
+    let (dir, bin) = nobody_dir(uid, gid);
+    let pcap = dir.path().join("u6.pcap");
+    let pcap_arg = pcap.to_str().expect("a UTF-8 temp path");
+    let before = host_network();
+    let out = run_as(
+        uid,
+        gid,
+        &bin,
+        dir.path(),
+        &["lab", "-6", "--time-wait", "0", "-w", pcap_arg],
+    );
+    let stdout = assert_lab_ok(&out, &before);
+    let meta = std::fs::metadata(&pcap).expect("the pcap exists");
+    assert_eq!((meta.uid(), meta.gid()), (uid.as_raw(), gid.as_raw()));
+    let names = common::ipv6::assert_clean_ipv6_capture(&pcap, false);
+    assert_eq!(
+        names,
+        [
+            "SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK", "FIN-ACK", "ACK",
+            "FIN-ACK", "ACK"
+        ]
+    );
+    assert_eq!(common::ipv6::completeness(&pcap), 31);
+    for part in [
+        "Neighbor Solicitation: who has 2001:2::1? tell 2001:2::2",
+        "SYN-SENT → ESTABLISHED | SYN-RECEIVED",
+        "FIN-WAIT-2 → TIME-WAIT | LAST-ACK",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+}

@@ -11,14 +11,19 @@ use crate::wire::{self, ArpOp, ArpRepr, MacAddr};
 impl<L: Link, O: Observer> Client<'_, L, O> {
     /// ARP for the server (RFC 826): a SYN sent to the broadcast MAC is
     /// silently dropped by the server's TCP, so learn its MAC first.
+    /// Over IPv6, Neighbor Discovery does it instead (`ndp`).
     pub(super) fn resolve_server(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        if self.params.remote_ip.is_ipv6() {
+            return self.resolve_neighbor(deadline);
+        }
         let start = Instant::now();
+        let (local_ip, remote_ip) = self.ipv4_addrs();
         let request = ArpRepr {
             op: ArpOp::Request,
             sender_mac: self.local_mac,
-            sender_ip: self.params.local_ip,
+            sender_ip: local_ip,
             target_mac: MacAddr::zero(),
-            target_ip: self.next_hop.unwrap_or(self.params.remote_ip),
+            target_ip: self.next_hop.unwrap_or(remote_ip),
         };
         let mut next_request = start;
         for _ in 0..MAX_TURNS {
@@ -44,7 +49,7 @@ impl<L: Link, O: Observer> Client<'_, L, O> {
             }
         }
         Err(ClientError::NoArpReply {
-            ip: self.next_hop.unwrap_or(self.params.remote_ip),
+            ip: self.next_hop.unwrap_or(remote_ip),
             after: start.elapsed(),
         })
     }
@@ -52,14 +57,16 @@ impl<L: Link, O: Observer> Client<'_, L, O> {
     /// An ARP frame arrived: learn the next hop's MAC from it, and answer
     /// a request for our address.
     pub(super) fn on_arp(&mut self, rx: Arrival, arp: ArpRepr) -> Result<(), ClientError> {
-        if arp.sender_ip == self.next_hop.unwrap_or(self.params.remote_ip) {
+        let (local_ip, remote_ip) = self.ipv4_addrs();
+        let v4 = self.params.local_ip.is_ipv4();
+        if v4 && arp.sender_ip == self.next_hop.unwrap_or(remote_ip) {
             self.remote_mac = Some(arp.sender_mac);
         }
-        let for_us = arp.op == ArpOp::Request && arp.target_ip == self.params.local_ip;
+        let for_us = v4 && arp.op == ArpOp::Request && arp.target_ip == local_ip;
         let reply = for_us.then_some(ArpRepr {
             op: ArpOp::Reply,
             sender_mac: self.local_mac,
-            sender_ip: self.params.local_ip,
+            sender_ip: local_ip,
             target_mac: arp.sender_mac,
             target_ip: arp.sender_ip,
         });

@@ -4,6 +4,7 @@
 //!
 //! - this file: the driver between the link and the [`Connection`];
 //! - `arp`: learning the server's MAC and answering for our address;
+//! - `ndp`: the same over IPv6, by Neighbor Discovery (RFC 4861);
 //! - `udp`: the same exchange as datagrams (`lab --udp`);
 //! - [`faults`]: losses on purpose and the teardown choreography, a policy
 //!   the driver asks segment by segment (none by default);
@@ -18,6 +19,7 @@
 mod arp;
 pub mod faults;
 pub mod handshake;
+mod ndp;
 mod note;
 mod record;
 mod udp;
@@ -25,12 +27,12 @@ mod udp;
 pub use note::{Loss, Note, Received, What};
 pub use record::{ClientCall, Direction, FrameKind, FrameRecord};
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::net::link::Link;
 use crate::tcp::{self, Connection, Event, SendReason, State};
-use crate::wire::{self, Frame, Ipv4Repr, MacAddr, SegmentRepr};
+use crate::wire::{self, Frame, Ipv4Repr, Ipv6Repr, MacAddr, SegmentRepr};
 
 use faults::{DropItem, FaultState, Faults, Teardown};
 
@@ -43,8 +45,10 @@ pub const MAX_TURNS: u64 = 10_000_000;
 /// What the client does.
 #[derive(Clone, Debug)]
 pub struct ClientParams {
-    pub local_ip: Ipv4Addr,
-    pub remote_ip: Ipv4Addr,
+    /// The address the client plays; of the same family as `remote_ip`
+    /// (IPv4: ARP and IPv4 headers; IPv6: Neighbor Discovery and IPv6).
+    pub local_ip: IpAddr,
+    pub remote_ip: IpAddr,
     pub conn: tcp::Config,
     /// The application writes, sent in order once the connection is
     /// established: each one is one `send()` (one segment when it fits the
@@ -104,6 +108,12 @@ pub trait Observer {
 pub enum ClientError {
     #[error("no ARP reply from {ip} within {after:?}")]
     NoArpReply { ip: Ipv4Addr, after: Duration },
+    #[error("no Neighbor Advertisement from {ip} within {after:?}")]
+    NoNeighborAdvert { ip: Ipv6Addr, after: Duration },
+    #[error("the client's address {local} and the server's {remote} are not of one family")]
+    MixedFamilies { local: IpAddr, remote: IpAddr },
+    #[error("{0} is not built over IPv6 yet")]
+    NotOverIpv6(&'static str),
     #[error("gave up in {state} after {after:?} (--timeout)")]
     Timeout { state: State, after: Duration },
     #[error("gave up in {state}: no acknowledgment after {retries} retransmissions")]
@@ -118,6 +128,12 @@ pub enum ClientError {
     #[error("{from} answered with ICMP destination unreachable, code {code} ({})", icmp_unreachable_meaning(*code))]
     Unreachable {
         from: Ipv4Addr,
+        code: u8,
+        at: Instant,
+    },
+    #[error("{from} answered with ICMPv6 destination unreachable, code {code} ({})", wire::dest_unreachable_reason(*code))]
+    Unreachable6 {
+        from: Ipv6Addr,
         code: u8,
         at: Instant,
     },
@@ -151,7 +167,9 @@ impl ClientError {
                 | ClientError::Refused { .. }
                 | ClientError::Reset { .. }
                 | ClientError::NoArpReply { .. }
+                | ClientError::NoNeighborAdvert { .. }
                 | ClientError::Unreachable { .. }
+                | ClientError::Unreachable6 { .. }
                 | ClientError::NoReply { .. }
                 | ClientError::Scenario(_)
         )
@@ -168,7 +186,7 @@ pub struct Outcome {
     pub syn_to_ack_sent: Option<Duration>,
     /// The first SYN sent → the ACK that completes the handshake sent.
     pub handshake_done: Option<Duration>,
-    /// The server's MAC, as ARP found it.
+    /// The server's MAC, as ARP (or Neighbor Discovery) found it.
     pub server_mac: Option<MacAddr>,
     pub last_sent_at: Option<Instant>,
     pub bytes_sent: usize,
@@ -195,6 +213,9 @@ pub struct Client<'a, L: Link, O: Observer> {
     local_mac: MacAddr,
     remote_mac: Option<MacAddr>,
     ip_ident: u16,
+    /// The IPv6 flow label of this connection (RFC 6437), fixed for its
+    /// life as Linux's `auto_flowlabels` does.
+    flow_label: u32,
     outcome: Outcome,
     last_syn_at: Option<Instant>,
     /// The exchange is UDP datagrams ([`Client::run_datagrams`]).
@@ -227,6 +248,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
             local_mac,
             remote_mac,
             ip_ident: 0,
+            flow_label: random_u32() & wire::FLOW_LABEL_MAX,
             outcome: Outcome::default(),
             last_syn_at: None,
             udp: false,
@@ -267,6 +289,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     pub fn run(mut self) -> Result<Outcome, ClientError> {
         let start = Instant::now();
         let deadline = start + self.params.timeout;
+        self.check_families()?;
         self.resolve_server(deadline)?;
         let now = Instant::now();
         self.observer.call(now, ClientCall::Connect);
@@ -410,6 +433,10 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 self.on_datagram(rx, frame);
                 Ok(())
             }
+            Ok(Frame::Other {
+                ether_type: wire::ETHERTYPE_IPV6,
+                ..
+            }) if self.params.remote_ip.is_ipv6() => self.on_ipv6(rx),
             _ => self.on_other(rx),
         }
     }
@@ -554,8 +581,8 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     }
 
     fn is_ours(&self, frame: &wire::TcpFrame) -> bool {
-        frame.ip.src == self.params.remote_ip
-            && frame.ip.dst == self.params.local_ip
+        IpAddr::V4(frame.ip.src) == self.params.remote_ip
+            && IpAddr::V4(frame.ip.dst) == self.params.local_ip
             && frame.segment.src_port == self.params.conn.remote_port
             && frame.segment.dst_port == self.params.conn.local_port
     }
@@ -563,8 +590,8 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
     /// An ICMP error that quotes a segment of this connection (RFC 792:
     /// the IP header and the first 8 bytes, which hold both ports).
     fn is_about_ours(&self, icmp: &wire::IcmpUnreachable) -> bool {
-        icmp.quoted_src == self.params.local_ip
-            && icmp.quoted_dst == self.params.remote_ip
+        IpAddr::V4(icmp.quoted_src) == self.params.local_ip
+            && IpAddr::V4(icmp.quoted_dst) == self.params.remote_ip
             && icmp.quoted_src_port == self.params.conn.local_port
             && icmp.quoted_dst_port == self.params.conn.remote_port
     }
@@ -626,8 +653,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         changes: Vec<(State, State)>,
         incoming: Option<Instant>,
     ) -> Result<(), ClientError> {
-        let (remote_mac, ip) = self.next_packet();
-        let bytes = wire::emit_tcp(self.local_mac, remote_mac, &ip, &segment)?;
+        let bytes = self.emit_segment(&segment)?;
         let in_time_wait = self.conn.state() == State::TimeWait;
         let what = match reason {
             SendReason::Retransmission { attempt } => What::Retransmission {
@@ -676,17 +702,68 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         Ok(())
     }
 
+    /// The frame that carries `segment` to the server: Ethernet, then
+    /// IPv4 or IPv6 as the addresses are.
+    fn emit_segment(&mut self, segment: &SegmentRepr) -> Result<Vec<u8>, ClientError> {
+        match (self.params.local_ip, self.params.remote_ip) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let ip = Ipv6Repr {
+                    src,
+                    dst,
+                    flow_label: self.flow_label,
+                    hop_limit: wire::DEFAULT_HOP_LIMIT,
+                };
+                let remote_mac = self.remote_mac.unwrap_or(MacAddr::broadcast());
+                Ok(wire::emit_tcp6(self.local_mac, remote_mac, &ip, segment)?)
+            }
+            _ => {
+                let (remote_mac, ip) = self.next_packet();
+                Ok(wire::emit_tcp(self.local_mac, remote_mac, &ip, segment)?)
+            }
+        }
+    }
+
     /// The next IPv4 header to the server (a fresh identification), and
     /// the MAC to send it to.
     fn next_packet(&mut self) -> (MacAddr, Ipv4Repr) {
         self.ip_ident = self.ip_ident.wrapping_add(1);
+        let (src, dst) = self.ipv4_addrs();
         let ip = Ipv4Repr {
-            src: self.params.local_ip,
-            dst: self.params.remote_ip,
+            src,
+            dst,
             ident: self.ip_ident,
             ttl: wire::DEFAULT_TTL,
         };
         (self.remote_mac.unwrap_or(MacAddr::broadcast()), ip)
+    }
+
+    /// Both addresses must be of one family; checked before anything is
+    /// sent, so the helpers below may assume it.
+    fn check_families(&self) -> Result<(), ClientError> {
+        let (local, remote) = (self.params.local_ip, self.params.remote_ip);
+        if local.is_ipv4() == remote.is_ipv4() {
+            Ok(())
+        } else {
+            Err(ClientError::MixedFamilies { local, remote })
+        }
+    }
+
+    /// Our address and the server's, over IPv4 (unspecified otherwise).
+    fn ipv4_addrs(&self) -> (Ipv4Addr, Ipv4Addr) {
+        let v4 = |ip: IpAddr| match ip {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        (v4(self.params.local_ip), v4(self.params.remote_ip))
+    }
+
+    /// Our address and the server's, over IPv6 (unspecified otherwise).
+    fn ipv6_addrs(&self) -> (Ipv6Addr, Ipv6Addr) {
+        let v6 = |ip: IpAddr| match ip {
+            IpAddr::V6(ip) => ip,
+            IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        (v6(self.params.local_ip), v6(self.params.remote_ip))
     }
 
     /// Sends a frame and hands it to the observer; returns when it was

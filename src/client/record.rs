@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Note;
 use crate::tcp::State;
-use crate::wire::{ArpRepr, SegmentRepr, UdpRepr};
+use crate::wire::{ArpRepr, Ipv6Repr, NdpRepr, SegmentRepr, UdpRepr};
 
 /// Which way a frame went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -50,6 +50,12 @@ pub struct FrameRecord {
 #[derive(Clone, Debug)]
 pub enum FrameKind {
     Arp(ArpRepr),
+    /// A Neighbor Solicitation or Advertisement (IPv6's ARP, RFC 4861),
+    /// with the IPv6 header that carried it.
+    Ndp {
+        ip: Ipv6Repr,
+        ndp: NdpRepr,
+    },
     Segment {
         segment: SegmentRepr,
         checksums_ok: bool,

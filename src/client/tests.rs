@@ -3,12 +3,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::faults::ServerRetransmission;
 use super::*;
-use crate::wire::{ArpOp, ArpRepr, Flags, SeqNumber, TcpFrame, TcpOptions, UdpRepr};
+use crate::wire::{
+    ArpOp, ArpRepr, Flags, Frame6, NdpRepr, SeqNumber, TcpFrame, TcpOptions, UdpRepr,
+};
 
 const SERVER_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 1);
 const CLIENT_MAC: MacAddr = MacAddr(2, 0, 0, 0, 0, 2);
@@ -352,8 +354,8 @@ fn params() -> ClientParams {
     conn.min_rto = Duration::from_millis(30);
     conn.fallback_rto = Duration::from_millis(90);
     ClientParams {
-        local_ip: CLIENT_IP,
-        remote_ip: SERVER_IP,
+        local_ip: CLIENT_IP.into(),
+        remote_ip: SERVER_IP.into(),
         conn,
         data: vec![b"hello".to_vec()],
         expect_reply: 5,
@@ -1204,4 +1206,157 @@ fn behind_a_gateway_the_client_arps_for_the_gateway() {
         &peer.sent[0],
         Frame::Arp { arp, .. } if arp.target_ip == gateway
     ));
+}
+
+/// An IPv6 server on a fake link: answers Neighbor Solicitations for its
+/// address (after soliciting the client's own first, as a kernel with an
+/// empty neighbour cache does), then the SYN with RST+ACK or an ICMPv6
+/// destination unreachable.
+struct Peer6 {
+    inbox: VecDeque<Vec<u8>>,
+    sent: Vec<Frame6>,
+    unreachable: Option<u8>,
+}
+
+const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+
+impl Link for Peer6 {
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let parsed = wire::parse_ipv6(frame).expect("the client sends IPv6");
+        match &parsed {
+            Frame6::Ndp(ndp) => {
+                assert!(ndp.is_valid(), "{ndp:?}");
+                if let NdpRepr::NeighborSolicit { target, .. } = ndp.ndp {
+                    assert_eq!(target, SERVER_IP6);
+                    self.inbox.push_back(
+                        wire::neighbor_solicitation(SERVER_MAC, SERVER_IP6, CLIENT_IP6).unwrap(),
+                    );
+                    self.inbox.push_back(
+                        wire::neighbor_advertisement(
+                            SERVER_MAC, SERVER_IP6, CLIENT_MAC, CLIENT_IP6,
+                        )
+                        .unwrap(),
+                    );
+                }
+            }
+            Frame6::Tcp(syn) if syn.segment.flags.syn() => {
+                assert!(syn.checksum_ok);
+                assert_eq!((syn.src_mac, syn.dst_mac), (CLIENT_MAC, SERVER_MAC));
+                let packet = &frame[wire::ETHERNET_HEADER_LEN..];
+                let bytes = match self.unreachable {
+                    Some(code) => {
+                        let builder = etherparse::PacketBuilder::ethernet2(
+                            SERVER_MAC.octets(),
+                            CLIENT_MAC.octets(),
+                        )
+                        .ipv6(SERVER_IP6.octets(), CLIENT_IP6.octets(), 64)
+                        .icmpv6(
+                            etherparse::Icmpv6Type::DestinationUnreachable(
+                                etherparse::icmpv6::DestUnreachableCode::from_u8(code).unwrap(),
+                            ),
+                        );
+                        let mut out = Vec::new();
+                        builder.write(&mut out, packet).unwrap();
+                        out
+                    }
+                    None => {
+                        let rst = SegmentRepr {
+                            src_port: syn.segment.dst_port,
+                            dst_port: syn.segment.src_port,
+                            seq: SeqNumber(0),
+                            ack: syn.segment.seq + 1,
+                            flags: Flags::RST_ACK,
+                            ..SegmentRepr::default()
+                        };
+                        let ip = Ipv6Repr {
+                            src: SERVER_IP6,
+                            dst: CLIENT_IP6,
+                            flow_label: 0,
+                            hop_limit: 64,
+                        };
+                        wire::emit_tcp6(SERVER_MAC, CLIENT_MAC, &ip, &rst).unwrap()
+                    }
+                };
+                self.inbox.push_back(bytes);
+            }
+            _ => {}
+        }
+        self.sent.push(parsed);
+        Ok(())
+    }
+
+    fn recv(&mut self, _deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.inbox.pop_front())
+    }
+
+    fn mac(&self) -> MacAddr {
+        CLIENT_MAC
+    }
+}
+
+fn run6(unreachable: Option<u8>) -> (Result<Outcome, ClientError>, Peer6, Recorder) {
+    let mut peer = Peer6 {
+        inbox: VecDeque::new(),
+        sent: Vec::new(),
+        unreachable,
+    };
+    let mut recorder = Recorder::default();
+    let p = ClientParams {
+        local_ip: CLIENT_IP6.into(),
+        remote_ip: SERVER_IP6.into(),
+        ..params()
+    };
+    let result = Client::new(&mut peer, &mut recorder, p, Instant::now()).run();
+    (result, peer, recorder)
+}
+
+#[test]
+fn over_ipv6_the_client_solicits_answers_solicitations_and_sends_ipv6() {
+    let (result, peer, recorder) = run6(None);
+    assert!(
+        matches!(result, Err(ClientError::Refused { .. })),
+        "{result:?}"
+    );
+    // Our NS, our NA (to the server's NS for 2001:2::2), then the SYN.
+    let [Frame6::Ndp(ns), Frame6::Ndp(na), Frame6::Tcp(syn)] = &peer.sent[..] else {
+        panic!("{:?}", peer.sent);
+    };
+    assert_eq!(ns.ip.src, CLIENT_IP6);
+    assert_eq!(ns.ip.dst, wire::solicited_node(SERVER_IP6));
+    assert_eq!(
+        na.ndp,
+        NdpRepr::NeighborAdvert {
+            target: CLIENT_IP6,
+            flags: wire::NaFlags {
+                router: false,
+                solicited: true,
+                override_: true,
+            },
+            target_mac: Some(CLIENT_MAC),
+        }
+    );
+    assert_eq!((na.ip.dst, na.dst_mac), (SERVER_IP6, SERVER_MAC));
+    assert_eq!((syn.ip.src, syn.ip.dst), (CLIENT_IP6, SERVER_IP6));
+    assert_eq!(syn.ip.hop_limit, wire::DEFAULT_HOP_LIMIT);
+    // Every NDP frame, both ways, is recorded as NDP for the views.
+    let ndp = recorder
+        .frames
+        .iter()
+        .filter(|r| matches!(r.kind, FrameKind::Ndp { .. }))
+        .count();
+    assert_eq!(ndp, 4);
+}
+
+#[test]
+fn an_icmpv6_unreachable_about_our_syn_ends_the_run_with_its_code() {
+    let (result, _, _) = run6(Some(4));
+    match result {
+        Err(err @ ClientError::Unreachable6 { code: 4, from, .. }) => {
+            assert_eq!(from, SERVER_IP6);
+            assert!(err.is_connection_failure());
+            assert!(err.to_string().contains("port unreachable"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -19,6 +19,10 @@ impl<L: Link, O: Observer> Client<'_, L, O> {
         let start = Instant::now();
         let deadline = start + self.params.timeout;
         self.udp = true;
+        if !self.params.remote_ip.is_ipv4() || !self.params.local_ip.is_ipv4() {
+            // The hand-built datagrams are IPv4 only (`lab --udp` refuses -6).
+            return Err(ClientError::NotOverIpv6("the UDP exchange"));
+        }
         self.resolve_server(deadline)?;
         for (index, payload) in self.params.data.clone().into_iter().enumerate() {
             let datagram = UdpRepr {
@@ -63,8 +67,8 @@ impl<L: Link, O: Observer> Client<'_, L, O> {
     }
 
     pub(super) fn is_our_datagram(&self, frame: &wire::UdpFrame) -> bool {
-        frame.ip.src == self.params.remote_ip
-            && frame.ip.dst == self.params.local_ip
+        std::net::IpAddr::V4(frame.ip.src) == self.params.remote_ip
+            && std::net::IpAddr::V4(frame.ip.dst) == self.params.local_ip
             && frame.datagram.src_port == self.params.conn.remote_port
             && frame.datagram.dst_port == self.params.conn.local_port
     }

@@ -405,8 +405,8 @@ fn run_client_with(
     let mut conn = tcp::Config::new(ours.port(), cfg.target.port(), iss);
     conn.time_wait = cfg.time_wait;
     let params = ClientParams {
-        local_ip: plan.source,
-        remote_ip: *cfg.target.ip(),
+        local_ip: plan.source.into(),
+        remote_ip: (*cfg.target.ip()).into(),
         conn,
         data: cfg.data.clone(),
         expect_reply: match cfg.close {
@@ -435,7 +435,7 @@ fn run_client_with(
     let view = if plan.target_is_local && !matches!(cfg.output, Output::Quiet) {
         SockDiag::open()
             .ok()
-            .map(|diag| KernelView::new(diag, cfg.target, ours, None))
+            .map(|diag| KernelView::new(diag, cfg.target.into(), ours.into(), None))
     } else {
         None
     };
@@ -647,7 +647,7 @@ impl Observer for ConnectObserver {
                     }
                 }
             }
-            FrameKind::Arp(_) | FrameKind::Datagram { .. } => {}
+            FrameKind::Arp(_) | FrameKind::Ndp { .. } | FrameKind::Datagram { .. } => {}
         }
         let at = record.at;
         self.forward.frame(record);

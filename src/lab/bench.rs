@@ -185,7 +185,7 @@ fn run_with(
             pcap: &cfg.pcap,
             narration: &narration,
             output: Output::Quiet,
-            iface: client_interface(),
+            iface: client_interface(cfg.client_ip()),
             server_port: cfg.port,
             client_initial: None,
             server_initial: None,
@@ -193,7 +193,7 @@ fn run_with(
     )?;
 
     let server_cfg = |ip| LabServerConfig {
-        addr: SocketAddrV4::new(ip, cfg.port),
+        addr: SocketAddrV4::new(ip, cfg.port).into(),
         reply: cfg.reply.clone(),
         quickack: cfg.quickack,
         timeout: cfg.timeout,
@@ -206,7 +206,7 @@ fn run_with(
     let start_server = |ip| {
         LabServer::start(server_cfg(ip), Box::new(|_, _, _| {})).map_err(|source| {
             LabError::Server {
-                addr: SocketAddrV4::new(ip, cfg.port),
+                addr: SocketAddrV4::new(ip, cfg.port).into(),
                 source,
             }
         })

@@ -13,7 +13,7 @@ pub mod bench;
 pub mod scenario;
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
@@ -27,7 +27,9 @@ use crate::client::{
     Observer, Outcome,
 };
 use crate::framing::{self, Framing, FramingError};
-use crate::net::labnet::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
+use crate::net::labnet::{
+    self, CLIENT_IF, CLIENT_IP, CLIENT_IP6, SERVER_IF, SERVER_IP, SERVER_IP6,
+};
 use crate::net::link::{Link, PnetLink};
 use crate::net::sockinfo::SockDiag;
 use crate::net::tap::{ServerSideCapture, Tap};
@@ -38,6 +40,7 @@ use crate::session::{
     SessionError,
 };
 use crate::tcp::{self, State};
+use crate::wire::bpf::Filter;
 use crate::wire::SeqNumber;
 
 /// Everything `synack lab` can be asked for.
@@ -52,6 +55,9 @@ pub struct LabConfig {
     pub framing: Option<Framing>,
     /// The same exchange over UDP.
     pub udp: bool,
+    /// The same lab over IPv6 (`-6`): 2001:2::1 and 2001:2::2, Neighbor
+    /// Discovery instead of ARP.
+    pub ipv6: bool,
     /// What the client offers in its SYN.
     pub offer: Offer,
     pub reply: Vec<u8>,
@@ -108,7 +114,39 @@ impl Default for Offer {
     }
 }
 
+/// The MSS over IPv6 on the lab's 1500-byte link: the MTU less the
+/// 40-byte IPv6 and 20-byte TCP headers (RFC 8200 §5, RFC 9293 §3.7.1).
+pub const IPV6_MSS: u16 = 1440;
+
 impl LabConfig {
+    /// The server's address: 198.18.0.1, or 2001:2::1 with `-6`.
+    pub fn server_ip(&self) -> IpAddr {
+        if self.ipv6 {
+            SERVER_IP6.into()
+        } else {
+            SERVER_IP.into()
+        }
+    }
+
+    /// The address synack's client plays: 198.18.0.2, or 2001:2::2.
+    pub fn client_ip(&self) -> IpAddr {
+        if self.ipv6 {
+            CLIENT_IP6.into()
+        } else {
+            CLIENT_IP.into()
+        }
+    }
+
+    /// The largest segment the link carries (MTU less the IP and TCP
+    /// headers): 1460 over IPv4, 1440 over IPv6.
+    pub fn link_mss(&self) -> u16 {
+        if self.ipv6 {
+            IPV6_MSS
+        } else {
+            tcp::DEFAULT_MSS
+        }
+    }
+
     /// The bytes of each application write as they go on the wire (framed
     /// when asked).
     ///
@@ -153,7 +191,7 @@ impl LabConfig {
     /// MSS it will send with (ours or Linux's 1460, whichever is smaller,
     /// less the timestamps option).
     pub fn data_segments(&self) -> usize {
-        let mut mss = usize::from(self.offer.mss.min(tcp::DEFAULT_MSS));
+        let mut mss = usize::from(self.offer.mss.min(self.link_mss()));
         if self.offer.timestamps {
             mss = mss.saturating_sub(tcp::TIMESTAMPS_OPTION_LEN);
         }
@@ -171,7 +209,7 @@ impl LabConfig {
     /// it closes first, aborts or answers after the half-close as the
     /// teardown asks, and reads the client's `writes` plain, sticky or
     /// framed.
-    fn server_config(&self, addr: SocketAddrV4, writes: &[Vec<u8>]) -> LabServerConfig {
+    fn server_config(&self, addr: SocketAddr, writes: &[Vec<u8>]) -> LabServerConfig {
         LabServerConfig {
             addr,
             reply: self.reply.clone(),
@@ -203,6 +241,7 @@ impl LabConfig {
             time_wait: self.time_wait,
             timeout: self.timeout,
             udp: self.udp,
+            ipv6: self.ipv6,
             largest_write: self.data.iter().map(Vec::len).max().unwrap_or(0),
         }
     }
@@ -217,7 +256,7 @@ pub enum LabError {
     Net(#[from] labnet::LabNetError),
     #[error("starting the server on {addr}")]
     Server {
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         #[source]
         source: io::Error,
     },
@@ -272,7 +311,7 @@ fn open_outputs(cfg: &LabConfig) -> Result<Outputs, LabError> {
 /// `taken`.
 fn start_server(
     cfg: &LabConfig,
-    addr: SocketAddrV4,
+    addr: SocketAddr,
     writes: &[Vec<u8>],
     tx: &Sender<Message>,
     taken: &Arc<AtomicUsize>,
@@ -281,7 +320,7 @@ fn start_server(
         return Ok(None);
     }
     let server_tx = tx.clone();
-    let started = if cfg.udp {
+    let started = if let (true, SocketAddr::V4(addr)) = (cfg.udp, addr) {
         LabServer::start_udp(
             addr,
             cfg.reply.clone(),
@@ -316,7 +355,11 @@ fn run_with(
 ) -> Result<Summary, LabError> {
     let setup_start = Instant::now();
     let ns = labnet::enter_private_namespace()?;
-    labnet::build_lab_network(ns)?;
+    if cfg.ipv6 {
+        labnet::build_lab_network_ipv6(ns)?;
+    } else {
+        labnet::build_lab_network(ns)?;
+    }
     let setup = setup_start.elapsed();
 
     let Outputs {
@@ -331,10 +374,15 @@ fn run_with(
         Some((file, path)) => {
             let iface = Interface {
                 name: SERVER_IF.to_string(),
-                description: format!("the server's end of the lab's veth ({SERVER_IP})"),
+                description: format!("the server's end of the lab's veth ({})", cfg.server_ip()),
             };
             let writer = session::capture_writer(file, path, false, &iface)?;
             let tap = Tap::open(SERVER_IF).map_err(LabError::ServerSide)?;
+            if cfg.ipv6 {
+                no_mld()
+                    .and_then(|program| tap.keep_only(&program))
+                    .map_err(LabError::ServerSide)?;
+            }
             Some(ServerSideCapture::start(tap, writer).map_err(LabError::ServerSide)?)
         }
         None => None,
@@ -346,7 +394,7 @@ fn run_with(
             pcap: &cfg.pcap,
             narration: &cfg.narration,
             output: cfg.output,
-            iface: client_interface(),
+            iface: client_interface(cfg.client_ip()),
             server_port: cfg.port,
             client_initial: (!cfg.udp).then_some(State::Closed),
             server_initial: match (cfg.udp, cfg.refused) {
@@ -359,15 +407,24 @@ fn run_with(
     let send = |msg: Message| session.send(msg);
     send(Message::Event(LabEvent::Setup {
         setup_us: setup.as_micros() as u64,
-        server: if cfg.udp {
-            format!("{SERVER_IF} {SERVER_IP}/24 (kernel UDP, std::net::UdpSocket)")
-        } else {
-            format!("{SERVER_IF} {SERVER_IP}/24 (kernel TCP, std::net::TcpListener)")
+        server: match (cfg.udp, cfg.ipv6) {
+            (true, _) => format!("{SERVER_IF} {SERVER_IP}/24 (kernel UDP, std::net::UdpSocket)"),
+            (false, false) => {
+                format!("{SERVER_IF} {SERVER_IP}/24 (kernel TCP, std::net::TcpListener)")
+            }
+            (false, true) => format!(
+                "{SERVER_IF} {SERVER_IP6}/{} (kernel TCP, std::net::TcpListener)",
+                labnet::PREFIX6_LEN
+            ),
         },
-        client: format!("{CLIENT_IF} (no IPv4; synack plays {CLIENT_IP})"),
+        client: if cfg.ipv6 {
+            format!("{CLIENT_IF} (IPv6 off; synack plays {CLIENT_IP6})")
+        } else {
+            format!("{CLIENT_IF} (no IPv4; synack plays {CLIENT_IP})")
+        },
     }));
 
-    let server_addr = SocketAddrV4::new(SERVER_IP, cfg.port);
+    let server_addr = SocketAddr::new(cfg.server_ip(), cfg.port);
     // How many of the client's writes the server application has taken
     // (reads with data, or whole messages): without --sticky the client
     // sends the next write only after the server read the last.
@@ -375,14 +432,14 @@ fn run_with(
     let writes = cfg.writes()?;
     let server = start_server(cfg, server_addr, &writes, &session.sender(), &taken)?;
 
-    let mut link = PnetLink::open(CLIENT_IF).map_err(LabError::Link)?;
+    let mut link = open_client_link(cfg.ipv6).map_err(LabError::Link)?;
     let params = client_params(cfg, cfg.isn, cfg.time_wait, None);
     let local_port = params.conn.local_port;
     let view = match SockDiag::open() {
         Ok(diag) => Some(KernelView::new(
             diag,
             server_addr,
-            SocketAddrV4::new(CLIENT_IP, local_port),
+            SocketAddr::new(cfg.client_ip(), local_port),
             // Before the connection's socket exists, only the listener
             // does, if any.
             Some(if cfg.refused {
@@ -499,8 +556,8 @@ fn client_params(
         conn.initial_rto = SYNACK_DROP_SYN_RTO;
     }
     ClientParams {
-        local_ip: CLIENT_IP,
-        remote_ip: SERVER_IP,
+        local_ip: cfg.client_ip(),
+        remote_ip: cfg.server_ip(),
         conn,
         // Checked when the lab starts (`LabConfig::writes`); a benchmark
         // cycle sends the writes unframed.
@@ -536,11 +593,32 @@ fn exchange<L: Link, O: Observer>(
 pub const SYNACK_DROP_SYN_RTO: Duration = Duration::from_secs(3);
 
 /// The interface the client's capture names.
-fn client_interface() -> Interface {
+fn client_interface(client_ip: IpAddr) -> Interface {
     Interface {
         name: CLIENT_IF.to_string(),
-        description: format!("synack's client ({CLIENT_IP}), the client's end of the lab's veth"),
+        description: format!("synack's client ({client_ip}), the client's end of the lab's veth"),
     }
+}
+
+/// The client's AF_PACKET socket on `cli0`. Over IPv6 the server's kernel
+/// sends MLD reports for 2001:2::1's solicited-node group (no sysctl stops
+/// them): a BPF filter keeps them out of the socket, so they reach
+/// neither the capture nor the narration.
+fn open_client_link(ipv6: bool) -> io::Result<PnetLink> {
+    if ipv6 {
+        PnetLink::open_filtered(CLIENT_IF, &no_mld()?)
+    } else {
+        PnetLink::open(CLIENT_IF)
+    }
+}
+
+/// The BPF program that drops MLD (`not (icmp6 types 130, 131, 132,
+/// 143)`), keeping Neighbor Discovery and TCP.
+fn no_mld() -> io::Result<Vec<crate::wire::bpf::Insn>> {
+    Filter::mld()
+        .not()
+        .compile()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 
 /// The lab's observer: every frame to the reporter (with the server's
@@ -596,6 +674,7 @@ mod tests {
             sticky: false,
             framing: None,
             udp: false,
+            ipv6: false,
             offer: Offer::default(),
             reply: b"hello, client".to_vec(),
             time_wait: Duration::ZERO,

@@ -30,6 +30,8 @@ pub struct ScenarioOptions<'a> {
     pub udp: bool,
     /// Bytes of the longest --data write (one datagram over UDP).
     pub largest_write: usize,
+    /// The lab runs over IPv6 (`-6`).
+    pub ipv6: bool,
 }
 
 /// The MTU of the lab's veth pair (Linux's default for a veth).
@@ -116,6 +118,13 @@ pub fn check(o: &ScenarioOptions<'_>) -> Result<(), String> {
     }
     if o.teardown == Teardown::HalfClose && o.data_len == 0 {
         return Err("--half-close needs --data: the client shuts down after sending it".into());
+    }
+    if o.udp && o.ipv6 {
+        return Err(
+            "--udp is not built over IPv6 yet (the client builds IPv4 datagrams only): leave \
+             out -6, or --udp"
+                .into(),
+        );
     }
     if o.udp {
         let mtu = format!(
@@ -227,6 +236,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             udp: false,
             largest_write: 5,
+            ipv6: false,
         }
     }
 
@@ -254,6 +264,23 @@ mod tests {
             ..udp(5000, 5000)
         };
         assert_eq!(check(&tcp), Ok(()));
+    }
+
+    #[test]
+    fn udp_over_ipv6_is_refused_and_tcp_over_ipv6_passes() {
+        let none = DropSpec::none();
+        let udp6 = ScenarioOptions {
+            udp: true,
+            ipv6: true,
+            ..opts(&none)
+        };
+        let why = check(&udp6).unwrap_err();
+        assert!(why.contains("--udp is not built over IPv6"), "{why}");
+        let tcp6 = ScenarioOptions {
+            ipv6: true,
+            ..opts(&none)
+        };
+        assert_eq!(check(&tcp6), Ok(()));
     }
 
     #[test]

@@ -187,7 +187,22 @@ impl LabNetError {
 /// # Errors
 /// As [`build_veth_pair`], or [`LabNetError::UsernsBlocked`].
 pub fn build_lab_network(ns: Namespace) -> Result<(), LabNetError> {
-    build_veth_pair().map_err(|err| match (ns, err.refusal()) {
+    explain_refusal(ns, build_veth_pair())
+}
+
+/// [`build_veth_pair_ipv6`] in the namespace `ns` entered (`lab -6`),
+/// refusals explained as for [`build_lab_network`].
+///
+/// # Errors
+/// As [`build_veth_pair_ipv6`], or [`LabNetError::UsernsBlocked`].
+pub fn build_lab_network_ipv6(ns: Namespace) -> Result<(), LabNetError> {
+    explain_refusal(ns, build_veth_pair_ipv6())
+}
+
+/// Inside a user namespace, a refusal is put down to the host setting
+/// that made the namespace powerless, if one did.
+fn explain_refusal(ns: Namespace, built: Result<(), LabNetError>) -> Result<(), LabNetError> {
+    built.map_err(|err| match (ns, err.refusal()) {
         (Namespace::User { .. }, Some(errno)) => {
             match userns::diagnose(UsernsStep::NetworkSetup, errno, &UsernsSysctls::read()) {
                 Some(blocker) => LabNetError::UsernsBlocked(blocker),

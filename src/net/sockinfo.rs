@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
-use netlink_packet_sock_diag::constants::{AF_INET, IPPROTO_TCP};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::{
     ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags,
 };
@@ -223,6 +223,7 @@ fn dump_request() -> NetlinkMessage<SockDiagMessage> {
     inet_request(
         NLM_F_REQUEST | NLM_F_DUMP,
         DUMP_SEQUENCE,
+        AF_INET,
         SocketId::new_v4(),
     )
 }
@@ -230,7 +231,12 @@ fn dump_request() -> NetlinkMessage<SockDiagMessage> {
 /// An `inet_diag_req_v2` for IPv4 TCP sockets in every state. StateFlags
 /// names states 1..=11 only; bit 12 asks for the request sockets
 /// (TCP_NEW_SYN_RECV) as well, as `ss` does.
-fn inet_request(flags: u16, sequence: u32, socket_id: SocketId) -> NetlinkMessage<SockDiagMessage> {
+fn inet_request(
+    flags: u16,
+    sequence: u32,
+    family: u8,
+    socket_id: SocketId,
+) -> NetlinkMessage<SockDiagMessage> {
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     header.sequence_number = sequence;
@@ -238,7 +244,7 @@ fn inet_request(flags: u16, sequence: u32, socket_id: SocketId) -> NetlinkMessag
     let mut message = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
-            family: AF_INET,
+            family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
             states,
@@ -325,8 +331,8 @@ impl SockDiag {
     /// The netlink calls' errors, or an answer that does not parse.
     pub fn lookup(
         &mut self,
-        local: std::net::SocketAddrV4,
-        remote: std::net::SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
     ) -> io::Result<Option<KernelSocket>> {
         let request = lookup_request(local, remote);
         let mut out = vec![0; request.buffer_len()];
@@ -348,7 +354,7 @@ impl SockDiag {
                 // port; only the connection itself counts.
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
                     Ok(KernelSocket::from_header(&response.header)
-                        .filter(|sock| sock.remote == std::net::SocketAddr::V4(remote)))
+                        .filter(|sock| sock.remote == remote))
                 }
                 NetlinkPayload::Error(error) => match error.code {
                     Some(code) if -code.get() == libc::ENOENT => Ok(None),
@@ -366,18 +372,20 @@ impl SockDiag {
 const MAX_LOOKUP_READS: usize = 16;
 
 /// `inet_diag_req_v2` for exactly one 4-tuple (no `NLM_F_DUMP`).
-fn lookup_request(
-    local: std::net::SocketAddrV4,
-    remote: std::net::SocketAddrV4,
-) -> NetlinkMessage<SockDiagMessage> {
-    let mut socket_id = SocketId::new_v4();
+fn lookup_request(local: SocketAddr, remote: SocketAddr) -> NetlinkMessage<SockDiagMessage> {
+    let mut socket_id = if local.is_ipv6() {
+        SocketId::new_v6()
+    } else {
+        SocketId::new_v4()
+    };
     socket_id.source_port = local.port();
     socket_id.destination_port = remote.port();
-    socket_id.source_address = std::net::IpAddr::V4(*local.ip());
-    socket_id.destination_address = std::net::IpAddr::V4(*remote.ip());
+    socket_id.source_address = local.ip();
+    socket_id.destination_address = remote.ip();
     // INET_DIAG_NOCOOKIE: match on the addresses, not on a cookie.
     socket_id.cookie = [0xff; 8];
-    inet_request(NLM_F_REQUEST, LOOKUP_SEQUENCE, socket_id)
+    let family = if local.is_ipv6() { AF_INET6 } else { AF_INET };
+    inet_request(NLM_F_REQUEST, LOOKUP_SEQUENCE, family, socket_id)
 }
 
 fn invalid(message: String) -> io::Error {
@@ -623,22 +631,39 @@ mod tests {
     #[test]
     fn lookup_finds_both_ends_of_a_connection_and_nothing_else() {
         let (listener, client, server) = loopback_pair();
-        let (SocketAddr::V4(client_addr), SocketAddr::V4(server_addr)) =
-            (client.local_addr().unwrap(), server.local_addr().unwrap())
-        else {
-            panic!("not IPv4")
-        };
+        let (client_addr, server_addr) =
+            (client.local_addr().unwrap(), server.local_addr().unwrap());
         let mut diag = SockDiag::open().unwrap();
         let found = diag.lookup(server_addr, client_addr).unwrap().unwrap();
         assert_eq!(found.state, State::Established);
-        assert_eq!(found.local, SocketAddr::V4(server_addr));
+        assert_eq!(found.local, server_addr);
         let other = diag.lookup(client_addr, server_addr).unwrap().unwrap();
-        assert_eq!(other.remote, SocketAddr::V4(server_addr));
+        assert_eq!(other.remote, server_addr);
         // The same socket answers again (the netlink socket is reused).
         assert!(diag.lookup(server_addr, client_addr).unwrap().is_some());
-        let nobody = std::net::SocketAddrV4::new(*client_addr.ip(), 1);
+        let nobody = SocketAddr::new(client_addr.ip(), 1);
         assert_eq!(diag.lookup(server_addr, nobody).unwrap(), None);
         drop(listener);
+    }
+
+    #[test]
+    fn lookup_finds_an_ipv6_connection() {
+        // `lab -6` asks about [2001:2::1]:port ⇄ [2001:2::2]:port the same way.
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here; skipped");
+            return;
+        };
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (client_addr, server_addr) =
+            (client.local_addr().unwrap(), server.local_addr().unwrap());
+        assert!(server_addr.is_ipv6());
+        let mut diag = SockDiag::open().unwrap();
+        let found = diag.lookup(server_addr, client_addr).unwrap().unwrap();
+        assert_eq!(found.state, State::Established);
+        assert_eq!((found.local, found.remote), (server_addr, client_addr));
+        let nobody = SocketAddr::new(client_addr.ip(), 1);
+        assert_eq!(diag.lookup(server_addr, nobody).unwrap(), None);
     }
 
     #[test]

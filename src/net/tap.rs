@@ -84,6 +84,15 @@ impl Tap {
         Ok(Tap { fd, ifindex })
     }
 
+    /// From now on keeps only the frames the classic BPF `program` accepts
+    /// (`lab -6 --server-side`: no MLD), and drops what queued before.
+    ///
+    /// # Errors
+    /// The kernel rejects the program.
+    pub fn keep_only(&self, program: &[crate::wire::bpf::Insn]) -> io::Result<()> {
+        super::sys::attach_filter(&self.fd, program)
+    }
+
     /// The next frame of the interface and when the kernel received or sent
     /// it; `Ok(None)` when none came within the read timeout.
     ///

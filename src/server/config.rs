@@ -5,7 +5,7 @@
 //! serve` could not start ([`ServeError`]). Pure: no sockets here.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::reply::{Reply, Responder};
@@ -248,7 +248,8 @@ impl Default for Reading {
 /// How the lab's server behaves.
 #[derive(Clone, Debug)]
 pub struct LabServerConfig {
-    pub addr: SocketAddrV4,
+    /// IPv4 or IPv6 (`lab -6`).
+    pub addr: SocketAddr,
     /// What it sends back after each read or message (nothing when empty).
     pub reply: Vec<u8>,
     /// Set `TCP_QUICKACK` once the read returned EOF, so the kernel ACKs

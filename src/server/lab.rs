@@ -134,9 +134,9 @@ impl LabServer {
     /// # Errors
     /// `bind()`/`listen()` errors (address in use, no such address).
     pub fn start(cfg: LabServerConfig, notify: Notify) -> io::Result<LabServer> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        let socket = Socket::new(Domain::for_address(cfg.addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
-        socket.bind(&SocketAddr::V4(cfg.addr).into())?;
+        socket.bind(&cfg.addr.into())?;
         socket.listen(128)?;
         let listener: TcpListener = socket.into();
         let addr = listener.local_addr()?;
@@ -548,7 +548,7 @@ mod tests {
     ) -> (LabServer, Receiver<ServerEvent>, TcpStream) {
         let (tx, rx) = mpsc::channel();
         let mut cfg = LabServerConfig {
-            addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0).into(),
             reply: b"hello, client".to_vec(),
             quickack: true,
             timeout: TIMEOUT,
@@ -758,7 +758,7 @@ mod tests {
         let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
         let tcp = LabServer::start(
             LabServerConfig {
-                addr,
+                addr: addr.into(),
                 reply: Vec::new(),
                 quickack: false,
                 timeout: Duration::from_secs(60),

@@ -12,7 +12,7 @@ pub mod reporter;
 
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -364,8 +364,8 @@ pub fn capture_writer(
 /// quiet runs and benchmarks go without.
 pub struct KernelView {
     pub diag: SockDiag,
-    pub server: SocketAddrV4,
-    pub client: SocketAddrV4,
+    pub server: SocketAddr,
+    pub client: SocketAddr,
     /// The server's state before its socket for this connection exists:
     /// LISTEN when a server listens, CLOSED when none does, unknown (a
     /// server of the user's elsewhere).
@@ -376,8 +376,8 @@ pub struct KernelView {
 impl KernelView {
     pub fn new(
         diag: SockDiag,
-        server: SocketAddrV4,
-        client: SocketAddrV4,
+        server: SocketAddr,
+        client: SocketAddr,
         before: Option<State>,
     ) -> KernelView {
         KernelView {

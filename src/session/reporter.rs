@@ -417,6 +417,30 @@ impl ReporterState {
                 });
                 comment
             }
+            FrameKind::Ndp { ip, ndp } => {
+                let text = narrate::ndp_text(&ip, &ndp);
+                let comment = comments.then(|| narrate::ndp_comment(dir, &ndp, &text));
+                let rung = Seed::Arrow {
+                    way: way(dir),
+                    // The ladder's arrows are short: NS/NA, as tshark's
+                    // Info column abbreviates them.
+                    label: format!(
+                        "NDP {}",
+                        text.replace("Neighbor Solicitation:", "NS")
+                            .replace("Neighbor Advertisement:", "NA")
+                    ),
+                    color: ladder::Color::Other,
+                    client: None,
+                    server: None,
+                    notes: Vec::new(),
+                };
+                self.emit_with(at, Some(rung), move |t_ns| LabEvent::Ndp {
+                    t_ns,
+                    dir,
+                    text,
+                });
+                comment
+            }
             FrameKind::Segment {
                 segment,
                 checksums_ok,
@@ -771,6 +795,7 @@ impl ReporterState {
                         | LabEvent::Datagram(_)
                         | LabEvent::Arp { .. }
                         | LabEvent::App { .. }
+                        | LabEvent::Ndp { .. }
                 );
                 if is_frame && !self.header_printed {
                     self.header_printed = true;

@@ -2,6 +2,8 @@
 //! loudly (and fail under CI=true), and tshark as the independent oracle.
 #![allow(dead_code)]
 
+pub mod ipv6;
+
 use std::path::Path;
 use std::process::Command;
 

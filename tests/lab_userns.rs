@@ -194,7 +194,7 @@ fn nobody_runs_the_ipv6_lab_in_a_user_namespace() {
     for part in [
         "Neighbor Solicitation: who has 2001:2::1? tell 2001:2::2",
         "SYN-SENT → ESTABLISHED | SYN-RECEIVED",
-        "FIN-WAIT-2 → TIME-WAIT | LAST-ACK",
+        "FIN-WAIT-2 → TIME-WAIT | CLOSE-WAIT → LAST-ACK",
     ] {
         assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
     }

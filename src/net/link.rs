@@ -73,7 +73,10 @@ pub struct PnetLink {
     buf: Vec<u8>,
     /// Until when [`Link::recv`] polls without sleeping ([`SPIN`]).
     spin_until: Option<Instant>,
-    /// Whether it does so at all (not for a capture).
+    /// Whether it does so at all: `synack connect`'s links do. The lab's
+    /// does not: its client checks between frames whether its server
+    /// thread has read the last write (`Observer::may_write`), which a
+    /// spinning wait would leave unchecked until the next frame.
     spin: bool,
     mac: MacAddr,
     /// Frames we sent whose looped-back copy has not come back yet
@@ -96,13 +99,14 @@ impl PnetLink {
 
     /// As [`PnetLink::open`], receiving only the frames `filter` accepts
     /// (a classic BPF program from [`crate::wire::bpf`], attached before
-    /// the socket is bound, so no frame gets past it).
+    /// the socket is bound, so no frame gets past it), and polling
+    /// [`SPIN`] long after each frame before it sleeps (`synack connect`).
     ///
     /// # Errors
     /// As [`PnetLink::open`]; `InvalidInput` when the kernel rejects the
     /// program.
     pub fn open_filtered(name: &str, filter: &[Insn]) -> io::Result<PnetLink> {
-        Self::open_with(name, false, false, Some(filter))
+        Self::open_with(name, false, true, Some(filter))
     }
 
     /// A receive-only capture of the frames `filter` accepts on `name`
@@ -118,7 +122,7 @@ impl PnetLink {
         ignore_outgoing: bool,
         filter: &[Insn],
     ) -> io::Result<PnetLink> {
-        Self::open_with(name, ignore_outgoing, true, Some(filter))
+        Self::open_with(name, ignore_outgoing, false, Some(filter))
     }
 
     /// A link on the loopback interface `name`, where every frame is both
@@ -142,7 +146,7 @@ impl PnetLink {
         mark: Option<u32>,
         filter: Option<&[Insn]>,
     ) -> io::Result<PnetLink> {
-        let mut link = Self::open_with(name, true, false, filter)?;
+        let mut link = Self::open_with(name, true, true, filter)?;
         link.echoes = Some(VecDeque::new());
         let raw = socket2::Socket::new(
             socket2::Domain::IPV4,
@@ -159,7 +163,7 @@ impl PnetLink {
     fn open_with(
         name: &str,
         ignore_outgoing: bool,
-        capture: bool,
+        spin: bool,
         filter: Option<&[Insn]>,
     ) -> io::Result<PnetLink> {
         let iface: NetworkInterface = datalink::interfaces()
@@ -201,7 +205,7 @@ impl PnetLink {
                 sock: ours,
                 buf: vec![0; FRAME_BUFFER],
                 spin_until: None,
-                spin: !capture,
+                spin,
                 mac,
                 echoes: None,
                 raw_tx: None,

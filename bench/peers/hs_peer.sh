@@ -110,7 +110,7 @@ import json, subprocess, sys, os
 rd = sys.argv[1]
 here = os.environ["LAB_DIR"]
 w = json.loads(subprocess.check_output([sys.executable, f"{here}/benchlib.py", "wire", f"{rd}/wire.pcap"]))
-for k in ("synack", "hs", "cycle"):
+for k in ("synack", "hs", "ack", "cycle"):
     if w[k]:
         open(f"{rd}/wire_{k}.ns", "w").write("\n".join(map(str, w[k])) + "\n")
 open(f"{rd}/wire.json", "w").write(json.dumps({"conns": w["conns"], "rst": w["rst"],

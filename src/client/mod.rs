@@ -101,6 +101,14 @@ pub trait Observer {
     /// The client's application made a socket call, right before the
     /// segments it causes.
     fn call(&mut self, _at: Instant, _call: ClientCall) {}
+    /// Whether [`Observer::negotiated`] is wanted: the lines are made only
+    /// then, so the client answers the SYN-ACK sooner.
+    fn wants_negotiated(&self) -> bool {
+        false
+    }
+    /// The client has answered everything that arrived and is about to
+    /// wait for the next frame: the time to hand over what was held back.
+    fn idle(&mut self) {}
 }
 
 /// How a run ended badly.
@@ -310,6 +318,7 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
                 });
             }
             let wait_until = self.wait_until(now, deadline);
+            self.observer.idle();
             if let Some(bytes) = self.link.recv(wait_until)? {
                 self.on_frame(bytes)?;
             }
@@ -500,7 +509,8 @@ impl<'a, L: Link, O: Observer> Client<'a, L, O> {
         let (syn_ack_options, syn_ack_window) = (segment.options, segment.window);
         let kind = self.segment_kind(segment, checksums_ok, changes, note);
         self.received(rx, kind);
-        if let (true, Some(agreed)) = (opened, self.conn.negotiated()) {
+        let wanted = opened && self.observer.wants_negotiated();
+        if let (true, Some(agreed)) = (wanted, self.conn.negotiated()) {
             let lines = handshake::explain(
                 self.conn.config(),
                 &syn_ack_options,

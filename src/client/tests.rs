@@ -670,6 +670,9 @@ impl Observer for Gate {
         }
         ok
     }
+    fn wants_negotiated(&self) -> bool {
+        true
+    }
     fn negotiated(&mut self, _at: Instant, lines: Vec<String>) {
         self.negotiated = lines;
     }
@@ -1359,4 +1362,69 @@ fn an_icmpv6_unreachable_about_our_syn_ends_the_run_with_its_code() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Notes how many frames the client had handed over each time it went
+/// idle, and whether it made the negotiation's lines.
+#[derive(Default)]
+struct Idler {
+    recorder: Recorder,
+    idles: Vec<usize>,
+    negotiated: usize,
+}
+
+impl Observer for Idler {
+    fn frame(&mut self, record: FrameRecord) {
+        self.recorder.frame(record);
+    }
+    fn state_changed(&mut self, at: Instant, changes: Vec<(State, State)>) {
+        self.recorder.state_changed(at, changes);
+    }
+    fn idle(&mut self) {
+        self.idles.push(self.recorder.frames.len());
+    }
+    fn negotiated(&mut self, _at: Instant, _lines: Vec<String>) {
+        self.negotiated += 1;
+    }
+}
+
+/// The observer hears "idle" (when a session hands its records to the
+/// reporter thread) only once the client has answered what arrived: the
+/// SYN-ACK's ACK and the first write go out first. The negotiation's
+/// lines are not made for an observer that does not want them.
+#[test]
+fn the_client_answers_the_syn_ack_before_it_goes_idle() {
+    let mut peer = FakePeer::new(Script::default());
+    let mut idler = Idler::default();
+    Client::new(&mut peer, &mut idler, params(), Instant::now())
+        .run()
+        .unwrap();
+    let frames = &idler.recorder.frames;
+    let syn_ack = frames
+        .iter()
+        .position(|r| {
+            matches!(&r.kind, FrameKind::Segment { segment, .. }
+                if segment.flags.syn() && segment.flags.ack())
+        })
+        .expect("a SYN-ACK");
+    let after: Vec<String> = frames[syn_ack + 1..syn_ack + 3]
+        .iter()
+        .map(|r| match &r.kind {
+            FrameKind::Segment { segment, .. } => {
+                format!("{:?} {} {}", r.dir, segment.flags, segment.payload.len())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        after[0].starts_with("ClientToServer") && after[1].starts_with("ClientToServer"),
+        "{after:?}"
+    );
+    assert!(
+        !idler.idles.contains(&(syn_ack + 1)) && !idler.idles.contains(&(syn_ack + 2)),
+        "idle between the SYN-ACK and its answers: {:?} (SYN-ACK at {syn_ack})",
+        idler.idles
+    );
+    assert!(idler.idles.contains(&(syn_ack + 3)), "{:?}", idler.idles);
+    assert_eq!(idler.negotiated, 0);
 }

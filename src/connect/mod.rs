@@ -45,6 +45,10 @@ use route::{Route, RouteError};
 /// `--close client`: how long the reply must be quiet before our FIN.
 pub const REPLY_QUIET: Duration = Duration::from_millis(200);
 
+/// With `-q`, the frames are handed to the reporter (which writes the
+/// capture) in batches of at least this many.
+const QUIET_BATCH: usize = 64;
+
 /// Who ends the connection, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseMode {
@@ -439,8 +443,16 @@ fn run_client_with(
     } else {
         None
     };
+    // The reporter gets each frame once the client waits for the next one,
+    // not before it answered; with -q nothing is printed live, so it gets
+    // them in batches (all at the end of a short run).
+    let hold = if matches!(cfg.output, Output::Quiet) {
+        QUIET_BATCH
+    } else {
+        1
+    };
     let mut observer = ConnectObserver {
-        forward: session.forwarder(interrupted, view),
+        forward: session.forwarder(interrupted, view).holding(hold),
         ours,
         server: cfg.target,
         loopback: plan.loopback,
@@ -563,7 +575,7 @@ struct ConnectObserver {
 impl ConnectObserver {
     /// A line of explanation, printed right after the frame it explains
     /// (the reporter's notes speak for the client, so this is an event).
-    fn explain(&self, at: Instant, text: String) {
+    fn explain(&mut self, at: Instant, text: String) {
         self.forward.send(Message::Said { at, text });
     }
 }
@@ -666,6 +678,10 @@ impl Observer for ConnectObserver {
 
     fn call(&mut self, at: Instant, call: ClientCall) {
         self.forward.call(at, call);
+    }
+
+    fn idle(&mut self) {
+        self.forward.idle();
     }
 }
 

@@ -652,6 +652,10 @@ impl Observer for LabObserver {
             .is_none_or(|taken| taken.load(Ordering::SeqCst) >= index)
     }
 
+    fn wants_negotiated(&self) -> bool {
+        self.explain_options
+    }
+
     fn negotiated(&mut self, at: Instant, lines: Vec<String>) {
         if self.explain_options {
             self.forward.send(Message::Options { at, lines });

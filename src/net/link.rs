@@ -6,18 +6,36 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::socket::{recv, send, MsgFlags};
+use nix::sys::time::TimeSpec;
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender, NetworkInterface};
 
 use crate::wire::bpf::Insn;
 use crate::wire::{MacAddr, ETHERNET_HEADER_LEN};
 
-/// pnet's receive timeout is fixed when the channel is made (libpnet PR
-/// #650 is unmerged), so it is short and [`Link::recv`] loops to its own
-/// deadline. `poll()` counts milliseconds: 1 ms is the shortest.
+/// The longest [`Link::recv`] blocks in one call, so the caller checks its
+/// flags (Ctrl-C) at least this often.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// After each frame sent or received, [`PnetLink`] polls its socket
+/// without sleeping for this long before it blocks: the answer to a
+/// segment tends to come within tens of microseconds, and a thread woken
+/// from sleep takes about as long again to run (a kernel client answers
+/// from the softirq that received the segment). It yields the CPU between
+/// polls, so a server on the same CPU runs first. Bounded, so a quiet
+/// connection costs at most this much CPU per frame.
+pub const SPIN: Duration = Duration::from_micros(500);
+
+/// At most this many non-blocking reads in one [`PnetLink::recv`] call
+/// (each is a system call of about a microsecond, so [`SPIN`] ends first).
+const MAX_READS: usize = 100_000;
+
+/// The largest frame [`PnetLink`] reads (the MTU of `lo` is 65536).
+const FRAME_BUFFER: usize = 65536 + 64;
 
 /// A link that carries Ethernet frames.
 pub trait Link {
@@ -43,10 +61,23 @@ pub trait Link {
 /// their looped-back copies on `lo`.
 const ECHO_MEMORY: usize = 16;
 
-/// A pnet datalink channel on one interface.
+/// An AF_PACKET socket on one interface, bound by pnet's datalink
+/// channel; frames are read and written on the socket directly (pnet's
+/// sender polls before every write, its receiver sleeps in `poll()` by
+/// whole milliseconds).
 pub struct PnetLink {
-    tx: Box<dyn DataLinkSender>,
-    rx: Box<dyn DataLinkReceiver>,
+    /// pnet's channel, kept for the socket it bound (it closes it).
+    _channel: (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>),
+    /// The same socket, for our own reads and writes.
+    sock: OwnedFd,
+    buf: Vec<u8>,
+    /// Until when [`Link::recv`] polls without sleeping ([`SPIN`]).
+    spin_until: Option<Instant>,
+    /// Whether it does so at all: `synack connect`'s links do. The lab's
+    /// does not: its client checks between frames whether its server
+    /// thread has read the last write (`Observer::may_write`), which a
+    /// spinning wait would leave unchecked until the next frame.
+    spin: bool,
     mac: MacAddr,
     /// Frames we sent whose looped-back copy has not come back yet
     /// (only on a loopback link).
@@ -63,18 +94,19 @@ impl PnetLink {
     /// `NotFound` for an unknown interface, `PermissionDenied` without
     /// CAP_NET_RAW.
     pub fn open(name: &str) -> io::Result<PnetLink> {
-        Self::open_with(name, false, None)
+        Self::open_with(name, false, false, None)
     }
 
     /// As [`PnetLink::open`], receiving only the frames `filter` accepts
     /// (a classic BPF program from [`crate::wire::bpf`], attached before
-    /// the socket is bound, so no frame gets past it).
+    /// the socket is bound, so no frame gets past it), and polling
+    /// [`SPIN`] long after each frame before it sleeps (`synack connect`).
     ///
     /// # Errors
     /// As [`PnetLink::open`]; `InvalidInput` when the kernel rejects the
     /// program.
     pub fn open_filtered(name: &str, filter: &[Insn]) -> io::Result<PnetLink> {
-        Self::open_with(name, false, Some(filter))
+        Self::open_with(name, false, true, Some(filter))
     }
 
     /// A receive-only capture of the frames `filter` accepts on `name`
@@ -90,7 +122,7 @@ impl PnetLink {
         ignore_outgoing: bool,
         filter: &[Insn],
     ) -> io::Result<PnetLink> {
-        Self::open_with(name, ignore_outgoing, Some(filter))
+        Self::open_with(name, ignore_outgoing, false, Some(filter))
     }
 
     /// A link on the loopback interface `name`, where every frame is both
@@ -114,7 +146,8 @@ impl PnetLink {
         mark: Option<u32>,
         filter: Option<&[Insn]>,
     ) -> io::Result<PnetLink> {
-        let mut link = Self::open_with(name, true, filter)?;
+        let mut link = Self::open_with(name, true, true, filter)?;
+        link.echoes = Some(VecDeque::new());
         let raw = socket2::Socket::new(
             socket2::Domain::IPV4,
             socket2::Type::RAW,
@@ -127,7 +160,12 @@ impl PnetLink {
         Ok(link)
     }
 
-    fn open_with(name: &str, loopback: bool, filter: Option<&[Insn]>) -> io::Result<PnetLink> {
+    fn open_with(
+        name: &str,
+        ignore_outgoing: bool,
+        spin: bool,
+        filter: Option<&[Insn]>,
+    ) -> io::Result<PnetLink> {
         let iface: NetworkInterface = datalink::interfaces()
             .into_iter()
             .find(|iface| iface.name == name)
@@ -140,40 +178,59 @@ impl PnetLink {
                 format!("interface '{name}' has no MAC address"),
             )
         })?;
+        // Our own socket, not yet bound: pnet binds it (and owns and
+        // closes it from here on), so the filter is in place before the
+        // first frame can be queued. We keep a duplicate to read and write.
+        let sock = super::sys::packet_socket(ignore_outgoing)?;
+        if let Some(program) = filter {
+            super::sys::attach_filter(&sock, program).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("attaching the capture filter: {e}"),
+                )
+            })?;
+        }
+        let ours = sock.try_clone()?;
         let config = datalink::Config {
             read_timeout: Some(READ_TIMEOUT),
-            read_buffer_size: 65536,
-            write_buffer_size: 65536,
+            read_buffer_size: 2048,
+            write_buffer_size: 2048,
             promiscuous: false,
-            socket_fd: if loopback || filter.is_some() {
-                // Our own socket, not yet bound: pnet binds it (and owns
-                // and closes it from here on), so the filter is in place
-                // before the first frame can be queued.
-                let sock = super::sys::packet_socket(loopback)?;
-                if let Some(program) = filter {
-                    super::sys::attach_filter(&sock, program).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            format!("attaching the capture filter: {e}"),
-                        )
-                    })?;
-                }
-                Some(sock.into_raw_fd())
-            } else {
-                None
-            },
+            socket_fd: Some(sock.into_raw_fd()),
             ..datalink::Config::default()
         };
-        let echoes = loopback.then(VecDeque::new);
         match datalink::channel(&iface, config)? {
             Channel::Ethernet(tx, rx) => Ok(PnetLink {
-                tx,
-                rx,
+                _channel: (tx, rx),
+                sock: ours,
+                buf: vec![0; FRAME_BUFFER],
+                spin_until: None,
+                spin,
                 mac,
-                echoes,
+                echoes: None,
                 raw_tx: None,
             }),
             _ => Err(io::Error::other("pnet returned a non-Ethernet channel")),
+        }
+    }
+
+    /// One frame if one is queued, without waiting.
+    fn read_now(&mut self) -> io::Result<Option<usize>> {
+        match recv(self.sock.as_raw_fd(), &mut self.buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => Ok(Some(n)),
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sleeps until a frame is queued or `timeout` passed (`ppoll`, to the
+    /// nanosecond); whether one is.
+    fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -194,19 +251,27 @@ impl Link for PnetLink {
                 .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
                 .ok_or_else(|| io::Error::other("a frame too short for IPv4"))?;
             raw.send_to(packet, &std::net::SocketAddrV4::new(dst, 0).into())?;
-            return Ok(());
+        } else {
+            // Bound to the interface: no address needed.
+            send(self.sock.as_raw_fd(), frame, MsgFlags::empty())?;
         }
-        self.tx
-            .send_to(frame, None)
-            .unwrap_or_else(|| Err(io::Error::other("the pnet sender is closed")))
+        if self.spin {
+            self.spin_until = Some(Instant::now() + SPIN);
+        }
+        Ok(())
     }
 
     fn recv(&mut self, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        match self.rx.next() {
-            Ok(frame) => {
+        for _ in 0..MAX_READS {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if let Some(n) = self.read_now()? {
+                if self.spin {
+                    self.spin_until = Some(Instant::now() + SPIN);
+                }
+                let frame = &self.buf[..n];
                 if let Some(echoes) = &mut self.echoes {
                     if let Some(i) = echoes.iter().position(|sent| sent == frame) {
                         // Our own frame, back in through lo.
@@ -214,12 +279,19 @@ impl Link for PnetLink {
                         return Ok(None);
                     }
                 }
-                Ok(Some(frame.to_vec()))
+                return Ok(Some(frame.to_vec()));
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-            Err(e) => Err(e),
+            if self.spin_until.is_some_and(|until| now < until) {
+                // Lets a task waiting for this CPU (often the server the
+                // frame is for) run first.
+                std::thread::yield_now();
+                continue;
+            }
+            if !self.wait_readable((deadline - now).min(READ_TIMEOUT))? {
+                return Ok(None);
+            }
         }
+        Ok(None)
     }
 
     fn mac(&self) -> MacAddr {

@@ -274,6 +274,8 @@ impl Session {
             tx: self.sender(),
             interrupted,
             view,
+            held: Vec::new(),
+            hold: None,
         }
     }
 
@@ -411,17 +413,49 @@ pub struct Forwarder {
     tx: Sender<Message>,
     interrupted: Arc<AtomicBool>,
     view: Option<KernelView>,
+    /// Messages not sent yet (see [`Forwarder::holding`]).
+    held: Vec<Message>,
+    hold: Option<usize>,
 }
 
 impl Forwarder {
+    /// Holds the messages back while the client is busy, and sends them
+    /// when it waits for a frame ([`Observer::idle`]) and `at_least` are
+    /// held, or when the forwarder is dropped: waking the reporter thread
+    /// costs the client a system call, and on a busy machine the reporter
+    /// then takes the CPU the client or its server needs. The reporter
+    /// sees the same messages in the same order, later; use it only where
+    /// nothing else sends to the reporter during the run (`connect`).
+    pub fn holding(mut self, at_least: usize) -> Forwarder {
+        self.hold = Some(at_least.max(1));
+        self
+    }
+
     /// Sends a message of the command's own to the reporter.
-    pub fn send(&self, msg: Message) {
-        let _ = self.tx.send(msg);
+    pub fn send(&mut self, msg: Message) {
+        if self.hold.is_some() {
+            self.held.push(msg);
+        } else {
+            let _ = self.tx.send(msg);
+        }
+    }
+
+    /// Sends what is held.
+    fn flush(&mut self) {
+        for msg in self.held.drain(..) {
+            let _ = self.tx.send(msg);
+        }
     }
 
     /// The client's application made a socket call.
-    pub fn call(&self, at: Instant, call: ClientCall) {
+    pub fn call(&mut self, at: Instant, call: ClientCall) {
         self.send(Message::ClientCall { at, call });
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -447,5 +481,67 @@ impl Observer for Forwarder {
 
     fn call(&mut self, at: Instant, call: ClientCall) {
         Forwarder::call(self, at, call);
+    }
+
+    fn idle(&mut self) {
+        if self
+            .hold
+            .is_some_and(|at_least| self.held.len() >= at_least)
+        {
+            self.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarder(tx: Sender<Message>) -> Forwarder {
+        Forwarder {
+            tx,
+            interrupted: Arc::new(AtomicBool::new(false)),
+            view: None,
+            held: Vec::new(),
+            hold: None,
+        }
+    }
+
+    fn changed(fwd: &mut Forwarder, from: State, to: State) {
+        fwd.state_changed(Instant::now(), vec![(from, to)]);
+    }
+
+    fn received(rx: &mpsc::Receiver<Message>) -> Vec<(State, State)> {
+        rx.try_iter()
+            .flat_map(|msg| match msg {
+                Message::StateChanged { changes, .. } => changes,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A holding forwarder sends nothing while the client is busy, then
+    /// everything in order when it waits with enough held, or when the
+    /// run ends; a plain one sends at once.
+    #[test]
+    fn a_holding_forwarder_sends_when_the_client_waits_or_the_run_ends() {
+        use State::{Closed, Established, FinWait1, SynSent};
+        let (tx, rx) = mpsc::channel();
+        let mut fwd = forwarder(tx.clone()).holding(2);
+        changed(&mut fwd, Closed, SynSent);
+        fwd.idle();
+        assert_eq!(received(&rx), []);
+        changed(&mut fwd, SynSent, Established);
+        assert_eq!(received(&rx), []);
+        fwd.idle();
+        assert_eq!(received(&rx), [(Closed, SynSent), (SynSent, Established)]);
+        changed(&mut fwd, Established, FinWait1);
+        assert_eq!(received(&rx), []);
+        drop(fwd);
+        assert_eq!(received(&rx), [(Established, FinWait1)]);
+
+        let mut plain = forwarder(tx);
+        changed(&mut plain, Closed, SynSent);
+        assert_eq!(received(&rx), [(Closed, SynSent)]);
     }
 }

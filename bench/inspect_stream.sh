@@ -9,7 +9,7 @@
 #
 #   bench/inspect_stream.sh [CAPTURE] [RUNS]
 #   CAPTURE defaults to /tmp/synack-bench/capture.pcap, made as root by
-#   ../shared/bench/gen_capture.sh (~1 GB); RUNS defaults to 3 (median wall
+#   bench/peers/gen_capture.sh (~1 GB); RUNS defaults to 3 (median wall
 #   time, largest peak RSS, GNU time). The generated captures go to a
 #   temporary directory, removed at the end. Not run in CI.
 set -euo pipefail
@@ -17,7 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cap=${1:-/tmp/synack-bench/capture.pcap}
 runs=${2:-3}
-[ -r "$cap" ] || { echo "inspect_stream.sh: no capture at $cap (run ../shared/bench/gen_capture.sh as root)" >&2; exit 2; }
+[ -r "$cap" ] || { echo "inspect_stream.sh: no capture at $cap (run bench/peers/gen_capture.sh as root)" >&2; exit 2; }
 for tool in tcpdump python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "inspect_stream.sh: needs $tool" >&2; exit 2; }
 done

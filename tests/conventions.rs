@@ -262,3 +262,35 @@ fn pcapng_under_a_pcap_name_is_a_usage_error() {
         .stderr(predicates::str::contains("x.pcapng"));
     assert!(!file.exists(), "nothing is written on a usage error");
 }
+
+/// The repository stands alone: nothing a user reads or runs points at a
+/// folder outside it (issue 12).
+#[test]
+fn nothing_refers_outside_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stack = vec![
+        root.join("README.md"),
+        root.join("docs"),
+        root.join("bench"),
+        root.join(".ci"),
+    ];
+    let mut offenders = Vec::new();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let entry = entry.unwrap().path();
+                if !entry.ends_with("target") {
+                    stack.push(entry);
+                }
+            }
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            if text.contains("../shared") {
+                offenders.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these point at ../shared: {offenders:?}"
+    );
+}

@@ -284,7 +284,8 @@ fn nothing_refers_outside_the_repository() {
                 }
             }
         } else if let Ok(text) = std::fs::read_to_string(&path) {
-            if text.contains("../shared") {
+            // Spelled in two pieces, so this file does not name it itself.
+            if text.contains(concat!("..", "/shared")) {
                 offenders.push(path.display().to_string());
             }
         }

@@ -584,11 +584,12 @@ impl Asm {
 
 /// Runs `program` over `frame` as the kernel does (a load past the end
 /// rejects the frame) and returns how many bytes it keeps (0: dropped).
-/// For tests and for checking a program without a socket.
+/// For tests: checking a program without a socket.
 ///
 /// # Panics
 /// On an instruction this module never emits.
-pub fn run(program: &[Insn], frame: &[u8]) -> u32 {
+#[cfg(test)]
+pub(crate) fn run(program: &[Insn], frame: &[u8]) -> u32 {
     let (mut a, mut x) = (0u32, 0u32);
     let mut pc = 0;
     let read = |offset: u32, size: u16| -> Option<u32> {

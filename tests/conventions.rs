@@ -292,6 +292,6 @@ fn nothing_refers_outside_the_repository() {
     }
     assert!(
         offenders.is_empty(),
-        "these point at ../shared: {offenders:?}"
+        "these point outside the repository: {offenders:?}"
     );
 }

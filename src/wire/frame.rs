@@ -204,16 +204,7 @@ pub fn emit_tcp(
         let ip_buf = &mut buf[ETHERNET_HEADER_LEN..];
         let mut tcp_pkt = MutableTcpPacket::new(&mut ip_buf[IPV4_HEADER_LEN..])
             .ok_or(WireError::TooLarge { len: ip_len })?;
-        tcp_pkt.set_source(segment.src_port);
-        tcp_pkt.set_destination(segment.dst_port);
-        tcp_pkt.set_sequence(segment.seq.0);
-        tcp_pkt.set_acknowledgement(segment.ack.0);
-        // The data offset counts 32-bit words.
-        tcp_pkt.set_data_offset(((TCP_HEADER_LEN + options_len(&options)) / 4) as u8);
-        tcp_pkt.set_flags(segment.flags.0);
-        tcp_pkt.set_window(segment.window);
-        tcp_pkt.set_options(&options);
-        tcp_pkt.set_payload(&segment.payload);
+        fill_tcp(&mut tcp_pkt, segment, &options);
         let sum = tcp::ipv4_checksum(&tcp_pkt.to_immutable(), &ip.src, &ip.dst);
         tcp_pkt.set_checksum(sum);
     }
@@ -224,6 +215,25 @@ pub fn emit_tcp(
         total_len,
     )?;
     Ok(buf)
+}
+
+/// Fills a TCP header and its payload from `segment`, for IPv4 and IPv6
+/// alike; the checksum is the caller's, over its own pseudo-header.
+pub(super) fn fill_tcp(
+    tcp_pkt: &mut MutableTcpPacket<'_>,
+    segment: &SegmentRepr,
+    options: &[TcpOption],
+) {
+    tcp_pkt.set_source(segment.src_port);
+    tcp_pkt.set_destination(segment.dst_port);
+    tcp_pkt.set_sequence(segment.seq.0);
+    tcp_pkt.set_acknowledgement(segment.ack.0);
+    // The data offset counts 32-bit words.
+    tcp_pkt.set_data_offset(((TCP_HEADER_LEN + options_len(options)) / 4) as u8);
+    tcp_pkt.set_flags(segment.flags.0);
+    tcp_pkt.set_window(segment.window);
+    tcp_pkt.set_options(options);
+    tcp_pkt.set_payload(&segment.payload);
 }
 
 /// Fills the IPv4 header at the front of `buf` (which holds the whole IP

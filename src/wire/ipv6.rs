@@ -19,7 +19,7 @@ use pnet::packet::ip::{IpNextHeaderProtocol, IpNextHeaderProtocols};
 use pnet::packet::ipv6::MutableIpv6Packet;
 use pnet::packet::tcp::{self, MutableTcpPacket};
 
-use super::frame::{mac, options_len, tcp_options};
+use super::frame::{fill_tcp, mac, options_len, tcp_options};
 use super::icmpv6::{self, Icmpv6Error};
 use super::ndp::{self, NdpRepr};
 use super::tcp::parse_options;
@@ -158,16 +158,7 @@ pub fn emit_tcp6(
     let too_large = WireError::TooLarge { len: tcp_len };
     let mut tcp_pkt = MutableTcpPacket::new(&mut buf[ETHERNET_HEADER_LEN + IPV6_HEADER_LEN..])
         .ok_or(too_large)?;
-    tcp_pkt.set_source(segment.src_port);
-    tcp_pkt.set_destination(segment.dst_port);
-    tcp_pkt.set_sequence(segment.seq.0);
-    tcp_pkt.set_acknowledgement(segment.ack.0);
-    // The data offset counts 32-bit words.
-    tcp_pkt.set_data_offset(((TCP_HEADER_LEN + options_len(&options)) / 4) as u8);
-    tcp_pkt.set_flags(segment.flags.0);
-    tcp_pkt.set_window(segment.window);
-    tcp_pkt.set_options(&options);
-    tcp_pkt.set_payload(&segment.payload);
+    fill_tcp(&mut tcp_pkt, segment, &options);
     let sum = tcp::ipv6_checksum(&tcp_pkt.to_immutable(), &ip.src, &ip.dst);
     tcp_pkt.set_checksum(sum);
     Ok(buf)
